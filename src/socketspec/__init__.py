@@ -1,0 +1,58 @@
+"""socketspec: WebSocket event APIs written like FastAPI apps, served on every core.
+
+The public names most applications need are importable from here; each also
+lives at its documented module path (``socketspec.app.SocketApp``,
+``socketspec.rooms.Room``, ...).
+"""
+
+from socketspec.app import SocketApp
+from socketspec.connection import Connection, Identity, SessionInfo
+from socketspec.di import Depends
+from socketspec.errors import (
+    ERROR_CODES,
+    RESERVED_EVENTS,
+    AuthenticationError,
+    CloseCode,
+    DuplicateEventError,
+    ErrorCode,
+    EventError,
+    ReservedEventNameError,
+    RoomFullError,
+    RoomNotFoundError,
+    RoomPermissionError,
+)
+from socketspec.registry import Broadcasts, Emits, EventDefinition
+from socketspec.rooms import Room
+from socketspec.security.auth import APIKeyAuth, AuthBackend, JWTAuth
+from socketspec.security.ratelimit import RateLimit
+from socketspec.session import SessionConfig
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ERROR_CODES",
+    "RESERVED_EVENTS",
+    "APIKeyAuth",
+    "AuthBackend",
+    "AuthenticationError",
+    "Broadcasts",
+    "CloseCode",
+    "Connection",
+    "Depends",
+    "DuplicateEventError",
+    "Emits",
+    "ErrorCode",
+    "EventDefinition",
+    "EventError",
+    "Identity",
+    "JWTAuth",
+    "RateLimit",
+    "ReservedEventNameError",
+    "Room",
+    "RoomFullError",
+    "RoomNotFoundError",
+    "RoomPermissionError",
+    "SessionConfig",
+    "SessionInfo",
+    "SocketApp",
+]

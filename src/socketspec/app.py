@@ -1,0 +1,383 @@
+"""``SocketApp``: the application object users decorate, and its transport-facing entry points.
+
+Owns the application's configuration, its registrations (events, middleware,
+hooks, guards, rooms), startup validation, and the lifecycle of connections
+as seen by the application: ``handle_connect`` (origin, auth, binding, the
+``__connect__`` greeting, hooks), ``handle_event`` (into the pipeline) and
+``handle_disconnect`` (rooms left, hooks, cleanup). Every transport (the
+shard's WebSocket server, the TestClient) drives the application only
+through these three methods and ``close_connection``. Does not own bytes on
+the wire or sockets.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
+from typing import Any, Literal, TypeVar
+
+from socketspec import envelope
+from socketspec.backends.base import RoomStore
+from socketspec.backends.memory import MemoryRoomStore
+from socketspec.connection import Connection, Identity, SessionInfo, utcnow
+from socketspec.errors import (
+    AuthenticationError,
+    CloseCode,
+    ConfigurationError,
+    ConnectionAuthError,
+    ErrorCode,
+    OriginNotAllowedError,
+    UnknownNamespaceError,
+)
+from socketspec.hooks import Hook, HookName, Hooks
+from socketspec.middleware import Middleware
+from socketspec.pipeline import EventPipeline
+from socketspec.registry import (
+    Broadcasts,
+    Emits,
+    EventDefinition,
+    EventRegistry,
+    normalize_namespace,
+)
+from socketspec.rooms import Room, RoomManager
+from socketspec.runtime import ConnectionRuntime, Transport
+from socketspec.security.auth import AuthBackend
+from socketspec.security.origins import OriginPolicy
+from socketspec.security.ratelimit import RateLimit, TokenBucket
+from socketspec.session import SessionConfig
+from socketspec.state import ConnState
+from socketspec.types import ConnectionId, EventName, Namespace, RawSocket
+
+logger = logging.getLogger("socketspec")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class SocketApp:
+    """A WebSocket event application.
+
+    Args:
+        docs: serve the interactive docs page and the schema documents.
+        docs_url: path of the docs page.
+        docs_access_token: token required (Bearer header or ``?token=``) to see the docs.
+        auth: an auth backend (``JWTAuth``, ``APIKeyAuth`` or any object with
+            ``authenticate(headers, query_params)``); None admits everyone.
+        backend: ``"memory"`` or a ``RoomStore`` holding room membership.
+        allowed_origins: exact Origin values admitted; ``["*"]`` (the default) admits all.
+        max_payload_size: largest inbound message in bytes; larger ones get ``PAYLOAD_TOO_LARGE``.
+        rate_limit: a per-connection token bucket, or None for no limit.
+        session: heartbeat and lifetime settings (``SessionConfig()`` by default).
+        rooms: static rooms and room templates.
+        namespace: the namespace this app's events belong to.
+        debug: send handler exception text to clients (never in production).
+    """
+
+    def __init__(
+        self,
+        *,
+        docs: bool = False,
+        docs_url: str = "/socket-docs",
+        docs_access_token: str | None = None,
+        auth: AuthBackend | None = None,
+        backend: Literal["memory"] | RoomStore = "memory",
+        allowed_origins: Iterable[str] | None = None,
+        max_payload_size: int = 65536,
+        rate_limit: RateLimit | None = None,
+        session: SessionConfig | None = None,
+        rooms: Iterable[Room] | None = None,
+        namespace: Namespace = "/",
+        debug: bool = False,
+    ) -> None:
+        if max_payload_size <= 0:
+            raise ConfigurationError("max_payload_size must be positive")
+        if auth is not None and not callable(getattr(auth, "authenticate", None)):
+            raise ConfigurationError("auth must have an authenticate(headers, query_params) method")
+        self.docs = docs
+        self.docs_url = docs_url
+        self.docs_access_token = docs_access_token
+        self.auth = auth
+        self.allowed_origins = list(allowed_origins) if allowed_origins is not None else ["*"]
+        self.origin_policy = OriginPolicy(self.allowed_origins)
+        self.max_payload_size = max_payload_size
+        self.rate_limit = rate_limit
+        self.session = session if session is not None else SessionConfig()
+        self.namespace = normalize_namespace(namespace)
+        self.debug = debug
+        if backend == "memory":
+            store: RoomStore = MemoryRoomStore()
+        elif isinstance(backend, RoomStore):
+            store = backend
+        else:
+            raise ConfigurationError(f"backend must be 'memory' or a RoomStore, got {backend!r}")
+        self.registry = EventRegistry()
+        self.registry.add_namespace(self.namespace)
+        self.hooks = Hooks()
+        self.rooms = RoomManager(store, self.hooks)
+        for room in rooms or ():
+            self.rooms.add_room(room)
+        self._middlewares: list[Middleware] = []
+        self._pipeline: EventPipeline | None = None
+        self._runtimes: dict[ConnectionId, ConnectionRuntime] = {}
+
+    # -- registration --------------------------------------------------------------------------
+
+    def on(
+        self,
+        event: EventName,
+        *,
+        description: str = "",
+        tags: list[str] | None = None,
+        emits: list[Emits] | None = None,
+        broadcasts: list[Broadcasts] | None = None,
+        ordered: bool = False,
+        deprecated: bool = False,
+        namespace: Namespace | None = None,
+    ) -> Callable[[F], F]:
+        """Register the decorated function as the handler of ``event``."""
+
+        def decorator(handler: F) -> F:
+            self._ensure_not_started("register an event handler")
+            definition = EventDefinition.from_handler(
+                event,
+                normalize_namespace(namespace) if namespace is not None else self.namespace,
+                handler,
+                description=description,
+                tags=tags or (),
+                emits=emits or (),
+                broadcasts=broadcasts or (),
+                ordered=ordered,
+                deprecated=deprecated,
+            )
+            self.registry.register(definition)
+            return handler
+
+        return decorator
+
+    def middleware(self, func: F) -> F:
+        """Register ``async def mw(conn, event, payload, next_handler)``; first added runs first."""
+        self._ensure_not_started("add middleware")
+        self._middlewares.append(func)
+        return func
+
+    def _hook(self, name: HookName, func: F) -> F:
+        self.hooks.add(name, func)
+        return func
+
+    def on_connect(self, func: F) -> F:
+        return self._hook("on_connect", func)
+
+    def on_disconnect(self, func: F) -> F:
+        return self._hook("on_disconnect", func)
+
+    def on_error(self, func: F) -> F:
+        return self._hook("on_error", func)
+
+    def on_room_join(self, func: F) -> F:
+        return self._hook("on_room_join", func)
+
+    def on_room_leave(self, func: F) -> F:
+        return self._hook("on_room_leave", func)
+
+    def room_guard(self, pattern: str) -> Callable[[F], F]:
+        """Register ``guard(conn, **variables) -> bool`` for rooms matching ``pattern``."""
+
+        def decorator(guard: F) -> F:
+            self.rooms.add_guard(pattern, guard)
+            return guard
+
+        return decorator
+
+    def include(self, other: SocketApp) -> None:
+        """Merge another app's events (by namespace), middleware, hooks, guards and rooms."""
+        self._ensure_not_started("include another app")
+        self.registry.merge(other.registry)
+        self._middlewares.extend(other._middlewares)
+        self.hooks.include(other.hooks)
+        self.rooms.include(other.rooms)
+
+    def _ensure_not_started(self, what: str) -> None:
+        if self._pipeline is not None:
+            raise ConfigurationError(f"cannot {what} after the app has started")
+
+    # -- startup -------------------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        return self._pipeline is not None
+
+    def startup(self) -> None:
+        """Validate registrations and compile the pipeline; idempotent.
+
+        Raises DuplicateEventError or ReservedEventNameError before any connection is served.
+        """
+        if self._pipeline is not None:
+            return
+        self.registry.validate()
+        self._pipeline = EventPipeline(
+            registry=self.registry,
+            middlewares=self._middlewares,
+            hooks=self.hooks,
+            auth=self.auth,
+            max_payload_size=self.max_payload_size,
+            debug=self.debug,
+        )
+
+    def event_definitions(self) -> list[EventDefinition]:
+        return list(self.registry)
+
+    # -- the transport-facing entry points -----------------------------------------------------
+
+    def check_origin(self, headers: Mapping[str, str]) -> str | None:
+        """None when the handshake's Origin is admitted, else the one-line reason it is not."""
+        return self.origin_policy.check({k.lower(): v for k, v in headers.items()})
+
+    def serves_namespace(self, namespace: Namespace) -> bool:
+        return self.registry.has_namespace(normalize_namespace(namespace))
+
+    async def handle_connect(
+        self,
+        raw_socket: RawSocket,
+        headers: Mapping[str, str],
+        query_params: Mapping[str, str],
+        *,
+        namespace: Namespace | None = None,
+    ) -> Connection:
+        """Admit a new connection whose transport is ``raw_socket`` (a ``Transport``).
+
+        Raises:
+            UnknownNamespaceError: nothing is registered in ``namespace``.
+            OriginNotAllowedError: the Origin header is not admitted.
+            ConnectionAuthError: authentication failed; ``AUTH_ERROR`` was sent and
+                the transport closed with 4001.
+        """
+        self.startup()
+        transport: Transport = raw_socket
+        headers = {k.lower(): v for k, v in headers.items()}
+        query = dict(query_params)
+        ns = normalize_namespace(namespace) if namespace is not None else self.namespace
+        if not self.registry.has_namespace(ns):
+            raise UnknownNamespaceError(f"namespace {ns!r} is not served")
+        refusal = self.origin_policy.check(headers)
+        if refusal is not None:
+            raise OriginNotAllowedError(refusal)
+        now = utcnow()
+        max_duration = self.session.max_duration
+        conn = Connection(
+            id=str(uuid.uuid4()),
+            raw_socket=raw_socket,
+            identity=Identity(),
+            session=SessionInfo(
+                started_at=now,
+                expires_at=now + timedelta(seconds=max_duration) if max_duration else None,
+            ),
+            connected_at=now,
+            last_active=now,
+            headers=headers,
+            query_params=query,
+            namespace=ns,
+        )
+        bucket = TokenBucket(self.rate_limit) if self.rate_limit is not None else None
+        rt = ConnectionRuntime(self, conn, transport, self.session, bucket)
+        if self.auth is not None:
+            try:
+                result = self.auth.authenticate(headers, query)
+                identity = await result if inspect.isawaitable(result) else result
+                if not isinstance(identity, Identity):
+                    raise TypeError(
+                        f"authenticate() returned {type(identity).__name__}, not Identity"
+                    )
+            except AuthenticationError as exc:
+                await self._refuse(rt, exc.message or "authentication failed")
+                raise ConnectionAuthError(exc.message or "authentication failed") from exc
+            except Exception as exc:
+                logger.exception("auth backend failed during connect")
+                await self._refuse(rt, "authentication failed")
+                raise ConnectionAuthError("authentication failed") from exc
+            conn.identity = identity
+            conn.session.token_expires_at = identity.token_expires_at
+        conn._emit_fn = rt.emit
+        conn._disconnect_fn = lambda reason: self.close_connection(conn, CloseCode.NORMAL, reason)
+        self._runtimes[conn.id] = rt
+        await self.rooms.store.attach(rt)
+        rt.machine.move(ConnState.OPEN)
+        rt.deliver(
+            envelope.encode(
+                "__connect__",
+                {
+                    "conn_id": conn.id,
+                    "namespace": ns,
+                    "user_id": conn.identity.user_id,
+                    "heartbeat_interval": self.session.heartbeat_interval,
+                    "heartbeat_timeout": self.session.heartbeat_timeout,
+                },
+            )
+        )
+        rt.start_session()
+        await self.hooks.run("on_connect", conn)
+        return conn
+
+    async def _refuse(self, rt: ConnectionRuntime, message: str) -> None:
+        """Authentication failed: browsers cannot read a refused handshake, so accept,
+        explain with ``AUTH_ERROR`` and close with 4001."""
+        rt.transport.write(
+            envelope.encode_error(
+                ErrorCode.AUTH_ERROR, message, event=None, request_id=uuid.uuid4().hex
+            )
+        )
+        rt.machine.move(ConnState.CLOSING)
+        await rt.transport.close(CloseCode.AUTH_FAILED, "authentication failed")
+        rt.machine.move(ConnState.CLOSED)
+
+    async def handle_event(self, conn: Connection, raw_message: str | bytes) -> None:
+        """Feed one inbound message; returns when it is admitted, before its handler finishes."""
+        rt = self._runtimes.get(conn.id)
+        if rt is None or self._pipeline is None:
+            return
+        await self._pipeline.handle(rt, raw_message)
+
+    async def handle_disconnect(self, conn: Connection, reason: str = "client_close") -> None:
+        """The transport is gone (peer closed, network dropped); clean up once."""
+        rt = self._runtimes.get(conn.id)
+        if rt is None or not rt.machine.can_move(ConnState.CLOSING):
+            return
+        rt.machine.move(ConnState.CLOSING)
+        await self._finish(rt, reason)
+
+    async def close_connection(self, conn: Connection, code: int, reason: str) -> None:
+        """Server-initiated close with ``code``; ``reason`` reaches the on_disconnect hooks."""
+        rt = self._runtimes.get(conn.id)
+        if rt is None or not rt.machine.can_move(ConnState.CLOSING):
+            return
+        rt.machine.move(ConnState.CLOSING)
+        try:
+            await rt.transport.close(code, reason)
+        except Exception:
+            logger.exception("transport close failed (conn=%s)", conn.id)
+        await self._finish(rt, reason)
+
+    async def _finish(self, rt: ConnectionRuntime, reason: str) -> None:
+        conn = rt.conn
+        rt.stop_session()
+        rt.cancel_tasks()
+        try:
+            await self.rooms.leave_all(conn)
+            await self.hooks.run("on_disconnect", conn, reason)
+        finally:
+            self._runtimes.pop(conn.id, None)
+            rt.machine.move(ConnState.CLOSED)
+
+    # -- introspection -------------------------------------------------------------------------
+
+    def runtime(self, conn_id: ConnectionId) -> ConnectionRuntime | None:
+        return self._runtimes.get(conn_id)
+
+    @property
+    def connections(self) -> list[Connection]:
+        """Connections served by this process."""
+        return [rt.conn for rt in self._runtimes.values()]
+
+    def add_hook(self, name: HookName, hook: Hook) -> None:
+        self.hooks.add(name, hook)

@@ -1,0 +1,90 @@
+"""The room store interface: the one place that knows who is in which room.
+
+Owns the contract between the room API (``socketspec.rooms``) and the
+membership's owner. In one process that owner is ``MemoryRoomStore``; in a
+cluster it is the room actors spread over the shards, reached through the same
+interface. Every method is async because a remote owner answers later; frames
+are already-serialised envelopes, so a broadcast is encoded once whatever the
+store does with it. Does not own guards, hooks or room configuration.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from enum import Enum
+from typing import Protocol
+
+from socketspec.connection import Connection
+from socketspec.types import ConnectionId, Namespace, RoomName
+
+
+class JoinResult(Enum):
+    JOINED = "joined"
+    ALREADY_MEMBER = "already_member"
+    FULL = "full"
+
+
+class LocalMember(Protocol):
+    """A connection served by this process, as the store sees it."""
+
+    @property
+    def id(self) -> ConnectionId: ...
+
+    @property
+    def conn(self) -> Connection: ...
+
+    def deliver(self, frame: bytes) -> bool:
+        """Queue one serialised envelope; False when the connection is gone. Never blocks."""
+        ...
+
+
+class RoomStore(ABC):
+    """Membership and delivery. Implementations must keep each room's order of delivery."""
+
+    @abstractmethod
+    async def attach(self, member: LocalMember) -> None:
+        """A connection opened here; from now on its id is routable."""
+
+    @abstractmethod
+    async def detach(self, conn_id: ConnectionId) -> list[RoomName]:
+        """A connection closed: remove it from every room; returns the rooms it was in."""
+
+    @abstractmethod
+    async def join(self, room: RoomName, conn_id: ConnectionId, max_members: int) -> JoinResult:
+        """Add a member atomically, refusing when ``max_members`` (0: no limit) is reached."""
+
+    @abstractmethod
+    async def leave(self, room: RoomName, conn_id: ConnectionId) -> bool:
+        """Remove a member; False when it was not in the room."""
+
+    @abstractmethod
+    async def members(self, room: RoomName) -> list[Connection]:
+        """The room's members in join order."""
+
+    @abstractmethod
+    async def exists(self, room: RoomName) -> bool:
+        """Whether the room has members, is static, or is within its ttl after emptying."""
+
+    @abstractmethod
+    async def publish(
+        self, room: RoomName, frame: bytes, exclude: frozenset[ConnectionId] = frozenset()
+    ) -> int:
+        """Deliver ``frame`` to every member of ``room`` not in ``exclude``; returns deliveries."""
+
+    @abstractmethod
+    async def publish_all(
+        self,
+        frame: bytes,
+        exclude: frozenset[ConnectionId] = frozenset(),
+        namespace: Namespace | None = None,
+    ) -> int:
+        """Deliver ``frame`` to every connection (of ``namespace``, when given)."""
+
+    @abstractmethod
+    def declare_room(self, room: RoomName, *, static: bool, ttl: float) -> None:
+        """Configure a named room before use: static rooms always exist; ttl keeps an empty one."""
+
+    @abstractmethod
+    def local_connections(self) -> Iterable[Connection]:
+        """Connections served by this process."""

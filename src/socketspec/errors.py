@@ -1,0 +1,173 @@
+"""Exceptions, error codes, close codes and reserved event names.
+
+Owns every name a client or an operator can see in an error: the ``__error__``
+codes, the WebSocket close codes, and the exceptions that map onto them.
+Does not own how errors are encoded on the wire (``socketspec.envelope``).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+from typing import Any
+
+
+class ErrorCode(StrEnum):
+    """Codes carried in the ``__error__`` envelope's ``payload.code``."""
+
+    AUTH_ERROR = "AUTH_ERROR"
+    AUTH_EXPIRED = "AUTH_EXPIRED"
+    HANDLER_ERROR = "HANDLER_ERROR"
+    IDLE_TIMEOUT = "IDLE_TIMEOUT"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    PERMISSION_ERROR = "PERMISSION_ERROR"
+    RATE_LIMIT_ERROR = "RATE_LIMIT_ERROR"
+    ROOM_NOT_FOUND = "ROOM_NOT_FOUND"
+    SESSION_EXPIRED = "SESSION_EXPIRED"
+    UNKNOWN_EVENT = "UNKNOWN_EVENT"
+    VALIDATION_ERROR = "VALIDATION_ERROR"
+
+
+ERROR_CODES: frozenset[str] = frozenset(code.value for code in ErrorCode)
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes the server uses; only protocol and policy close."""
+
+    NORMAL = 1000
+    SERVER_SHUTDOWN = 1001
+    PROTOCOL_ERROR = 1002
+    INVALID_UTF8 = 1007
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    OVER_CAPACITY = 1013
+    AUTH_FAILED = 4001
+    TOKEN_EXPIRED = 4002
+    SESSION_EXPIRED = 4003
+    IDLE_TIMEOUT = 4004
+    HEARTBEAT_TIMEOUT = 4005
+    SLOW_CONSUMER = 4008
+
+
+RESERVED_EVENTS: frozenset[str] = frozenset(
+    {
+        "__connect__",
+        "__disconnect__",
+        "__error__",
+        "__ping__",
+        "__pong__",
+        "__auth_expiring__",
+        "__session_expiring__",
+        "__idle_warning__",
+        "__server_shutdown__",
+        "__refresh_auth__",
+        "__ack__",
+    }
+)
+
+
+class SocketSpecError(Exception):
+    """Base class of every error socketspec raises."""
+
+
+class ConfigurationError(SocketSpecError):
+    """The application is wired wrongly; raised at registration or startup."""
+
+
+class DuplicateEventError(ConfigurationError):
+    """Two handlers claim the same event name in one namespace."""
+
+
+class ReservedEventNameError(ConfigurationError):
+    """A handler was registered for a reserved system event name."""
+
+
+class EventError(SocketSpecError):
+    """An error that is sent to the client as an ``__error__`` envelope.
+
+    Handlers may raise it (or a subclass) on purpose; its message and details
+    are sent as they are, unlike an unexpected exception, whose text is hidden
+    behind ``HANDLER_ERROR``.
+    """
+
+    code: ErrorCode = ErrorCode.HANDLER_ERROR
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        details: dict[str, Any] | None = None,
+        code: ErrorCode | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details or {}
+        if code is not None:
+            self.code = code
+
+
+class AuthenticationError(EventError):
+    """Credentials are missing or invalid."""
+
+    code = ErrorCode.AUTH_ERROR
+
+
+class TokenExpiredError(AuthenticationError):
+    """The presented token has expired."""
+
+    code = ErrorCode.AUTH_EXPIRED
+
+
+class RoomPermissionError(EventError):
+    """A room guard refused a join, or a room refused it for its own rules."""
+
+    code = ErrorCode.PERMISSION_ERROR
+
+
+class RoomFullError(RoomPermissionError):
+    """A room's ``max_members`` is reached."""
+
+
+class RoomNotFoundError(EventError):
+    """A strict broadcast named a room that does not exist."""
+
+    code = ErrorCode.ROOM_NOT_FOUND
+
+
+class RateLimitError(EventError):
+    code = ErrorCode.RATE_LIMIT_ERROR
+
+
+class ValidationFailed(EventError):
+    code = ErrorCode.VALIDATION_ERROR
+
+
+class UnknownEventError(EventError):
+    code = ErrorCode.UNKNOWN_EVENT
+
+
+class PayloadTooLargeError(EventError):
+    code = ErrorCode.PAYLOAD_TOO_LARGE
+
+
+class ConnectRejected(SocketSpecError):
+    """A connection attempt was refused before it became a live connection."""
+
+
+class OriginNotAllowedError(ConnectRejected):
+    """The Origin header is missing or not in ``allowed_origins``."""
+
+
+class UnknownNamespaceError(ConnectRejected):
+    """No events are registered in the requested namespace."""
+
+
+class ConnectionAuthError(ConnectRejected):
+    """Authentication failed during the connect; the connection was closed with 4001."""
+
+    def __init__(self, message: str, close_code: int = CloseCode.AUTH_FAILED) -> None:
+        super().__init__(message)
+        self.close_code = close_code
+
+
+class IllegalTransitionError(SocketSpecError):
+    """A state machine was asked for a transition its table does not allow."""

@@ -1,0 +1,263 @@
+"""The room API: ``Room`` configuration, guards, and ``socket.rooms``.
+
+Owns the rules around membership: guards matched by pattern (their variables
+passed as keyword arguments), private rooms, ``max_members``, static rooms,
+the join and leave hooks, and serialising each broadcast once. Does not own
+membership itself: that belongs to the room store (``socketspec.backends``),
+which a cluster replaces with room actors spread over the shards.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from socketspec import envelope, metrics
+from socketspec.backends.base import JoinResult, RoomStore
+from socketspec.connection import Connection
+from socketspec.errors import (
+    ConfigurationError,
+    RoomFullError,
+    RoomNotFoundError,
+    RoomPermissionError,
+)
+from socketspec.types import ConnectionId, EventName, Namespace, PayloadDict, RoomName
+
+if TYPE_CHECKING:
+    from socketspec.hooks import Hooks
+
+logger = logging.getLogger("socketspec.rooms")
+
+Guard = Callable[..., bool | Awaitable[bool]]
+
+_VARIABLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class Room:
+    """A room's configuration.
+
+    A name without ``{variables}`` declares a static room, which always exists.
+    A name with them (``"chat:{room_id}"``) is a template whose settings apply to
+    every room it matches. ``max_members`` 0 means no limit; ``ttl`` keeps an
+    emptied room existing for that many seconds; a ``private`` room can only be
+    joined through a guard that admits the connection.
+    """
+
+    name: RoomName
+    private: bool = False
+    max_members: int = 0
+    ttl: float = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+DEFAULT_ROOM = Room(name="")
+
+
+class RoomPattern:
+    """A room name pattern such as ``admin:{section}``; variables match one or more characters."""
+
+    __slots__ = ("_regex", "pattern", "variables")
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        parts: list[str] = []
+        self.variables: list[str] = []
+        index = 0
+        for match in _VARIABLE.finditer(pattern):
+            parts.append(re.escape(pattern[index : match.start()]))
+            name = match.group(1)
+            if name in self.variables:
+                raise ConfigurationError(f"room pattern {pattern!r} repeats variable {name!r}")
+            self.variables.append(name)
+            parts.append(f"(?P<{name}>.+)")
+            index = match.end()
+        parts.append(re.escape(pattern[index:]))
+        self._regex = re.compile("".join(parts), re.DOTALL)
+
+    @property
+    def is_template(self) -> bool:
+        return bool(self.variables)
+
+    def match(self, room: RoomName) -> dict[str, str] | None:
+        found = self._regex.fullmatch(room)
+        return None if found is None else found.groupdict()
+
+
+@dataclass(frozen=True)
+class RegisteredGuard:
+    pattern: RoomPattern
+    guard: Guard
+    wants_room: bool
+
+
+class RoomManager:
+    """``socket.rooms``: join, leave, broadcast and list members."""
+
+    def __init__(self, store: RoomStore, hooks: Hooks) -> None:
+        self._store = store
+        self._hooks = hooks
+        self._guards: list[RegisteredGuard] = []
+        self._static: dict[RoomName, Room] = {}
+        self._templates: list[tuple[RoomPattern, Room]] = []
+
+    @property
+    def store(self) -> RoomStore:
+        return self._store
+
+    # -- configuration -------------------------------------------------------------------------
+
+    def add_guard(self, pattern: str, guard: Guard) -> None:
+        compiled = RoomPattern(pattern)
+        params = inspect.signature(guard).parameters
+        wants_room = "room" in params and "room" not in compiled.variables
+        self._guards.append(RegisteredGuard(compiled, guard, wants_room))
+
+    def add_room(self, room: Room) -> None:
+        pattern = RoomPattern(room.name)
+        if pattern.is_template:
+            self._templates.append((pattern, room))
+        else:
+            self._static[room.name] = room
+            self._store.declare_room(room.name, static=True, ttl=room.ttl)
+
+    def config_for(self, room: RoomName) -> Room:
+        static = self._static.get(room)
+        if static is not None:
+            return static
+        for pattern, config in self._templates:
+            if pattern.match(room) is not None:
+                return config
+        return DEFAULT_ROOM
+
+    def include(self, other: RoomManager) -> None:
+        self._guards.extend(other._guards)
+        for room in other._static.values():
+            self.add_room(room)
+        self._templates.extend(other._templates)
+
+    # -- membership ----------------------------------------------------------------------------
+
+    async def check_guards(self, conn: Connection, room: RoomName) -> None:
+        """Run every guard whose pattern matches ``room``; raises RoomPermissionError."""
+        config = self.config_for(room)
+        admitted_by_guard = False
+        for registered in self._guards:
+            variables = registered.pattern.match(room)
+            if variables is None:
+                continue
+            kwargs: dict[str, Any] = dict(variables)
+            if registered.wants_room:
+                kwargs["room"] = room
+            allowed = registered.guard(conn, **kwargs)
+            if inspect.isawaitable(allowed):
+                allowed = await allowed
+            if not allowed:
+                raise RoomPermissionError(
+                    f"not allowed to join room {room!r}", details={"room": room}
+                )
+            admitted_by_guard = True
+        if config.private and not admitted_by_guard:
+            raise RoomPermissionError(f"room {room!r} is private", details={"room": room})
+
+    async def join(self, conn: Connection, room: RoomName) -> None:
+        """Admit ``conn`` to ``room`` after its guards; raises RoomPermissionError/RoomFullError."""
+        if room == conn.id or room in conn.rooms:
+            return
+        await self.check_guards(conn, room)
+        config = self.config_for(room)
+        result = await self._store.join(room, conn.id, config.max_members)
+        if result is JoinResult.FULL:
+            raise RoomFullError(
+                f"room {room!r} is full",
+                details={"room": room, "max_members": config.max_members},
+            )
+        if config.ttl and room not in self._static:
+            self._store.declare_room(room, static=False, ttl=config.ttl)
+        conn.rooms.add(room)
+        metrics.room_joins.inc()
+        await self._hooks.run("on_room_join", conn, room)
+
+    async def leave(self, conn: Connection, room: RoomName) -> None:
+        if room not in conn.rooms:
+            return
+        conn.rooms.discard(room)
+        await self._store.leave(room, conn.id)
+        metrics.room_leaves.inc()
+        await self._hooks.run("on_room_leave", conn, room)
+
+    async def leave_all(self, conn: Connection) -> None:
+        """A connection is going away: drop it everywhere and run the leave hooks per room."""
+        rooms = await self._store.detach(conn.id)
+        for room in rooms:
+            conn.rooms.discard(room)
+            metrics.room_leaves.inc()
+            await self._hooks.run("on_room_leave", conn, room)
+        conn.rooms.clear()
+
+    async def members(self, room: RoomName) -> list[Connection]:
+        return await self._store.members(room)
+
+    async def exists(self, room: RoomName) -> bool:
+        return await self._store.exists(room)
+
+    # -- delivery ------------------------------------------------------------------------------
+
+    async def broadcast(
+        self,
+        room: RoomName,
+        event: EventName,
+        payload: PayloadDict | BaseModel,
+        *,
+        exclude: Iterable[ConnectionId | Connection] | None = None,
+        strict: bool = False,
+    ) -> int:
+        """Send ``event`` to every member of ``room``; returns the deliveries made here.
+
+        The envelope is serialised once, whatever the number of members. With
+        ``strict=True`` a room that does not exist raises ``RoomNotFoundError``
+        (the client sees ``ROOM_NOT_FOUND``); otherwise it is a no-op.
+        """
+        if strict and not await self._store.exists(room):
+            raise RoomNotFoundError(f"room {room!r} does not exist", details={"room": room})
+        frame = envelope.encode(event, payload)
+        return await self._store.publish(room, frame, _ids(exclude))
+
+    async def broadcast_all(
+        self,
+        event: EventName,
+        payload: PayloadDict | BaseModel,
+        *,
+        namespace: Namespace | None = None,
+    ) -> int:
+        """Send ``event`` to every connection (of ``namespace`` when given)."""
+        return await self._store.publish_all(envelope.encode(event, payload), namespace=namespace)
+
+    async def broadcast_except(
+        self,
+        exclude: ConnectionId | Connection | Iterable[ConnectionId | Connection],
+        event: EventName,
+        payload: PayloadDict | BaseModel,
+    ) -> int:
+        """Send ``event`` to every connection except ``exclude`` (one or several)."""
+        if isinstance(exclude, str | Connection):
+            exclude = [exclude]
+        return await self._store.publish_all(envelope.encode(event, payload), _ids(exclude))
+
+    async def emit_to(
+        self, conn_id: ConnectionId, event: EventName, payload: PayloadDict | BaseModel
+    ) -> bool:
+        """Send ``event`` to one connection by id; False when no such connection is live."""
+        return await self._store.publish(conn_id, envelope.encode(event, payload)) > 0
+
+
+def _ids(items: Iterable[ConnectionId | Connection] | None) -> frozenset[ConnectionId]:
+    if not items:
+        return frozenset()
+    return frozenset(item.id if isinstance(item, Connection) else item for item in items)

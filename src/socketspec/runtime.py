@@ -1,0 +1,236 @@
+"""The connection runtime: the application half of a connection actor.
+
+Owns everything about one live connection that is not protocol bytes: its
+state machine, its session clock and the timer that drives it, its rate-limit
+bucket, its in-flight handler tasks (bounded, with per-event ordering for
+``ordered=True`` handlers) and the outbound side of ``emit``. The transport
+underneath (the shard's WebSocket protocol, the TestClient's queue) only
+moves bytes: it implements ``Transport``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import BaseModel
+
+from socketspec import envelope, metrics
+from socketspec.connection import Connection
+from socketspec.errors import CloseCode, ErrorCode
+from socketspec.security.ratelimit import TokenBucket
+from socketspec.session import SessionAction, SessionClock, SessionConfig
+from socketspec.state import ConnectionStateMachine, ConnState
+from socketspec.types import AckId, ConnectionId, EventName, PayloadDict
+
+if TYPE_CHECKING:
+    from socketspec.app import SocketApp
+
+logger = logging.getLogger("socketspec.connection")
+
+# Handlers of one connection that may run at once; past it, admitting the next
+# event waits, which pauses reading from that client (backpressure).
+MAX_INFLIGHT_EVENTS = 64
+
+_WRITABLE = (ConnState.OPEN, ConnState.DRAINING)
+
+
+class Transport(Protocol):
+    """What a connection runtime needs from whatever carries its bytes."""
+
+    def write(self, data: bytes) -> None:
+        """Queue one complete outbound message (a UTF-8 JSON envelope). Never blocks."""
+        ...
+
+    async def close(self, code: int, reason: str) -> None:
+        """Start the closing handshake with ``code``; the transport later reports the end."""
+        ...
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+class ConnectionRuntime:
+    def __init__(
+        self,
+        app: SocketApp,
+        conn: Connection,
+        transport: Transport,
+        session: SessionConfig,
+        bucket: TokenBucket | None,
+    ) -> None:
+        self.app = app
+        self.conn = conn
+        self.transport = transport
+        self.machine = ConnectionStateMachine()
+        self.bucket = bucket
+        self.session_config = session
+        self.clock: SessionClock | None = None
+        self.inflight = asyncio.Semaphore(MAX_INFLIGHT_EVENTS)
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.ordered_tails: dict[EventName, asyncio.Task[Any]] = {}
+        self.heartbeat_rtt: float | None = None
+        self._session_task: asyncio.Task[None] | None = None
+        self._session_wake = asyncio.Event()
+
+    @property
+    def id(self) -> ConnectionId:
+        return self.conn.id
+
+    # -- outbound ------------------------------------------------------------------------------
+
+    def deliver(self, frame: bytes) -> bool:
+        """Queue a serialised envelope; dropped (False) once the connection is closing."""
+        if self.machine.state not in _WRITABLE:
+            return False
+        self.transport.write(frame)
+        return True
+
+    async def emit(self, event: EventName, payload: PayloadDict | BaseModel) -> None:
+        self.deliver(envelope.encode(event, payload))
+
+    def send_error(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        event: EventName | None = None,
+        details: PayloadDict | None = None,
+        ack: AckId | None = None,
+        request_id: str | None = None,
+    ) -> str:
+        """Send an ``__error__`` envelope; returns its request id (also in the log line)."""
+        request_id = request_id or new_request_id()
+        metrics.errors.labels(code=code.value).inc()
+        logger.info(
+            "error %s conn=%s event=%s request_id=%s: %s",
+            code.value,
+            self.id,
+            event,
+            request_id,
+            message,
+        )
+        self.deliver(
+            envelope.encode_error(
+                code, message, event=event, request_id=request_id, details=details, ack=ack
+            )
+        )
+        return request_id
+
+    # -- handler tasks -------------------------------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    def cancel_tasks(self) -> None:
+        current = asyncio.current_task()
+        for task in list(self.tasks):
+            if task is not current:
+                task.cancel()
+
+    async def wait_idle(self) -> None:
+        """Wait until no handler of this connection is running (used by tests and drains)."""
+        while self.tasks - {asyncio.current_task()}:
+            await asyncio.gather(*(self.tasks - {asyncio.current_task()}), return_exceptions=True)
+
+    # -- session -------------------------------------------------------------------------------
+
+    def start_session(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.clock = SessionClock(self.session_config, loop.time(), self._token_expires_in())
+        self._session_task = loop.create_task(self._session_loop())
+
+    def stop_session(self) -> None:
+        task = self._session_task
+        self._session_task = None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    def _token_expires_in(self) -> float | None:
+        expires = self.conn.identity.token_expires_at
+        if expires is None:
+            return None
+        return (expires - datetime.now(UTC)).total_seconds()
+
+    def token_refreshed(self) -> None:
+        """The identity changed: restart the token timers from its new expiry."""
+        if self.clock is not None:
+            self.clock.set_token_expiry(asyncio.get_running_loop().time(), self._token_expires_in())
+            self._session_wake.set()
+
+    def touch(self, *, is_pong: bool) -> None:
+        self.conn.touch()
+        clock = self.clock
+        if clock is None:
+            return
+        now = asyncio.get_running_loop().time()
+        if is_pong:
+            rtt = clock.on_pong(now)
+            if rtt is not None:
+                self.heartbeat_rtt = rtt
+        else:
+            clock.on_activity(now)
+
+    async def _session_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        clock = self.clock
+        assert clock is not None
+        while not clock.finished:
+            deadline = clock.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - loop.time())
+            self._session_wake.clear()
+            try:
+                await asyncio.wait_for(self._session_wake.wait(), timeout)
+                continue  # woken: deadlines changed, recompute
+            except TimeoutError:
+                pass
+            for action in clock.due(loop.time()):
+                await self._perform(action)
+
+    async def _perform(self, action: SessionAction) -> None:
+        conn = self.conn
+        if action is SessionAction.PING:
+            self.deliver(envelope.encode("__ping__", {"ts": time.time()}))
+        elif action is SessionAction.WARN_AUTH_EXPIRING:
+            expires = conn.identity.token_expires_at
+            self.deliver(
+                envelope.encode(
+                    "__auth_expiring__",
+                    {
+                        "expires_at": expires.isoformat() if expires else None,
+                        "expires_in": self._token_expires_in(),
+                    },
+                )
+            )
+        elif action is SessionAction.CLOSE_IDLE:
+            timeout = self.session_config.idle_timeout
+            self.deliver(
+                envelope.encode(
+                    "__idle_warning__", {"reason": "idle_timeout", "idle_timeout": timeout}
+                )
+            )
+            self.send_error(ErrorCode.IDLE_TIMEOUT, f"no activity for {timeout:g}s")
+            await self.app.close_connection(conn, CloseCode.IDLE_TIMEOUT, "idle_timeout")
+        elif action is SessionAction.CLOSE_SESSION_EXPIRED:
+            limit = self.session_config.max_duration
+            self.deliver(
+                envelope.encode(
+                    "__session_expiring__", {"reason": "max_duration", "max_duration": limit}
+                )
+            )
+            self.send_error(ErrorCode.SESSION_EXPIRED, f"session reached its maximum of {limit:g}s")
+            await self.app.close_connection(conn, CloseCode.SESSION_EXPIRED, "session_expired")
+        elif action is SessionAction.CLOSE_AUTH_EXPIRED:
+            self.send_error(ErrorCode.AUTH_EXPIRED, "token expired")
+            await self.app.close_connection(conn, CloseCode.TOKEN_EXPIRED, "auth_expired")
+        elif action is SessionAction.CLOSE_HEARTBEAT_TIMEOUT:
+            await self.app.close_connection(conn, CloseCode.HEARTBEAT_TIMEOUT, "heartbeat_timeout")
