@@ -15,6 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -211,26 +212,54 @@ class ConnectionRuntime:
                     },
                 )
             )
-        elif action is SessionAction.CLOSE_IDLE:
-            timeout = self.session_config.idle_timeout
-            self.deliver(
-                envelope.encode(
-                    "__idle_warning__", {"reason": "idle_timeout", "idle_timeout": timeout}
-                )
-            )
-            self.send_error(ErrorCode.IDLE_TIMEOUT, f"no activity for {timeout:g}s")
-            await self.app.close_connection(conn, CloseCode.IDLE_TIMEOUT, "idle_timeout")
-        elif action is SessionAction.CLOSE_SESSION_EXPIRED:
-            limit = self.session_config.max_duration
-            self.deliver(
-                envelope.encode(
-                    "__session_expiring__", {"reason": "max_duration", "max_duration": limit}
-                )
-            )
-            self.send_error(ErrorCode.SESSION_EXPIRED, f"session reached its maximum of {limit:g}s")
-            await self.app.close_connection(conn, CloseCode.SESSION_EXPIRED, "session_expired")
-        elif action is SessionAction.CLOSE_AUTH_EXPIRED:
-            self.send_error(ErrorCode.AUTH_EXPIRED, "token expired")
-            await self.app.close_connection(conn, CloseCode.TOKEN_EXPIRED, "auth_expired")
-        elif action is SessionAction.CLOSE_HEARTBEAT_TIMEOUT:
-            await self.app.close_connection(conn, CloseCode.HEARTBEAT_TIMEOUT, "heartbeat_timeout")
+        else:
+            await self._close_for(action)
+
+    async def _close_for(self, action: SessionAction) -> None:
+        """A session limit was reached: say so (notice and error, when there are), then close."""
+        policy = _SESSION_CLOSES[action]
+        config = self.session_config
+        if policy.notice is not None:
+            setting = policy.setting
+            assert setting is not None
+            value = getattr(config, setting)
+            self.deliver(envelope.encode(policy.notice, {"reason": setting, setting: value}))
+        if policy.error is not None:
+            self.send_error(policy.error, policy.message.format(config=config))
+        await self.app.close_connection(self.conn, policy.close_code, policy.reason)
+
+
+@dataclass(frozen=True, slots=True)
+class _SessionClose:
+    close_code: CloseCode
+    reason: str  # what the on_disconnect hooks receive
+    error: ErrorCode | None = None
+    message: str = ""
+    notice: str | None = None  # system event sent before the error
+    setting: str | None = None  # the SessionConfig field the notice reports
+
+
+_SESSION_CLOSES: dict[SessionAction, _SessionClose] = {
+    SessionAction.CLOSE_IDLE: _SessionClose(
+        CloseCode.IDLE_TIMEOUT,
+        "idle_timeout",
+        ErrorCode.IDLE_TIMEOUT,
+        "no activity for {config.idle_timeout:g}s",
+        "__idle_warning__",
+        "idle_timeout",
+    ),
+    SessionAction.CLOSE_SESSION_EXPIRED: _SessionClose(
+        CloseCode.SESSION_EXPIRED,
+        "session_expired",
+        ErrorCode.SESSION_EXPIRED,
+        "session reached its maximum of {config.max_duration:g}s",
+        "__session_expiring__",
+        "max_duration",
+    ),
+    SessionAction.CLOSE_AUTH_EXPIRED: _SessionClose(
+        CloseCode.TOKEN_EXPIRED, "auth_expired", ErrorCode.AUTH_EXPIRED, "token expired"
+    ),
+    SessionAction.CLOSE_HEARTBEAT_TIMEOUT: _SessionClose(
+        CloseCode.HEARTBEAT_TIMEOUT, "heartbeat_timeout"
+    ),
+}
