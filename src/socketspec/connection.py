@@ -44,10 +44,12 @@ class Identity:
     raw_token: str | None = field(default=None, repr=False)
     token_expires_at: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Set by auth backends: a token without ``sub`` or an anonymous API key still authenticates.
+    authenticated: bool = False
 
     @property
     def is_authenticated(self) -> bool:
-        return self.user_id is not None
+        return self.authenticated or self.user_id is not None
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes

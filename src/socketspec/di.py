@@ -86,11 +86,19 @@ def call_kind(call: Callable[..., Any]) -> CallKind:
 
 
 def type_hints(call: Callable[..., Any]) -> dict[str, Any]:
-    target = call if inspect.isroutine(call) or inspect.isclass(call) else type(call).__call__
+    """Resolved annotations of ``call``'s parameters (a class: of its constructor)."""
+    if inspect.isclass(call):
+        target: Any = call.__init__
+    elif inspect.isroutine(call):
+        target = call
+    else:
+        target = type(call).__call__
     try:
-        return get_type_hints(target)
+        hints = get_type_hints(target)
     except Exception:  # unresolvable forward references: fall back to raw annotations
-        return dict(getattr(target, "__annotations__", {}))
+        hints = dict(getattr(target, "__annotations__", {}))
+    hints.pop("return", None)
+    return hints
 
 
 def is_connection_param(name: str, annotation: Any) -> bool:

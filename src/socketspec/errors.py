@@ -89,14 +89,15 @@ class EventError(SocketSpecError):
     behind ``HANDLER_ERROR``.
     """
 
-    code: ErrorCode = ErrorCode.HANDLER_ERROR
+    # One of ErrorCode, or an application's own code (a constant: it becomes a metric label).
+    code: ErrorCode | str = ErrorCode.HANDLER_ERROR
 
     def __init__(
         self,
         message: str = "",
         *,
         details: dict[str, Any] | None = None,
-        code: ErrorCode | None = None,
+        code: ErrorCode | str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message

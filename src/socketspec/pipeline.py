@@ -16,6 +16,7 @@ import inspect
 import logging
 import time
 from contextlib import AsyncExitStack
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -45,6 +46,8 @@ logger = logging.getLogger("socketspec.pipeline")
 PONG = "__pong__"
 REFRESH_AUTH = "__refresh_auth__"
 HANDLER_ERROR_MESSAGE = "internal error while handling the event"
+# The handler's return value, per message task; read when the middleware chain returns None.
+_HANDLER_RESULT: ContextVar[Any] = ContextVar("socketspec_handler_result", default=None)
 
 
 class _EventMetrics:
@@ -102,7 +105,8 @@ class EventPipeline:
                 ack=message.ack,
             )
             return
-        if rt.bucket is not None and not rt.bucket.consume():
+        # Heartbeat replies are exempt: refusing them would turn a rate limit into a 4005 close.
+        if rt.bucket is not None and message.event != PONG and not rt.bucket.consume():
             rt.send_error(
                 ErrorCode.RATE_LIMIT_ERROR,
                 "rate limit exceeded",
@@ -155,7 +159,12 @@ class EventPipeline:
             if previous is not None and not previous.done():
                 # ordered=True: wait for this connection's previous message of the same event
                 await asyncio.wait([previous])
+            _HANDLER_RESULT.set(None)
             result = await self.chain(conn, event, payload)
+            if result is None:
+                # A middleware that awaits next_handler without returning its value
+                # must not swallow the handler's ack.
+                result = _HANDLER_RESULT.get()
             if ack is not None and result is not None:
                 rt.deliver(envelope.encode_ack(ack, result))
         except asyncio.CancelledError:
@@ -214,6 +223,7 @@ class EventPipeline:
         finally:
             event_metrics.duration.observe(time.perf_counter() - started)
         event_metrics.ok.inc()
+        _HANDLER_RESULT.set(result)
         return result
 
     @staticmethod

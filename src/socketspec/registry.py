@@ -145,11 +145,26 @@ class EventDefinition:
                     f"handler for {name!r} takes (conn, payload) and Depends(...) parameters; "
                     f"cannot fill: {extra}"
                 )
+        unfillable_keywords = [
+            p.name
+            for p in signature.parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is inspect.Parameter.empty
+        ]
+        if unfillable_keywords:
+            raise ConfigurationError(
+                f"handler for {name!r}: keyword-only parameters need a default or Depends(...); "
+                f"cannot fill: {', '.join(unfillable_keywords)}"
+            )
         payload_param = positional[1].name if len(positional) >= 2 else None
         payload_type: Any = None
         adapter: TypeAdapter[Any] | None = None
         if payload_param is not None:
             payload_type = hints.get(payload_param, positional[1].annotation)
+            if isinstance(payload_type, str):
+                raise ConfigurationError(
+                    f"handler for {name!r}: cannot resolve payload annotation {payload_type!r}; "
+                    "define the model at module level (string annotations are resolved there)"
+                )
             if _is_raw_payload(payload_type):
                 payload_type = dict
             elif not (inspect.isclass(payload_type) and issubclass(payload_type, BaseModel)):

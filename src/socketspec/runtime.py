@@ -98,7 +98,7 @@ class ConnectionRuntime:
 
     def send_error(
         self,
-        code: ErrorCode,
+        code: ErrorCode | str,
         message: str,
         *,
         event: EventName | None = None,
@@ -108,10 +108,11 @@ class ConnectionRuntime:
     ) -> str:
         """Send an ``__error__`` envelope; returns its request id (also in the log line)."""
         request_id = request_id or new_request_id()
-        metrics.errors.labels(code=code.value).inc()
+        code = str(code)
+        metrics.errors.labels(code=code).inc()
         logger.info(
             "error %s conn=%s event=%s request_id=%s: %s",
-            code.value,
+            code,
             self.id,
             event,
             request_id,
@@ -178,6 +179,8 @@ class ConnectionRuntime:
             rtt = clock.on_pong(now)
             if rtt is not None:
                 self.heartbeat_rtt = rtt
+                # the pong deadline was the timer's next wake-up; the next ping may be sooner
+                self._session_wake.set()
         else:
             clock.on_activity(now)
 

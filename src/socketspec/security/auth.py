@@ -9,6 +9,7 @@ with 4001) or the session's expiry timers.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Awaitable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -126,6 +127,7 @@ def identity_from_claims(claims: dict[str, Any], token: str, role_claim: str = "
         claims=claims,
         raw_token=token,
         token_expires_at=expires,
+        authenticated=True,
     )
 
 
@@ -133,8 +135,10 @@ class APIKeyAuth:
     """Static API keys, from the ``x-api-key`` header or ``?api_key=``.
 
     ``keys`` is an iterable of keys, or a mapping of key to the user id it
-    stands for. Keys are compared in constant time, and every key is compared,
-    so the time taken says nothing about which key came close.
+    stands for. A bare key's user id is ``api-key:`` and a prefix of the key's
+    SHA-256, which names the key in logs without revealing it. Keys are
+    compared in constant time, and every key is compared, so the time taken
+    says nothing about which key came close.
     """
 
     def __init__(
@@ -144,11 +148,13 @@ class APIKeyAuth:
         header: str = "x-api-key",
         query_param: str = "api_key",
     ) -> None:
-        self._keys: list[tuple[bytes, str | None]]
+        self._keys: list[tuple[bytes, str]]
         if isinstance(keys, Mapping):
             self._keys = [(k.encode(), str(v)) for k, v in keys.items()]
         else:
-            self._keys = [(k.encode(), None) for k in keys]
+            self._keys = [
+                (k.encode(), "api-key:" + hashlib.sha256(k.encode()).hexdigest()[:12]) for k in keys
+            ]
         if not self._keys:
             raise ValueError("APIKeyAuth needs at least one key")
         self.header = header.lower()
@@ -170,4 +176,4 @@ class APIKeyAuth:
                 matched = user
         if not found:
             raise AuthenticationError("invalid API key")
-        return Identity(user_id=matched, extra={"auth": "api_key"})
+        return Identity(user_id=matched, extra={"auth": "api_key"}, authenticated=True)

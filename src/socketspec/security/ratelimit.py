@@ -24,6 +24,8 @@ class RateLimit:
     def __post_init__(self) -> None:
         if self.events <= 0 or self.per_seconds <= 0:
             raise ValueError("RateLimit needs positive events and per_seconds")
+        if self.burst is not None and self.burst <= 0:
+            raise ValueError("RateLimit.burst must be positive")
 
 
 class TokenBucket:
