@@ -11,9 +11,9 @@ import jwt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chat import create_app  # noqa: E402
+from chat import create_app
 
-from socketspec.testing import ErrorReply, TestClient  # noqa: E402
+from socketspec.testing import ErrorReply, TestClient
 
 SECRET = "demo-secret-for-the-in-process-chat-demo"
 

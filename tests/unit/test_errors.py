@@ -1,0 +1,148 @@
+"""Error codes, close codes, reserved events and exception mapping (DESIGN section 3)."""
+
+from __future__ import annotations
+
+import pytest
+
+from socketspec import errors
+from socketspec.errors import (
+    ERROR_CODES,
+    RESERVED_EVENTS,
+    CloseCode,
+    ErrorCode,
+)
+
+
+def test_error_codes_match_design() -> None:
+    assert (
+        frozenset(
+            {
+                "AUTH_ERROR",
+                "AUTH_EXPIRED",
+                "HANDLER_ERROR",
+                "IDLE_TIMEOUT",
+                "PAYLOAD_TOO_LARGE",
+                "PERMISSION_ERROR",
+                "RATE_LIMIT_ERROR",
+                "ROOM_NOT_FOUND",
+                "SESSION_EXPIRED",
+                "UNKNOWN_EVENT",
+                "VALIDATION_ERROR",
+            }
+        )
+        == ERROR_CODES
+    )
+    assert {c.value for c in ErrorCode} == ERROR_CODES
+
+
+def test_error_code_is_its_string() -> None:
+    assert str(ErrorCode.AUTH_ERROR) == "AUTH_ERROR"
+    assert ErrorCode.ROOM_NOT_FOUND == "ROOM_NOT_FOUND"
+
+
+def test_close_code_values() -> None:
+    assert sorted(int(c) for c in CloseCode) == [
+        1000,
+        1001,
+        1002,
+        1007,
+        1009,
+        1011,
+        1013,
+        4001,
+        4002,
+        4003,
+        4004,
+        4005,
+        4008,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("member", "value"),
+    [
+        ("NORMAL", 1000),
+        ("SERVER_SHUTDOWN", 1001),
+        ("PROTOCOL_ERROR", 1002),
+        ("INVALID_UTF8", 1007),
+        ("MESSAGE_TOO_BIG", 1009),
+        ("INTERNAL_ERROR", 1011),
+        ("OVER_CAPACITY", 1013),
+        ("AUTH_FAILED", 4001),
+        ("TOKEN_EXPIRED", 4002),
+        ("SESSION_EXPIRED", 4003),
+        ("IDLE_TIMEOUT", 4004),
+        ("HEARTBEAT_TIMEOUT", 4005),
+        ("SLOW_CONSUMER", 4008),
+    ],
+)
+def test_close_code_meaning(member: str, value: int) -> None:
+    assert CloseCode[member] == value
+
+
+def test_reserved_events_match_design() -> None:
+    assert (
+        frozenset(
+            {
+                "__connect__",
+                "__disconnect__",
+                "__error__",
+                "__ping__",
+                "__pong__",
+                "__auth_expiring__",
+                "__session_expiring__",
+                "__idle_warning__",
+                "__server_shutdown__",
+                "__refresh_auth__",
+                "__ack__",
+            }
+        )
+        == RESERVED_EVENTS
+    )
+
+
+@pytest.mark.parametrize(
+    ("exc_type", "code"),
+    [
+        (errors.EventError, ErrorCode.HANDLER_ERROR),
+        (errors.AuthenticationError, ErrorCode.AUTH_ERROR),
+        (errors.TokenExpiredError, ErrorCode.AUTH_EXPIRED),
+        (errors.RoomPermissionError, ErrorCode.PERMISSION_ERROR),
+        (errors.RoomFullError, ErrorCode.PERMISSION_ERROR),
+        (errors.RoomNotFoundError, ErrorCode.ROOM_NOT_FOUND),
+        (errors.RateLimitError, ErrorCode.RATE_LIMIT_ERROR),
+        (errors.ValidationFailed, ErrorCode.VALIDATION_ERROR),
+        (errors.UnknownEventError, ErrorCode.UNKNOWN_EVENT),
+        (errors.PayloadTooLargeError, ErrorCode.PAYLOAD_TOO_LARGE),
+    ],
+)
+def test_event_error_codes(exc_type: type[errors.EventError], code: ErrorCode) -> None:
+    exc = exc_type("msg", details={"k": "v"})
+    assert exc.code is code
+    assert exc.message == "msg"
+    assert str(exc) == "msg"
+    assert exc.details == {"k": "v"}
+    assert isinstance(exc, errors.EventError)
+    assert isinstance(exc, errors.SocketSpecError)
+
+
+def test_event_error_code_override_is_per_instance() -> None:
+    exc = errors.EventError("x", code=ErrorCode.IDLE_TIMEOUT)
+    assert exc.code is ErrorCode.IDLE_TIMEOUT
+    assert errors.EventError("y").code is ErrorCode.HANDLER_ERROR
+    assert errors.EventError().details == {}
+
+
+def test_hierarchy() -> None:
+    assert issubclass(errors.TokenExpiredError, errors.AuthenticationError)
+    assert issubclass(errors.RoomFullError, errors.RoomPermissionError)
+    assert issubclass(errors.DuplicateEventError, errors.ConfigurationError)
+    assert issubclass(errors.ReservedEventNameError, errors.ConfigurationError)
+    assert issubclass(errors.OriginNotAllowedError, errors.ConnectRejected)
+    assert not issubclass(errors.ConnectRejected, errors.EventError)
+    assert issubclass(errors.IllegalTransitionError, errors.SocketSpecError)
+
+
+def test_connection_auth_error_close_code() -> None:
+    assert errors.ConnectionAuthError("no").close_code == 4001
+    assert errors.ConnectionAuthError("late", CloseCode.TOKEN_EXPIRED).close_code == 4002
