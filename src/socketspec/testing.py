@@ -64,6 +64,7 @@ class MemoryTransport:
         self.inbox: asyncio.Queue[PayloadDict] = asyncio.Queue()
         self.frames_out = 0
         self.unread_bytes = 0
+        self._sizes: deque[int] = deque()
         self.close_code: int | None = None
         self.close_reason = ""
         self.closed = asyncio.Event()
@@ -82,14 +83,16 @@ class MemoryTransport:
                 self.on_overflow()
             return
         message = orjson.loads(data)
-        message["_size"] = len(data)
+        self._sizes.append(len(data))
         self.frames_out += 1
         self.inbox.put_nowait(message)
         if message.get("event") == "__ping__" and self.on_ping is not None:
             self.on_ping()
 
     def consumed(self, message: PayloadDict) -> PayloadDict:
-        self.unread_bytes -= message.pop("_size", 0)
+        """Account for a message taken from ``inbox`` (the queue is FIFO, so are the sizes)."""
+        if self._sizes:
+            self.unread_bytes -= self._sizes.popleft()
         return message
 
     async def close(self, code: int, reason: str) -> None:
