@@ -327,9 +327,8 @@ class SocketApp:
                 ErrorCode.AUTH_ERROR, message, event=None, request_id=uuid.uuid4().hex
             )
         )
-        rt.machine.move(ConnState.CLOSING)
+        rt.machine.move(ConnState.REJECTED)
         await rt.transport.close(CloseCode.AUTH_FAILED, "authentication failed")
-        rt.machine.move(ConnState.CLOSED)
 
     async def handle_event(self, conn: Connection, raw_message: str | bytes) -> None:
         """Feed one inbound message; returns when it is admitted, before its handler finishes."""

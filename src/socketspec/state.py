@@ -16,7 +16,8 @@ from socketspec.errors import IllegalTransitionError
 
 
 class ConnState(StrEnum):
-    HANDSHAKE = "handshake"  # accepted by the transport, not yet authenticated
+    CONNECTING = "connecting"  # upgrade accepted by the transport, not yet authenticated
+    REJECTED = "rejected"  # terminal: refused during connect (authentication)
     OPEN = "open"  # authenticated, events flow
     DRAINING = "draining"  # server shutting down: no new events, running ones finish
     CLOSING = "closing"  # close started, cleanup (rooms, hooks) in progress
@@ -24,7 +25,8 @@ class ConnState(StrEnum):
 
 
 TRANSITIONS: dict[ConnState, frozenset[ConnState]] = {
-    ConnState.HANDSHAKE: frozenset({ConnState.OPEN, ConnState.CLOSING}),
+    ConnState.CONNECTING: frozenset({ConnState.OPEN, ConnState.REJECTED}),
+    ConnState.REJECTED: frozenset(),
     ConnState.OPEN: frozenset({ConnState.DRAINING, ConnState.CLOSING}),
     ConnState.DRAINING: frozenset({ConnState.CLOSING}),
     ConnState.CLOSING: frozenset({ConnState.CLOSED}),
@@ -46,8 +48,8 @@ class ConnectionStateMachine:
     __slots__ = ("state",)
 
     def __init__(self) -> None:
-        self.state = ConnState.HANDSHAKE
-        _STATE_GAUGES[ConnState.HANDSHAKE].inc()
+        self.state = ConnState.CONNECTING
+        _STATE_GAUGES[ConnState.CONNECTING].inc()
 
     def can_move(self, target: ConnState) -> bool:
         return target in TRANSITIONS[self.state]
@@ -62,7 +64,7 @@ class ConnectionStateMachine:
         self.state = target
         counter.inc()
         _STATE_GAUGES[source].dec()
-        if target is not ConnState.CLOSED:
+        if TRANSITIONS[target]:  # terminal states are not counted as current connections
             _STATE_GAUGES[target].inc()
 
     @property
@@ -71,4 +73,4 @@ class ConnectionStateMachine:
 
     @property
     def is_closed(self) -> bool:
-        return self.state in (ConnState.CLOSING, ConnState.CLOSED)
+        return self.state in (ConnState.CLOSING, ConnState.CLOSED, ConnState.REJECTED)

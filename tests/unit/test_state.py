@@ -19,13 +19,14 @@ ILLEGAL = sorted(
     key=lambda pair: (pair[0].value, pair[1].value),
 )
 
-# The path from HANDSHAKE that reaches each state.
+# The path from CONNECTING that reaches each state.
 PATH_TO = {
-    ConnState.HANDSHAKE: [],
+    ConnState.CONNECTING: [],
     ConnState.OPEN: [ConnState.OPEN],
     ConnState.DRAINING: [ConnState.OPEN, ConnState.DRAINING],
-    ConnState.CLOSING: [ConnState.CLOSING],
-    ConnState.CLOSED: [ConnState.CLOSING, ConnState.CLOSED],
+    ConnState.REJECTED: [ConnState.REJECTED],
+    ConnState.CLOSING: [ConnState.OPEN, ConnState.CLOSING],
+    ConnState.CLOSED: [ConnState.OPEN, ConnState.CLOSING, ConnState.CLOSED],
 }
 
 
@@ -44,7 +45,8 @@ def transitions_seen(src: ConnState, dst: ConnState) -> float:
 
 def test_table_is_the_expected_lifecycle() -> None:
     assert {src: set(dsts) for src, dsts in TRANSITIONS.items()} == {
-        ConnState.HANDSHAKE: {ConnState.OPEN, ConnState.CLOSING},
+        ConnState.CONNECTING: {ConnState.OPEN, ConnState.REJECTED},
+        ConnState.REJECTED: set(),
         ConnState.OPEN: {ConnState.DRAINING, ConnState.CLOSING},
         ConnState.DRAINING: {ConnState.CLOSING},
         ConnState.CLOSING: {ConnState.CLOSED},
@@ -54,7 +56,7 @@ def test_table_is_the_expected_lifecycle() -> None:
 
 def test_starts_in_handshake() -> None:
     machine = ConnectionStateMachine()
-    assert machine.state is ConnState.HANDSHAKE
+    assert machine.state is ConnState.CONNECTING
     assert not machine.accepts_events
     assert not machine.is_closed
 
@@ -89,15 +91,15 @@ def test_each_move_counts_once(src: ConnState, dst: ConnState) -> None:
 
 def test_illegal_move_is_not_counted() -> None:
     machine = ConnectionStateMachine()
-    before = transitions_seen(ConnState.HANDSHAKE, ConnState.CLOSED)
+    before = transitions_seen(ConnState.CONNECTING, ConnState.CLOSED)
     with pytest.raises(IllegalTransitionError):
         machine.move(ConnState.CLOSED)
-    assert transitions_seen(ConnState.HANDSHAKE, ConnState.CLOSED) == before
+    assert transitions_seen(ConnState.CONNECTING, ConnState.CLOSED) == before
 
 
 def test_full_lifecycle_counts_each_step() -> None:
     steps = [
-        (ConnState.HANDSHAKE, ConnState.OPEN),
+        (ConnState.CONNECTING, ConnState.OPEN),
         (ConnState.OPEN, ConnState.DRAINING),
         (ConnState.DRAINING, ConnState.CLOSING),
         (ConnState.CLOSING, ConnState.CLOSED),
@@ -129,9 +131,9 @@ def connections_in(state: ConnState) -> float:
 def test_state_gauge_follows_the_machine() -> None:
     before = {state: connections_in(state) for state in ConnState}
     machine = ConnectionStateMachine()
-    assert connections_in(ConnState.HANDSHAKE) == before[ConnState.HANDSHAKE] + 1
+    assert connections_in(ConnState.CONNECTING) == before[ConnState.CONNECTING] + 1
     machine.move(ConnState.OPEN)
-    assert connections_in(ConnState.HANDSHAKE) == before[ConnState.HANDSHAKE]
+    assert connections_in(ConnState.CONNECTING) == before[ConnState.CONNECTING]
     assert connections_in(ConnState.OPEN) == before[ConnState.OPEN] + 1
     machine.move(ConnState.CLOSING)
     machine.move(ConnState.CLOSED)
