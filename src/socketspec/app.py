@@ -12,6 +12,7 @@ the wire or sockets.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import uuid
@@ -121,6 +122,8 @@ class SocketApp:
         self._middlewares: list[Middleware] = []
         self._pipeline: EventPipeline | None = None
         self._runtimes: dict[ConnectionId, ConnectionRuntime] = {}
+        # Added to every __connect__ greeting by the server (the shard number, for one).
+        self.server_info: dict[str, Any] = {}
 
     # -- registration --------------------------------------------------------------------------
 
@@ -197,6 +200,8 @@ class SocketApp:
         self._middlewares.extend(other._middlewares)
         self.hooks.include(other.hooks)
         self.rooms.include(other.rooms)
+        # The other app's handlers reach rooms through ``other.rooms``: share ours.
+        other.rooms = self.rooms
 
     def _ensure_not_started(self, what: str) -> None:
         if self._pipeline is not None:
@@ -312,6 +317,7 @@ class SocketApp:
                     "user_id": conn.identity.user_id,
                     "heartbeat_interval": self.session.heartbeat_interval,
                     "heartbeat_timeout": self.session.heartbeat_timeout,
+                    **self.server_info,
                 },
             )
         )
@@ -336,6 +342,32 @@ class SocketApp:
         if rt is None or self._pipeline is None:
             return
         await self._pipeline.handle(rt, raw_message)
+
+    async def handle_oversize(self, conn: Connection) -> None:
+        """The transport discarded a message larger than ``max_payload_size`` while it arrived."""
+        rt = self._runtimes.get(conn.id)
+        if rt is not None and self._pipeline is not None and rt.machine.accepts_events:
+            self._pipeline.refuse_oversize(rt)
+
+    async def drain(self, timeout: float) -> None:
+        """Server shutdown: no new events, ``__server_shutdown__`` to everyone, running
+        handlers get ``timeout`` seconds to finish, then every connection closes with 1001."""
+        runtimes = list(self._runtimes.values())
+        notice = envelope.encode(
+            "__server_shutdown__", {"reason": "shutdown", "graceful_timeout": timeout}
+        )
+        for rt in runtimes:
+            if rt.machine.can_move(ConnState.DRAINING):
+                rt.machine.move(ConnState.DRAINING)
+                rt.deliver(notice)
+        if runtimes:
+            waiting = asyncio.gather(*(rt.wait_idle() for rt in runtimes))
+            try:
+                await asyncio.wait_for(waiting, timeout)
+            except TimeoutError:
+                logger.warning("handlers still running after %ss of drain; closing", timeout)
+        for rt in runtimes:
+            await self.close_connection(rt.conn, CloseCode.SERVER_SHUTDOWN, "server_shutdown")
 
     async def handle_disconnect(self, conn: Connection, reason: str = "client_close") -> None:
         """The transport is gone (peer closed, network dropped); clean up once."""

@@ -89,11 +89,7 @@ class EventPipeline:
         if not rt.machine.accepts_events:
             return
         if envelope.exceeds(raw, self.max_payload_size):
-            rt.send_error(
-                ErrorCode.PAYLOAD_TOO_LARGE,
-                f"message exceeds the {self.max_payload_size}-byte limit",
-                details={"max_payload_size": self.max_payload_size},
-            )
+            self.refuse_oversize(rt)
             return
         message = envelope.decode(raw)
         if isinstance(message, envelope.DecodeFailure):
@@ -143,6 +139,13 @@ class EventPipeline:
         if definition is not None and definition.ordered:
             rt.ordered_tails[event] = task
             task.add_done_callback(lambda t: _clear_tail(rt, event, t))
+
+    def refuse_oversize(self, rt: ConnectionRuntime) -> None:
+        rt.send_error(
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            f"message exceeds the {self.max_payload_size}-byte limit",
+            details={"max_payload_size": self.max_payload_size},
+        )
 
     # -- the rest runs in its own task ----------------------------------------------------------
 

@@ -1,0 +1,263 @@
+"""``socketspec-cluster``: the command line of the server.
+
+Owns the flags of DESIGN section 5, each also read from an environment
+variable (``SOCKETSPEC_<FLAG>``), their validation (a bad flag or value is one
+line on stderr and exit code 2), loading and validating the application
+before serving, and logging setup. Runs one shard in the foreground.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from socketspec.app import SocketApp
+from socketspec.errors import ConfigurationError
+from socketspec.loader import AppLoadError, load_app
+from socketspec.server.config import ServerConfig
+from socketspec.server.shard import run_shard
+
+ENV_PREFIX = "SOCKETSPEC_"
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1024,
+    "kib": 1024,
+    "m": 1 << 20,
+    "mb": 1 << 20,
+    "mib": 1 << 20,
+    "g": 1 << 30,
+    "gb": 1 << 30,
+    "gib": 1 << 30,
+}
+
+
+def parse_size(text: str) -> int:
+    """``16MiB``, ``512k``, ``1048576`` → bytes."""
+    value = text.strip().lower()
+    number = value.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = value[len(number) :].strip()
+    if unit not in _UNITS or not number:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r} (use e.g. 16MiB, 512KiB, 1024)")
+    try:
+        size = int(float(number) * _UNITS[unit])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}") from None
+    if size <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return size
+
+
+def parse_workers(text: str) -> int:
+    if text == "auto":
+        return os.cpu_count() or 1
+    try:
+        workers = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--workers takes a number or 'auto', got {text!r}"
+        ) from None
+    if workers < 1:
+        raise argparse.ArgumentTypeError(f"--workers must be at least 1, got {workers}")
+    return workers
+
+
+def parse_port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range: {port}")
+    return port
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Errors are one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def env_default(flag: str, default: Any) -> Any:
+    return os.environ.get(ENV_PREFIX + flag.upper().replace("-", "_"), default)
+
+
+def env_flag(flag: str) -> bool:
+    raw = os.environ.get(ENV_PREFIX + flag.upper().replace("-", "_"), "")
+    return raw.strip().lower() in ("1", "true", "yes", "on")
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(
+        prog="socketspec-cluster",
+        description="Serve a socketspec application. Every flag can also be set with an "
+        "environment variable SOCKETSPEC_<FLAG> (e.g. SOCKETSPEC_PORT=9000, "
+        "SOCKETSPEC_COMPRESSION=1); a flag on the command line wins.",
+    )
+    parser.add_argument(
+        "app",
+        nargs="?",
+        default=env_default("app", None),
+        metavar="APP",
+        help="package.module:attribute naming a SocketApp (env SOCKETSPEC_APP); without it, "
+        "every handler library of the 'socketspec.handlers' entry-point group is served",
+    )
+    parser.add_argument(
+        "--workers",
+        type=parse_workers,
+        default=env_default("workers", "1"),
+        help="shards to run, or 'auto' for one per core (env SOCKETSPEC_WORKERS)",
+    )
+    parser.add_argument(
+        "--host",
+        default=env_default("host", "127.0.0.1"),
+        help="address to listen on (env SOCKETSPEC_HOST, default 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--port",
+        type=parse_port,
+        default=env_default("port", "8000"),
+        help="port to listen on; 0 picks a free one (env SOCKETSPEC_PORT)",
+    )
+    parser.add_argument(
+        "--path",
+        default=env_default("path", "/ws"),
+        help="WebSocket path; namespace /x is served at <path>/x (env SOCKETSPEC_PATH)",
+    )
+    parser.add_argument(
+        "--certfile",
+        default=env_default("certfile", None),
+        help="TLS certificate (PEM) to serve wss:// (env SOCKETSPEC_CERTFILE)",
+    )
+    parser.add_argument(
+        "--keyfile",
+        default=env_default("keyfile", None),
+        help="TLS private key (PEM) (env SOCKETSPEC_KEYFILE)",
+    )
+    parser.add_argument(
+        "--graceful-timeout",
+        type=positive_float,
+        default=env_default("graceful-timeout", "30"),
+        help="seconds running handlers get on shutdown (env SOCKETSPEC_GRACEFUL_TIMEOUT)",
+    )
+    parser.add_argument(
+        "--max-message-size",
+        type=parse_size,
+        default=env_default("max-message-size", "16MiB"),
+        help="hard cap on one frame or message; larger closes with 1009 "
+        "(env SOCKETSPEC_MAX_MESSAGE_SIZE)",
+    )
+    parser.add_argument(
+        "--max-outbound",
+        type=parse_size,
+        default=env_default("max-outbound", "1MiB"),
+        help="unsent bytes past which a connection is closed with 4008 "
+        "(env SOCKETSPEC_MAX_OUTBOUND)",
+    )
+    parser.add_argument(
+        "--compression",
+        action="store_true",
+        default=env_flag("compression"),
+        help="accept permessage-deflate (env SOCKETSPEC_COMPRESSION=1)",
+    )
+    parser.add_argument(
+        "--echo",
+        action="store_true",
+        default=env_flag("echo"),
+        help="serve a bare echo endpoint instead of an app (env SOCKETSPEC_ECHO=1)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=env_default("log-level", "info"),
+        choices=["debug", "info", "warning", "error", "critical"],
+        help="(env SOCKETSPEC_LOG_LEVEL)",
+    )
+    parser.add_argument(
+        "--log-json",
+        action="store_true",
+        default=env_flag("log-json"),
+        help="one JSON object per log line (env SOCKETSPEC_LOG_JSON=1)",
+    )
+    return parser
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(level: str, as_json: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if as_json:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def config_from(args: argparse.Namespace) -> ServerConfig:
+    return ServerConfig(
+        host=args.host,
+        port=args.port,
+        path="/" + args.path.strip("/"),
+        max_message_size=args.max_message_size,
+        max_outbound=args.max_outbound,
+        compression=args.compression,
+        graceful_timeout=args.graceful_timeout,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
+        echo=args.echo,
+        log_level=args.log_level,
+        log_json=args.log_json,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.keyfile and not args.certfile:
+        parser.error("--keyfile needs --certfile")
+    if args.workers != 1:
+        parser.error("this build runs one shard per process: use --workers 1")
+    configure_logging(args.log_level, args.log_json)
+    sys.path.insert(0, os.getcwd())  # APP modules are named relative to where we run
+    app: SocketApp | None = None
+    if not args.echo:
+        try:
+            app = load_app(args.app)
+            app.startup()
+        except (AppLoadError, ConfigurationError) as exc:
+            parser.exit(2, f"socketspec-cluster: error: {exc}\n")
+    return run_shard(app, config_from(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""Server settings: what a shard needs to know besides the application.
+
+Owns the defaults and bounds of the transport (sizes, timeouts, TLS files,
+compression). Parsing them from flags and the environment is ``cli``'s job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    path: str = "/ws"
+    max_message_size: int = 16 * MIB  # hard cap: a larger frame or message closes with 1009
+    max_outbound: int = 1 * MIB  # unsent bytes past which a connection is closed with 4008
+    compression: bool = False
+    graceful_timeout: float = 30.0
+    certfile: str | None = None
+    keyfile: str | None = None
+    echo: bool = False
+    handshake_timeout: float = 10.0  # to finish the HTTP upgrade
+    close_timeout: float = 5.0  # to wait for the peer's close frame after ours
+    mailbox_high_water: int = 64  # inbound messages queued before reading pauses
+    mailbox_low_water: int = 16  # ... and resumes
+    backlog: int = 2048
+    log_level: str = "info"
+    log_json: bool = False

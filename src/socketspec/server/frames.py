@@ -1,0 +1,59 @@
+"""Server-to-client WebSocket frame encoding, sans-I/O.
+
+Owns building the bytes of unmasked, unfragmented server frames, and the
+one-entry cache that lets a broadcast frame its payload once per shard: the
+room store hands the same ``bytes`` object to every local member, so framing
+it for the second member onwards is an identity check. Does not own parsing
+(wsproto does) or any socket.
+"""
+
+from __future__ import annotations
+
+import struct
+
+OP_TEXT = 0x1
+OP_BINARY = 0x2
+OP_CLOSE = 0x8
+OP_PING = 0x9
+OP_PONG = 0xA
+
+_FIN = 0x80
+_U16 = struct.Struct("!BBH")
+_U64 = struct.Struct("!BBQ")
+
+
+def frame_header(opcode: int, length: int) -> bytes:
+    first = _FIN | opcode
+    if length < 126:
+        return bytes((first, length))
+    if length < 1 << 16:
+        return _U16.pack(first, 126, length)
+    return _U64.pack(first, 127, length)
+
+
+def encode_frame(opcode: int, payload: bytes) -> bytes:
+    return frame_header(opcode, len(payload)) + payload
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A text frame around ``payload``, which must already be UTF-8."""
+    return frame_header(OP_TEXT, len(payload)) + payload
+
+
+class FrameCache:
+    """Frames the most recent payload once; a broadcast reuses it for every member."""
+
+    __slots__ = ("_frame", "_payload")
+
+    def __init__(self) -> None:
+        self._payload: bytes | None = None
+        self._frame = b""
+
+    def text(self, payload: bytes) -> bytes:
+        if payload is self._payload:
+            return self._frame
+        frame = text_frame(payload)
+        # Holding the payload keeps its id from being reused by another object.
+        self._payload = payload
+        self._frame = frame
+        return frame

@@ -1,0 +1,119 @@
+"""The HTTP side of the listener, sans-I/O: request heads in, routing decisions and
+response bytes out.
+
+Owns parsing a request head with h11 (bounded at ``MAX_HEADER_BYTES``: 431 past
+it, 400 for a malformed head), telling a WebSocket upgrade from a plain
+request, splitting path and query, and encoding the small plain responses the
+server gives (health, 403, 404). Does not own sockets or the WebSocket
+handshake itself (wsproto performs it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlsplit
+
+import h11
+import orjson
+
+MAX_HEADER_BYTES = 16 * 1024
+
+REASONS = {
+    200: b"OK",
+    400: b"Bad Request",
+    401: b"Unauthorized",
+    403: b"Forbidden",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    426: b"Upgrade Required",
+    431: b"Request Header Fields Too Large",
+    503: b"Service Unavailable",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHead:
+    method: str
+    target: str  # as sent, path and query
+    path: str
+    query: dict[str, str]
+    headers: list[tuple[bytes, bytes]]  # as received (lower-cased names), for wsproto
+    header_map: dict[str, str]  # lower-cased names; repeated headers joined with ", "
+    trailing: bytes  # bytes after the head (early frames of a pipelining client)
+
+    @property
+    def is_websocket_upgrade(self) -> bool:
+        upgrade = self.header_map.get("upgrade", "").lower()
+        connection = self.header_map.get("connection", "").lower()
+        return "websocket" in upgrade and "upgrade" in connection
+
+
+@dataclass(frozen=True, slots=True)
+class HeadError:
+    status: int
+    reason: str
+
+
+class RequestHeadReader:
+    """Feed bytes until a complete request head or an error comes out."""
+
+    __slots__ = ("_h11",)
+
+    def __init__(self) -> None:
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+
+    def feed(self, data: bytes) -> RequestHead | HeadError | None:
+        """None: need more bytes."""
+        conn = self._h11
+        conn.receive_data(data)
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            return HeadError(exc.error_status_hint, str(exc) or "malformed request")
+        if event is h11.NEED_DATA:
+            return None
+        if not isinstance(event, h11.Request):
+            return HeadError(400, "malformed request")
+        target = event.target.decode("latin-1")
+        parts = urlsplit(target)
+        header_map: dict[str, str] = {}
+        for name, value in event.headers:
+            key = name.decode("latin-1").lower()
+            text = value.decode("latin-1")
+            header_map[key] = f"{header_map[key]}, {text}" if key in header_map else text
+        trailing, _closed = conn.trailing_data
+        return RequestHead(
+            method=event.method.decode("latin-1"),
+            target=target,
+            path=parts.path or "/",
+            query=dict(parse_qsl(parts.query, keep_blank_values=True)),
+            headers=list(event.headers),
+            header_map=header_map,
+            trailing=bytes(trailing),
+        )
+
+
+def response(
+    status: int,
+    body: bytes,
+    content_type: bytes = b"text/plain; charset=utf-8",
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> bytes:
+    """A complete HTTP/1.1 response that closes the connection."""
+    lines = [
+        b"HTTP/1.1 %d %s" % (status, REASONS.get(status, b"Unknown")),
+        b"content-type: " + content_type,
+        b"content-length: %d" % len(body),
+        b"connection: close",
+    ]
+    lines.extend(name + b": " + value for name, value in extra or ())
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def text_response(status: int, reason: str) -> bytes:
+    """A one-line plain-text response (403, 404, 400, ...)."""
+    return response(status, reason.encode() + b"\n")
+
+
+def json_response(status: int, document: object) -> bytes:
+    return response(status, orjson.dumps(document), b"application/json")

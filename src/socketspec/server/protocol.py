@@ -1,0 +1,385 @@
+"""The per-connection I/O shell: one ``asyncio.Protocol`` per TCP connection.
+
+Owns the bytes of one connection: the HTTP request head (health answers,
+403/404/400/431, the handshake deadline), the wsproto connection after the
+upgrade, message reassembly within the size limits, the bounded inbound
+mailbox (reading pauses at the high-water mark and resumes at the low), the
+outbound path (frames written straight to the transport; past
+``max_outbound`` unsent bytes the connection is closed with 4008) and the
+closing handshake with its bounded wait. Together with the application's
+``ConnectionRuntime`` it forms the connection actor; the runtime owns the
+connection's state, this class only moves bytes. In echo mode messages are
+echoed as they complete, bypassing the application.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    Request,
+    TextMessage,
+)
+from wsproto.extensions import Extension
+from wsproto.utilities import RemoteProtocolError
+
+from socketspec.connection import Connection
+from socketspec.errors import CloseCode, ConnectionAuthError, ConnectRejected
+from socketspec.server import http
+from socketspec.server.assembly import MessageAssembler, Verdict
+from socketspec.server.deflate import BoundedDeflate
+
+if TYPE_CHECKING:
+    from socketspec.server.shard import ShardContext
+
+logger = logging.getLogger("socketspec.server")
+
+
+class Phase(Enum):
+    HTTP = "http"  # reading the request head
+    UPGRADING = "upgrading"  # 101 sent, the application is admitting the connection
+    WEBSOCKET = "websocket"  # messages flow
+    CLOSED = "closed"
+
+
+PHASES: dict[Phase, frozenset[Phase]] = {
+    Phase.HTTP: frozenset({Phase.UPGRADING, Phase.WEBSOCKET, Phase.CLOSED}),
+    Phase.UPGRADING: frozenset({Phase.WEBSOCKET, Phase.CLOSED}),
+    Phase.WEBSOCKET: frozenset({Phase.CLOSED}),
+    Phase.CLOSED: frozenset(),
+}
+
+
+class _Oversize:
+    """Mailbox marker: a message was discarded for exceeding max_payload_size."""
+
+
+OVERSIZE = _Oversize()
+MailboxItem = str | bytes | bytearray | _Oversize
+
+
+class WebSocketProtocol(asyncio.Protocol):
+    def __init__(self, ctx: ShardContext) -> None:
+        self.ctx = ctx
+        self.phase = Phase.HTTP
+        self.conn: Connection | None = None
+        self._transport: asyncio.Transport | None = None
+        self._reader: http.RequestHeadReader | None = http.RequestHeadReader()
+        self._ws: WSConnection | None = None
+        self._assembler: MessageAssembler | None = None
+        self._mailbox: deque[MailboxItem] = deque()
+        self._drainer: asyncio.Task[None] | None = None
+        self._reading_paused = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._pending: bytes = b""  # bytes read while the application admits the connection
+
+    # -- phase -----------------------------------------------------------------------------------
+
+    def _enter(self, phase: Phase) -> None:
+        if phase not in PHASES[self.phase]:
+            raise RuntimeError(f"connection cannot move from {self.phase.value} to {phase.value}")
+        self.phase = phase
+
+    # -- asyncio.Protocol --------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = transport  # type: ignore[assignment]
+        self.ctx.track(self)
+        self._set_timer(self.ctx.config.handshake_timeout, self._abort)
+
+    def data_received(self, data: bytes) -> None:
+        phase = self.phase
+        if phase is Phase.WEBSOCKET:
+            ws = self._ws
+            assert ws is not None
+            ws.receive_data(data)
+            self._process_events(ws)
+        elif phase is Phase.HTTP:
+            reader = self._reader
+            assert reader is not None
+            head = reader.feed(data)
+            if isinstance(head, http.HeadError):
+                self._reply(http.text_response(head.status, head.reason))
+            elif head is not None:
+                self._reader = None
+                self._on_request(head)
+        elif phase is Phase.UPGRADING:
+            self._pending += data
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        if self.phase is not Phase.CLOSED:
+            self._enter(Phase.CLOSED)
+        self.ctx.forget(self)
+        self._mailbox.clear()
+        if self.conn is not None:
+            self.ctx.spawn(self.ctx.app_required.handle_disconnect(self.conn, "connection_lost"))
+
+    # -- HTTP ------------------------------------------------------------------------------------
+
+    def _reply(self, response: bytes) -> None:
+        """Answer a plain HTTP request and close."""
+        transport = self._transport
+        assert transport is not None
+        self._cancel_timer()
+        transport.write(response)
+        transport.close()
+        if self.phase is not Phase.CLOSED:
+            self._enter(Phase.CLOSED)
+
+    def _on_request(self, head: http.RequestHead) -> None:
+        ctx = self.ctx
+        if not head.is_websocket_upgrade:
+            self._reply(ctx.http_response(head))
+            return
+        if ctx.draining:
+            self._reply(http.text_response(503, "server is shutting down"))
+            return
+        namespace = ctx.namespace_for(head.path)
+        if namespace is None:
+            self._reply(http.text_response(404, f"no WebSocket endpoint at {head.path}"))
+            return
+        if ctx.app is not None:
+            refusal = ctx.app.check_origin(head.header_map)
+            if refusal is not None:
+                self._reply(http.text_response(403, f"forbidden: {refusal}"))
+                return
+        ws = WSConnection(ConnectionType.SERVER)
+        try:
+            ws.initiate_upgrade_connection(head.headers, head.target)
+            request = next((e for e in ws.events() if isinstance(e, Request)), None)
+        except RemoteProtocolError as exc:
+            self._reply(http.text_response(400, f"bad WebSocket handshake: {exc}"))
+            return
+        if request is None:
+            self._reply(http.text_response(400, "bad WebSocket handshake"))
+            return
+        config = ctx.config
+        extensions: list[Extension] = []
+        if config.compression:
+            keep = ctx.app.max_payload_size + 1 if ctx.app is not None else config.max_message_size
+            extensions.append(BoundedDeflate(keep, config.max_message_size))
+        transport = self._transport
+        assert transport is not None
+        transport.write(ws.send(AcceptConnection(extensions=extensions)))
+        self._cancel_timer()
+        self._ws = ws
+        soft = ctx.app.max_payload_size if ctx.app is not None else config.max_message_size
+        self._assembler = MessageAssembler(soft, config.max_message_size)
+        if ctx.app is None:  # echo mode: no application to admit the connection
+            self._enter(Phase.WEBSOCKET)
+            if head.trailing:
+                self.data_received(head.trailing)
+            return
+        self._enter(Phase.UPGRADING)
+        self._pending = head.trailing
+        transport.pause_reading()
+        ctx.spawn(self._admit(head, namespace))
+
+    async def _admit(self, head: http.RequestHead, namespace: str) -> None:
+        app = self.ctx.app_required
+        try:
+            conn = await app.handle_connect(self, head.header_map, head.query, namespace=namespace)
+        except ConnectionAuthError:
+            # AUTH_ERROR was sent and close(4001) called by the application; read on
+            # only to complete the closing handshake.
+            self._refused()
+            return
+        except ConnectRejected as exc:
+            self.close_now(CloseCode.PROTOCOL_ERROR, str(exc))
+            self._refused()
+            return
+        except Exception:
+            logger.exception("connect failed")
+            self.close_now(CloseCode.INTERNAL_ERROR, "internal error")
+            self._refused()
+            return
+        if self.phase is not Phase.UPGRADING:  # the peer went away meanwhile
+            await app.handle_disconnect(conn, "connection_lost")
+            return
+        self.conn = conn
+        self._enter(Phase.WEBSOCKET)
+        pending, self._pending = self._pending, b""
+        transport = self._transport
+        assert transport is not None
+        transport.resume_reading()
+        if pending:
+            self.data_received(pending)
+
+    def _refused(self) -> None:
+        if self.phase is not Phase.UPGRADING:
+            return
+        self._enter(Phase.WEBSOCKET)
+        pending, self._pending = self._pending, b""
+        if pending:
+            self.data_received(pending)
+
+    # -- WebSocket -------------------------------------------------------------------------------
+
+    def _process_events(self, ws: WSConnection) -> None:
+        assembler = self._assembler
+        assert assembler is not None
+        for event in ws.events():
+            if isinstance(event, TextMessage | BytesMessage):
+                result = assembler.feed(event.data, event.message_finished)
+                if result is None:
+                    continue
+                if result is Verdict.TOO_BIG:
+                    self._fail(CloseCode.MESSAGE_TOO_BIG, "message too big")
+                    return
+                if self.ctx.app is None:
+                    self._echo(ws, result)
+                elif self.conn is not None:  # None: a refused connection, closing
+                    self._enqueue(OVERSIZE if result is Verdict.OVERSIZE else result)
+            elif isinstance(event, Ping):
+                if ws.state is ConnectionState.OPEN:
+                    self._write_raw(ws.send(event.response()))
+            elif isinstance(event, CloseConnection):
+                self._on_close_event(ws, event)
+                return
+
+    def _echo(self, ws: WSConnection, message: str | bytes | bytearray | Verdict) -> None:
+        if isinstance(message, Verdict):  # over the hard cap is TOO_BIG, handled above
+            return
+        if ws.state is ConnectionState.OPEN:
+            reply = (
+                TextMessage(data=message)
+                if isinstance(message, str)
+                else BytesMessage(data=message)
+            )
+            self._write_raw(ws.send(reply))
+
+    def _on_close_event(self, ws: WSConnection, event: CloseConnection) -> None:
+        transport = self._transport
+        assert transport is not None
+        if ws.state is ConnectionState.REMOTE_CLOSING:
+            # The peer started the closing handshake: answer it, then close TCP.
+            transport.write(ws.send(event.response()))
+            reason = "client_close"
+        elif ws.state is ConnectionState.OPEN:
+            # wsproto found a protocol error (1002) or invalid UTF-8 (1007) and will parse
+            # nothing more: send that close ourselves and drop the connection.
+            transport.write(ws.send(CloseConnection(event.code, event.reason)))
+            reason = "protocol_error" if event.code != CloseCode.INVALID_UTF8 else "invalid_utf8"
+        else:
+            reason = "server_close"  # the answer to our own close
+        self._cancel_timer()
+        transport.close()
+        self._notify_app(reason)
+
+    def _fail(self, code: int, reason: str) -> None:
+        self.close_now(code, reason)
+        self._notify_app(reason.replace(" ", "_"))
+
+    def _notify_app(self, reason: str) -> None:
+        if self.conn is not None:
+            self.ctx.spawn(self.ctx.app_required.handle_disconnect(self.conn, reason))
+
+    # -- the inbound mailbox ---------------------------------------------------------------------
+
+    def _enqueue(self, item: MailboxItem) -> None:
+        mailbox = self._mailbox
+        mailbox.append(item)
+        if not self._reading_paused and len(mailbox) >= self.ctx.config.mailbox_high_water:
+            self._reading_paused = True
+            transport = self._transport
+            assert transport is not None
+            transport.pause_reading()
+        if self._drainer is None:
+            self._drainer = self.ctx.loop.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        app = self.ctx.app_required
+        conn = self.conn
+        assert conn is not None
+        mailbox = self._mailbox
+        low = self.ctx.config.mailbox_low_water
+        try:
+            while mailbox:
+                item = mailbox.popleft()
+                if self._reading_paused and len(mailbox) <= low:
+                    self._reading_paused = False
+                    if self._transport is not None and not self._transport.is_closing():
+                        self._transport.resume_reading()
+                if isinstance(item, _Oversize):
+                    await app.handle_oversize(conn)
+                else:
+                    await app.handle_event(
+                        conn, bytes(item) if isinstance(item, bytearray) else item
+                    )
+        finally:
+            self._drainer = None
+
+    # -- outbound: the application's Transport ---------------------------------------------------
+
+    def _write_raw(self, data: bytes) -> None:
+        transport = self._transport
+        assert transport is not None
+        transport.write(data)
+
+    def write(self, data: bytes) -> None:
+        """Frame one JSON envelope and write it; past max_outbound unsent bytes, close 4008."""
+        ws = self._ws
+        transport = self._transport
+        if ws is None or transport is None or ws.state is not ConnectionState.OPEN:
+            return
+        transport.write(self.ctx.frames.text(data))
+        if transport.get_write_buffer_size() > self.ctx.config.max_outbound:
+            self.ctx.slow_consumer_closes += 1
+            self._fail(CloseCode.SLOW_CONSUMER, "slow consumer")
+
+    async def close(self, code: int, reason: str) -> None:
+        """The application closes the connection (Transport protocol)."""
+        self.close_now(code, reason)
+
+    def close_now(self, code: int, reason: str) -> None:
+        """Send our close frame and wait a bounded time for the peer's before dropping TCP."""
+        ws = self._ws
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if ws is None or ws.state is not ConnectionState.OPEN:
+            transport.close()
+            return
+        transport.write(ws.send(CloseConnection(code, _truncate(reason))))
+        self._set_timer(self.ctx.config.close_timeout, self._abort)
+        if self._reading_paused or self.phase is Phase.UPGRADING:
+            transport.resume_reading()  # to read the peer's close frame
+            self._reading_paused = False
+
+    # -- timers ----------------------------------------------------------------------------------
+
+    def _set_timer(self, delay: float, callback: Callable[[], Any]) -> None:
+        self._cancel_timer()
+        self._timer = self.ctx.loop.call_later(delay, callback)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _abort(self) -> None:
+        self._timer = None
+        if self._transport is not None:
+            self._transport.abort()
+
+
+def _truncate(reason: str) -> str:
+    """A close reason must fit a control frame (123 bytes of UTF-8)."""
+    encoded = reason.encode()[:123]
+    return encoded.decode("utf-8", "ignore")

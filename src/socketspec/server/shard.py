@@ -1,0 +1,208 @@
+"""One shard: a uvloop event loop, its own SO_REUSEPORT listener, and its connections.
+
+Owns binding the listening socket (after fork, in the cluster), TLS, the
+plain HTTP answers (``/healthz``, ``/readyz``, 404), routing upgrade paths to
+namespaces, the state shared by the shard's connection protocols, and the
+graceful drain on SIGTERM/SIGINT: stop accepting, ``__server_shutdown__``,
+running handlers finish within the graceful timeout, close 1001, exit 0.
+Signal handlers only set an event; the shard's main coroutine acts on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import ssl
+from collections.abc import Coroutine
+from typing import Any
+
+import uvloop
+
+from socketspec.app import SocketApp
+from socketspec.server import http
+from socketspec.server.config import ServerConfig
+from socketspec.server.frames import FrameCache
+from socketspec.server.protocol import WebSocketProtocol
+
+logger = logging.getLogger("socketspec.server")
+
+
+class ShardContext:
+    """What every connection protocol of one shard shares."""
+
+    def __init__(
+        self,
+        app: SocketApp | None,
+        config: ServerConfig,
+        loop: asyncio.AbstractEventLoop,
+        shard_id: int = 0,
+    ) -> None:
+        self.app = app
+        self.config = config
+        self.loop = loop
+        self.shard_id = shard_id
+        self.frames = FrameCache()
+        self.protocols: set[WebSocketProtocol] = set()
+        self.draining = False
+        self.slow_consumer_closes = 0
+        self.no_connections = asyncio.Event()
+        self.no_connections.set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._path = config.path.rstrip("/") or "/"
+
+    @property
+    def app_required(self) -> SocketApp:
+        assert self.app is not None, "no application in echo mode"
+        return self.app
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` in a task the shard keeps a reference to until it ends."""
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def track(self, protocol: WebSocketProtocol) -> None:
+        self.protocols.add(protocol)
+        self.no_connections.clear()
+
+    def forget(self, protocol: WebSocketProtocol) -> None:
+        self.protocols.discard(protocol)
+        if not self.protocols:
+            self.no_connections.set()
+
+    def namespace_for(self, path: str) -> str | None:
+        """The namespace served at ``path``: ``<path>`` is "/", ``<path>/x`` is "/x"."""
+        if self.app is None:
+            return "/"  # echo mode answers on every path
+        base = self._path
+        if path == base or path == base + "/":
+            namespace = "/"
+        elif path.startswith(base + "/") if base != "/" else path.startswith("/"):
+            namespace = "/" + path[len(base) :].strip("/")
+        else:
+            return None
+        return namespace if self.app.serves_namespace(namespace) else None
+
+    def http_response(self, head: http.RequestHead) -> bytes:
+        """The answer to a request that is not a WebSocket upgrade."""
+        if head.method not in ("GET", "HEAD"):
+            return http.text_response(405, f"method {head.method} not allowed")
+        if head.path == "/healthz":
+            return http.json_response(200, {"status": "ok", "shard": self.shard_id})
+        if head.path == "/readyz":
+            ready = not self.draining
+            return http.json_response(
+                200 if ready else 503,
+                {"ready": ready, "shard": self.shard_id, "connections": len(self.protocols)},
+            )
+        if self.namespace_for(head.path) is not None:
+            return http.text_response(426, "this endpoint only speaks WebSocket")
+        return http.text_response(404, f"not found: {head.path}")
+
+
+def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
+    """A listening socket with SO_REUSEPORT, so that several shards share the port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((host, port))
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock
+
+
+def tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile, keyfile)
+    return context
+
+
+class Shard:
+    def __init__(self, app: SocketApp | None, config: ServerConfig, shard_id: int = 0) -> None:
+        self.app = app
+        self.config = config
+        self.shard_id = shard_id
+        self.ctx: ShardContext | None = None
+        self._server: asyncio.Server | None = None
+        self._stop = asyncio.Event()
+        self.port: int | None = None
+
+    async def start(self, sock: socket.socket | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        config = self.config
+        if self.app is not None:
+            self.app.startup()
+            self.app.server_info["shard"] = self.shard_id
+        ctx = self.ctx = ShardContext(self.app, config, loop, self.shard_id)
+        if sock is None:
+            sock = bind_socket(config.host, config.port, config.backlog)
+        context = None
+        if config.certfile:
+            context = tls_context(config.certfile, config.keyfile or config.certfile)
+        self._server = await loop.create_server(
+            lambda: WebSocketProtocol(ctx), sock=sock, ssl=context, backlog=config.backlog
+        )
+        self.port = sock.getsockname()[1]
+
+    def request_stop(self) -> None:
+        """Safe from a signal handler: only sets an event."""
+        self._stop.set()
+
+    async def serve(self) -> None:
+        """Serve until SIGTERM/SIGINT (or ``request_stop``), then drain."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.request_stop)
+        await self._stop.wait()
+        await self.drain()
+
+    async def drain(self) -> None:
+        ctx = self.ctx
+        assert ctx is not None and self._server is not None
+        ctx.draining = True
+        self._server.close()  # stop accepting; open connections stay
+        timeout = self.config.graceful_timeout
+        if self.app is not None:
+            await self.app.drain(timeout)
+        else:
+            for protocol in list(ctx.protocols):
+                protocol.close_now(1001, "server shutdown")
+        # Every connection got its close frame; wait (bounded) for the closing handshakes.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ctx.no_connections.wait(), self.config.close_timeout)
+        for protocol in list(ctx.protocols):
+            protocol._abort()
+        await asyncio.sleep(0)
+
+
+def announce(shard: Shard) -> None:
+    scheme = "wss" if shard.config.certfile else "ws"
+    print(
+        f"socketspec shard {shard.shard_id} (pid {os.getpid()}) listening on "
+        f"{scheme}://{shard.config.host}:{shard.port}{shard.config.path}",
+        flush=True,
+    )
+
+
+def run_shard(
+    app: SocketApp | None,
+    config: ServerConfig,
+    shard_id: int = 0,
+    sock: socket.socket | None = None,
+) -> int:
+    """Run one shard in the foreground until it is told to stop; returns the exit code."""
+
+    async def main() -> None:
+        shard = Shard(app, config, shard_id)
+        await shard.start(sock)
+        announce(shard)
+        await shard.serve()
+
+    uvloop.run(main())
+    return 0
