@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit install clean
+.PHONY: run demo test lint install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest -q
 
+# The chat example on the server; `make demo` prints an in-process TestClient conversation.
 run: $(STAMP)
+	$(BIN)/socketspec-cluster examples.chat:socket --workers 1 --port $${PORT:-8000}
+
+demo: $(STAMP)
 	$(BIN)/python examples/chat_demo.py
 
 clean:
