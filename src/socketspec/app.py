@@ -193,6 +193,12 @@ class SocketApp:
 
         return decorator
 
+    def use_store(self, store: RoomStore) -> None:
+        """Hold room membership in ``store`` (the cluster's) instead; before any connection."""
+        if self._runtimes:
+            raise ConfigurationError("cannot change the room store while connections are open")
+        self.rooms.replace_store(store)
+
     def include(self, other: SocketApp) -> None:
         """Merge another app's events (by namespace), middleware, hooks, guards and rooms."""
         self._ensure_not_started("include another app")
@@ -271,7 +277,7 @@ class SocketApp:
         now = utcnow()
         max_duration = self.session.max_duration
         conn = Connection(
-            id=str(uuid.uuid4()),
+            id=self.rooms.store.new_connection_id(),
             raw_socket=raw_socket,
             identity=Identity(),
             session=SessionInfo(

@@ -136,6 +136,11 @@ class RoomManager:
                 return config
         return DEFAULT_ROOM
 
+    def replace_store(self, store: RoomStore) -> None:
+        self._store = store
+        for room in self._static.values():
+            store.declare_room(room.name, static=True, ttl=room.ttl)
+
     def include(self, other: RoomManager) -> None:
         self._guards.extend(other._guards)
         for room in other._static.values():

@@ -10,6 +10,7 @@ store does with it. Does not own guards, hooks or room configuration.
 
 from __future__ import annotations
 
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from enum import Enum
@@ -41,6 +42,10 @@ class LocalMember(Protocol):
 
 class RoomStore(ABC):
     """Membership and delivery. Implementations must keep each room's order of delivery."""
+
+    def new_connection_id(self) -> ConnectionId:
+        """An id for a new connection; a distributed store makes ids it can route."""
+        return str(uuid.uuid4())
 
     @abstractmethod
     async def attach(self, member: LocalMember) -> None:

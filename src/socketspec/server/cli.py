@@ -3,7 +3,7 @@
 Owns the flags of DESIGN section 5, each also read from an environment
 variable (``SOCKETSPEC_<FLAG>``), their validation (a bad flag or value is one
 line on stderr and exit code 2), loading and validating the application
-before serving, and logging setup. Runs one shard in the foreground.
+before any shard is forked, and logging setup; then hands over to the supervisor.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from socketspec.app import SocketApp
+from socketspec.cluster.supervisor import Supervisor, enable_request_migration, reloader
 from socketspec.errors import ConfigurationError
 from socketspec.loader import AppLoadError, load_app
 from socketspec.server.config import ServerConfig
-from socketspec.server.shard import run_shard
 
 ENV_PREFIX = "SOCKETSPEC_"
 _UNITS = {
@@ -245,8 +245,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.keyfile and not args.certfile:
         parser.error("--keyfile needs --certfile")
-    if args.workers != 1:
-        parser.error("this build runs one shard per process: use --workers 1")
     configure_logging(args.log_level, args.log_json)
     sys.path.insert(0, os.getcwd())  # APP modules are named relative to where we run
     app: SocketApp | None = None
@@ -256,7 +254,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             app.startup()
         except (AppLoadError, ConfigurationError) as exc:
             parser.exit(2, f"socketspec-cluster: error: {exc}\n")
-    return run_shard(app, config_from(args))
+    enable_request_migration()
+    supervisor = Supervisor(
+        app,
+        config_from(args),
+        args.workers,
+        app_spec=args.app,
+        reload_app=None if args.echo else reloader(args.app),
+    )
+    return supervisor.run()
 
 
 if __name__ == "__main__":

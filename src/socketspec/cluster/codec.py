@@ -1,0 +1,238 @@
+"""The inter-shard message codec, sans-I/O.
+
+Owns the messages shards exchange (frozen dataclasses) and their wire form:
+a 4-byte big-endian length, then a JSON header ``[kind, fields...]`` of known
+length, then an optional raw blob (a serialised envelope travels as bytes,
+never re-encoded). ``PipeDecoder`` takes bytes in any chunking and returns
+whole messages; a frame larger than ``MAX_FRAME`` is a protocol error. Never
+touches a socket.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+import orjson
+
+MAX_FRAME = 64 * 1024 * 1024
+_HEAD = struct.Struct("!II")  # total length after this word, header length
+
+
+class PipeProtocolError(Exception):
+    """The peer sent bytes that are not a valid pipe frame."""
+
+
+@dataclass(frozen=True, slots=True)
+class PipeMessage:
+    KIND: ClassVar[str] = ""
+    BLOB: ClassVar[str | None] = None  # the field carried as raw bytes, if any
+
+
+@dataclass(frozen=True, slots=True)
+class Hello(PipeMessage):
+    KIND = "hello"
+    shard: int
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRequest(PipeMessage):
+    KIND = "join"
+    request: int
+    room: str
+    conn_id: str
+    max_members: int
+    info: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply(PipeMessage):
+    """The answer to an ask (join, members, exists); ``value`` is JSON."""
+
+    KIND = "reply"
+    request: int
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Leave(PipeMessage):
+    KIND = "leave"
+    room: str
+    conn_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Publish(PipeMessage):
+    """To a room's home: order this frame and fan it out."""
+
+    KIND = "publish"
+    BLOB = "frame"
+    room: str
+    exclude: list[str]
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver(PipeMessage):
+    """From a room's home (or to every shard for broadcast_all): write to local members."""
+
+    KIND = "deliver"
+    BLOB = "frame"
+    room: str | None  # None: every local connection (of ``namespace``, when set)
+    exclude: list[str]
+    namespace: str | None
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EmitTo(PipeMessage):
+    KIND = "emit_to"
+    BLOB = "frame"
+    conn_id: str
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Kick(PipeMessage):
+    """To a connection's shard: close it (``Connection.disconnect`` on a remote member)."""
+
+    KIND = "kick"
+    conn_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MembersRequest(PipeMessage):
+    KIND = "members"
+    request: int
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExistsRequest(PipeMessage):
+    KIND = "exists"
+    request: int
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejoin(PipeMessage):
+    """To a restarted home: the sender's members of rooms homed there, to rebuild them."""
+
+    KIND = "rejoin"
+    members: list[tuple[str, str, dict[str, Any]]]  # (room, conn_id, info)
+
+
+@dataclass(frozen=True, slots=True)
+class ShardDown(PipeMessage):
+    """From the supervisor: shard ``shard`` died; drop its members now."""
+
+    KIND = "shard_down"
+    shard: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ready(PipeMessage):
+    """From a shard to the supervisor: listening and linked."""
+
+    KIND = "ready"
+    shard: int
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class BootFailed(PipeMessage):
+    KIND = "boot_failed"
+    shard: int
+    reason: str
+
+
+MESSAGES: dict[str, type[PipeMessage]] = {
+    cls.KIND: cls
+    for cls in (
+        Hello,
+        JoinRequest,
+        Reply,
+        Leave,
+        Publish,
+        Deliver,
+        EmitTo,
+        MembersRequest,
+        ExistsRequest,
+        Rejoin,
+        ShardDown,
+        Ready,
+        BootFailed,
+    )
+}
+_FIELDS: dict[type[PipeMessage], tuple[str, ...]] = {
+    cls: tuple(f.name for f in fields(cls)) for cls in MESSAGES.values()
+}
+
+
+def encode(message: PipeMessage) -> bytes:
+    cls = type(message)
+    blob_field = cls.BLOB
+    values = [cls.KIND]
+    blob = b""
+    for name in _FIELDS[cls]:
+        if name == blob_field:
+            blob = getattr(message, name)
+        else:
+            values.append(getattr(message, name))
+    header = orjson.dumps(values)
+    return _HEAD.pack(4 + len(header) + len(blob), len(header)) + header + blob
+
+
+def _build(header: bytes, blob: bytes) -> PipeMessage:
+    try:
+        values = orjson.loads(header)
+        cls = MESSAGES[values[0]]
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
+        raise PipeProtocolError(f"bad pipe header: {exc}") from exc
+    names = _FIELDS[cls]
+    args: list[Any] = []
+    it = iter(values[1:])
+    for name in names:
+        if name == cls.BLOB:
+            args.append(blob)
+        else:
+            args.append(next(it))
+    if cls is Rejoin:
+        args[0] = [tuple(member) for member in args[0]]
+    return cls(*args)
+
+
+class PipeDecoder:
+    """Bytes in, messages out."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[PipeMessage]:
+        buffer = self._buffer
+        buffer += data
+        out: list[PipeMessage] = []
+        offset = 0
+        size = len(buffer)
+        while size - offset >= 4:
+            (length,) = struct.unpack_from("!I", buffer, offset)
+            if length > MAX_FRAME or length < 4:
+                raise PipeProtocolError(f"pipe frame of {length} bytes")
+            if size - offset - 4 < length:
+                break
+            (header_len,) = struct.unpack_from("!I", buffer, offset + 4)
+            start = offset + 8
+            if header_len > length - 4:
+                raise PipeProtocolError("pipe header longer than its frame")
+            header = bytes(buffer[start : start + header_len])
+            blob = bytes(buffer[start + header_len : offset + 4 + length])
+            out.append(_build(header, blob))
+            offset += 4 + length
+        if offset:
+            del buffer[:offset]
+        return out

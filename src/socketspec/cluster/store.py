@@ -1,0 +1,491 @@
+"""The cluster room store: room actors on each room's home shard, reached through pipes.
+
+Owns room membership when the application runs on several shards. A room's
+home is a stable hash of its name (CRC-32, the same in every process); the
+home shard's room actor is the single owner of that room's membership, checks
+``max_members`` atomically, and orders the room's broadcasts: a broadcast goes
+to the home, which sends one ``Deliver`` per shard that has members (and
+delivers to its own), so every member sees a room's messages in one order and
+each shard frames a message once for all its members. Each shard keeps its own
+index of which local connections are in which room, and a connection's id
+names its shard, so a direct emit goes straight there.
+
+When a peer shard dies, its members are dropped from the rooms homed here at
+once, and asks pending on it fail. While a room's home is down, a broadcast
+to it is sent by the sender to every live shard directly (counted in
+``degraded_broadcasts``) and joins to it fail visibly; when the home's
+replacement says hello, every shard sends it its own members of the rooms
+homed there, and the rooms are whole again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Container, Coroutine, Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from socketspec import envelope
+from socketspec.backends.base import JoinResult, LocalMember, RoomStore
+from socketspec.cluster.codec import (
+    Deliver,
+    EmitTo,
+    ExistsRequest,
+    JoinRequest,
+    Kick,
+    Leave,
+    MembersRequest,
+    PipeMessage,
+    Publish,
+    Rejoin,
+    Reply,
+)
+from socketspec.cluster.links import LinkManager
+from socketspec.connection import Connection, Identity, SessionInfo, utcnow
+from socketspec.errors import ErrorCode, EventError
+from socketspec.types import ConnectionId, Namespace, RoomName
+
+logger = logging.getLogger("socketspec.cluster")
+
+ASK_TIMEOUT = 5.0
+MemberEntry = tuple[int, int, dict[str, Any]]  # shard, generation, info
+
+
+class RoomUnavailableError(EventError):
+    """The room's home shard is down or did not answer; the client may retry."""
+
+    code = ErrorCode.HANDLER_ERROR
+
+
+def home_of(room: RoomName, shards: int) -> int:
+    return zlib.crc32(room.encode("utf-8", "surrogatepass")) % shards
+
+
+class ClusterRoomStore(RoomStore):
+    def __init__(self, shard: int, shards: int, generation: int, run_dir: Path) -> None:
+        self.shard = shard
+        self.shards = shards
+        self.generation = generation
+        self.links = LinkManager(shard, shards, generation, run_dir, self)
+        self.kick: Callable[[ConnectionId, str], Coroutine[Any, Any, None]] | None = None
+        self.degraded_broadcasts = 0
+        self._local: dict[ConnectionId, LocalMember] = {}
+        self._local_rooms: dict[RoomName, dict[ConnectionId, None]] = {}
+        self._memberships: dict[ConnectionId, set[RoomName]] = {}
+        # The room actors homed on this shard.
+        self._homed: dict[RoomName, dict[ConnectionId, MemberEntry]] = {}
+        self._static: set[RoomName] = set()
+        self._ttl: dict[RoomName, float] = {}
+        self._empty_until: dict[RoomName, float] = {}
+        self._pending: dict[int, tuple[asyncio.Future[Any], int, Callable[[Any], None] | None]] = {}
+        self._next_request = 0
+
+    # -- identity and routing --------------------------------------------------------------------
+
+    def home_of(self, room: RoomName) -> int:
+        return home_of(room, self.shards)
+
+    def new_connection_id(self) -> ConnectionId:
+        """A UUID4 whose first byte names this shard, so any shard can route to it."""
+        raw = bytearray(uuid.uuid4().bytes)
+        raw[0] = self.shard
+        return str(uuid.UUID(bytes=bytes(raw)))
+
+    def owner_of(self, conn_id: str) -> int | None:
+        if len(conn_id) != 36 or conn_id[14] != "4" or conn_id[8] != "-":
+            return None
+        try:
+            shard = int(conn_id[:2], 16)
+        except ValueError:
+            return None
+        return shard if shard < self.shards else None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.links.start()
+
+    async def close(self) -> None:
+        await self.links.close()
+
+    # -- RoomStore -------------------------------------------------------------------------------
+
+    def declare_room(self, room: RoomName, *, static: bool, ttl: float) -> None:
+        if static:
+            self._static.add(room)
+            if self.home_of(room) == self.shard:
+                self._homed.setdefault(room, {})
+        if ttl:
+            self._ttl[room] = ttl
+
+    async def attach(self, member: LocalMember) -> None:
+        self._local[member.id] = member
+        self._memberships[member.id] = set()
+
+    async def detach(self, conn_id: ConnectionId) -> list[RoomName]:
+        self._local.pop(conn_id, None)
+        rooms = self._memberships.pop(conn_id, set())
+        ordered = [room for room in self._local_rooms if room in rooms]
+        for room in ordered:
+            self._forget_local(room, conn_id)
+            self._leave_at_home(room, conn_id)
+        return ordered
+
+    async def join(self, room: RoomName, conn_id: ConnectionId, max_members: int) -> JoinResult:
+        home = self.home_of(room)
+        info = self._info(conn_id)
+        if home == self.shard:
+            result = self._home_join(room, conn_id, self.shard, self.generation, max_members, info)
+            if result is not JoinResult.FULL:
+                self._index_local(room, conn_id)
+            return result
+
+        def joined(value: Any) -> None:
+            # Runs as the reply is read, before any later Deliver on the same link.
+            if value != JoinResult.FULL.value and conn_id in self._local:
+                self._index_local(room, conn_id)
+
+        value = await self._ask(
+            home, lambda request: JoinRequest(request, room, conn_id, max_members, info), joined
+        )
+        return JoinResult(value)
+
+    async def leave(self, room: RoomName, conn_id: ConnectionId) -> bool:
+        rooms = self._memberships.get(conn_id)
+        if rooms is None or room not in rooms:
+            return False
+        self._forget_local(room, conn_id)
+        self._leave_at_home(room, conn_id)
+        return True
+
+    async def members(self, room: RoomName) -> list[Connection]:
+        own = self._local.get(room)
+        if own is not None:
+            return [own.conn]
+        home = self.home_of(room)
+        if home == self.shard:
+            entries = self._home_members(room)
+        else:
+            entries = await self._ask(home, lambda request: MembersRequest(request, room))
+        out: list[Connection] = []
+        for conn_id, shard, info in entries:
+            member = self._local.get(conn_id)
+            out.append(member.conn if member is not None else self._proxy(conn_id, shard, info))
+        return out
+
+    async def exists(self, room: RoomName) -> bool:
+        if room in self._local:
+            return True
+        home = self.home_of(room)
+        if home == self.shard:
+            return self._home_exists(room)
+        return bool(await self._ask(home, lambda request: ExistsRequest(request, room)))
+
+    async def publish(
+        self, room: RoomName, frame: bytes, exclude: frozenset[ConnectionId] = frozenset()
+    ) -> int:
+        own = self._local.get(room)
+        if own is not None:
+            return int(room not in exclude and _deliver(own, frame))
+        owner = self.owner_of(room)
+        if owner is not None and owner != self.shard:
+            if room not in exclude:
+                self.links.send(owner, EmitTo(room, frame))
+            return 0
+        home = self.home_of(room)
+        excluded = sorted(exclude)
+        if home == self.shard:
+            return self._home_publish(room, frame, excluded)
+        if self.links.send(home, Publish(room, excluded, frame)):
+            return 0  # the home orders it; this shard's members get it through the home
+        # The home is down: reach every member that can be reached, in this sender's order.
+        self.degraded_broadcasts += 1
+        for peer in self.links.live_peers():
+            self.links.send(peer, Deliver(room, excluded, None, frame))
+        return self._deliver_local(room, frame, exclude)
+
+    async def publish_all(
+        self,
+        frame: bytes,
+        exclude: frozenset[ConnectionId] = frozenset(),
+        namespace: Namespace | None = None,
+    ) -> int:
+        excluded = sorted(exclude)
+        for peer in self.links.live_peers():
+            self.links.send(peer, Deliver(None, excluded, namespace, frame))
+        return self._deliver_all_local(frame, exclude, namespace)
+
+    def local_connections(self) -> Iterable[Connection]:
+        return [member.conn for member in self._local.values()]
+
+    # -- the local index -------------------------------------------------------------------------
+
+    def _index_local(self, room: RoomName, conn_id: ConnectionId) -> None:
+        self._local_rooms.setdefault(room, {})[conn_id] = None
+        self._memberships.setdefault(conn_id, set()).add(room)
+
+    def _forget_local(self, room: RoomName, conn_id: ConnectionId) -> None:
+        self._memberships.get(conn_id, set()).discard(room)
+        members = self._local_rooms.get(room)
+        if members is not None:
+            members.pop(conn_id, None)
+            if not members:
+                del self._local_rooms[room]
+
+    def _leave_at_home(self, room: RoomName, conn_id: ConnectionId) -> None:
+        home = self.home_of(room)
+        if home == self.shard:
+            self._home_leave(room, conn_id)
+        else:
+            # If the home is down this is lost, and rightly so: the rebuilt room will not
+            # hear of this member, since it is no longer in this shard's index.
+            self.links.send(home, Leave(room, conn_id))
+
+    def _deliver_local(self, room: RoomName, frame: bytes, exclude: Container[str]) -> int:
+        members = self._local_rooms.get(room)
+        if not members:
+            return 0
+        local = self._local
+        delivered = 0
+        for conn_id in tuple(members):
+            if conn_id in exclude:
+                continue
+            member = local.get(conn_id)
+            if member is not None and _deliver(member, frame):
+                delivered += 1
+        return delivered
+
+    def _deliver_all_local(
+        self, frame: bytes, exclude: Container[str], namespace: Namespace | None
+    ) -> int:
+        delivered = 0
+        for conn_id, member in tuple(self._local.items()):
+            if conn_id in exclude or (namespace is not None and member.conn.namespace != namespace):
+                continue
+            if _deliver(member, frame):
+                delivered += 1
+        return delivered
+
+    def _info(self, conn_id: ConnectionId) -> dict[str, Any]:
+        member = self._local.get(conn_id)
+        if member is None:
+            return {}
+        conn = member.conn
+        try:
+            metadata = orjson.loads(orjson.dumps(conn.metadata))
+        except TypeError:
+            metadata = {}  # not JSON: remote shards see the identity only
+        identity = conn.identity
+        return {
+            "user_id": identity.user_id,
+            "role": identity.role,
+            "scopes": identity.scopes,
+            "namespace": conn.namespace,
+            "metadata": metadata,
+        }
+
+    def _proxy(self, conn_id: ConnectionId, shard: int, info: dict[str, Any]) -> Connection:
+        """A member on another shard: its id, identity and metadata; emit and disconnect work."""
+        now = utcnow()
+        conn = Connection(
+            id=conn_id,
+            raw_socket=None,
+            identity=Identity(
+                user_id=info.get("user_id"),
+                role=info.get("role"),
+                scopes=list(info.get("scopes") or []),
+                authenticated=info.get("user_id") is not None,
+            ),
+            session=SessionInfo(started_at=now),
+            connected_at=now,
+            last_active=now,
+            metadata=dict(info.get("metadata") or {}),
+            namespace=info.get("namespace") or "/",
+        )
+        conn.metadata.setdefault("shard", shard)
+
+        async def emit(event: str, payload: Any) -> None:
+            self.links.send(shard, EmitTo(conn_id, envelope.encode(event, payload)))
+
+        async def disconnect(reason: str) -> None:
+            self.links.send(shard, Kick(conn_id, reason))
+
+        conn._emit_fn = emit
+        conn._disconnect_fn = disconnect
+        return conn
+
+    # -- room actors homed here ------------------------------------------------------------------
+
+    def _home_join(
+        self,
+        room: RoomName,
+        conn_id: ConnectionId,
+        shard: int,
+        generation: int,
+        max_members: int,
+        info: dict[str, Any],
+    ) -> JoinResult:
+        members = self._homed.get(room)
+        if members is not None and conn_id in members:
+            return JoinResult.ALREADY_MEMBER
+        if max_members and members is not None and len(members) >= max_members:
+            return JoinResult.FULL
+        if members is None:
+            members = self._homed[room] = {}
+        members[conn_id] = (shard, generation, info)
+        self._empty_until.pop(room, None)
+        return JoinResult.JOINED
+
+    def _home_leave(self, room: RoomName, conn_id: ConnectionId) -> None:
+        members = self._homed.get(room)
+        if members is None:
+            return
+        members.pop(conn_id, None)
+        if not members:
+            self._home_emptied(room)
+
+    def _home_emptied(self, room: RoomName) -> None:
+        if room in self._static:
+            return
+        del self._homed[room]
+        ttl = self._ttl.get(room)
+        if ttl:
+            self._empty_until[room] = time.monotonic() + ttl
+
+    def _home_exists(self, room: RoomName) -> bool:
+        if room in self._homed:
+            return True
+        until = self._empty_until.get(room)
+        return until is not None and time.monotonic() < until
+
+    def _home_members(self, room: RoomName) -> list[tuple[str, int, dict[str, Any]]]:
+        return [
+            (conn_id, shard, info)
+            for conn_id, (shard, _, info) in self._homed.get(room, {}).items()
+        ]
+
+    def _home_publish(self, room: RoomName, frame: bytes, exclude: list[str]) -> int:
+        members = self._homed.get(room)
+        if not members:
+            return 0
+        delivered = 0
+        for shard in {entry[0] for entry in members.values()}:
+            if shard == self.shard:
+                delivered = self._deliver_local(room, frame, frozenset(exclude))
+            else:
+                self.links.send(shard, Deliver(room, exclude, None, frame))
+        return delivered
+
+    # -- asks ------------------------------------------------------------------------------------
+
+    async def _ask(
+        self,
+        peer: int,
+        build: Callable[[int], PipeMessage],
+        on_reply: Callable[[Any], None] | None = None,
+    ) -> Any:
+        self._next_request += 1
+        request = self._next_request
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request] = (future, peer, on_reply)
+        if not self.links.send(peer, build(request)):
+            self._pending.pop(request, None)
+            raise RoomUnavailableError(
+                "room service temporarily unavailable; retry", details={"retry": True}
+            )
+        try:
+            return await asyncio.wait_for(future, ASK_TIMEOUT)
+        except TimeoutError:
+            raise RoomUnavailableError(
+                "room service did not answer; retry", details={"retry": True}
+            ) from None
+        finally:
+            self._pending.pop(request, None)
+
+    # -- LinkHandler -----------------------------------------------------------------------------
+
+    def on_message(self, peer: int, generation: int, message: PipeMessage) -> None:
+        if isinstance(message, Deliver):
+            exclude = frozenset(message.exclude)
+            if message.room is None:
+                self._deliver_all_local(message.frame, exclude, message.namespace)
+            else:
+                self._deliver_local(message.room, message.frame, exclude)
+        elif isinstance(message, Publish):
+            self._home_publish(message.room, message.frame, message.exclude)
+        elif isinstance(message, Reply):
+            pending = self._pending.pop(message.request, None)
+            if pending is not None:
+                future, _, on_reply = pending
+                if on_reply is not None:
+                    on_reply(message.value)
+                if not future.done():
+                    future.set_result(message.value)
+        elif isinstance(message, JoinRequest):
+            result = self._home_join(
+                message.room, message.conn_id, peer, generation, message.max_members, message.info
+            )
+            self.links.send(peer, Reply(message.request, result.value))
+        elif isinstance(message, Leave):
+            self._home_leave(message.room, message.conn_id)
+        elif isinstance(message, EmitTo):
+            member = self._local.get(message.conn_id)
+            if member is not None:
+                _deliver(member, message.frame)
+        elif isinstance(message, MembersRequest):
+            self.links.send(peer, Reply(message.request, self._home_members(message.room)))
+        elif isinstance(message, ExistsRequest):
+            self.links.send(peer, Reply(message.request, self._home_exists(message.room)))
+        elif isinstance(message, Rejoin):
+            for room, conn_id, info in message.members:
+                if self.home_of(room) == self.shard:
+                    self._homed.setdefault(room, {})[conn_id] = (peer, generation, info)
+                    self._empty_until.pop(room, None)
+        elif isinstance(message, Kick):
+            if self.kick is not None and message.conn_id in self._local:
+                asyncio.get_running_loop().create_task(self.kick(message.conn_id, message.reason))
+        else:
+            logger.warning("shard %s: unexpected %s from shard %s", self.shard, message.KIND, peer)
+
+    def on_peer_up(self, peer: int, generation: int) -> None:
+        """A shard (re)appeared: give it our members of the rooms it is home to."""
+        members = [
+            (room, conn_id, self._info(conn_id))
+            for room, conn_ids in self._local_rooms.items()
+            if self.home_of(room) == peer
+            for conn_id in conn_ids
+        ]
+        if members:
+            self.links.send(peer, Rejoin(members))
+
+    def on_peer_down(self, peer: int, generation: int) -> None:
+        """A shard instance died: its members leave the rooms homed here, its asks fail."""
+        for room in list(self._homed):
+            members = self._homed[room]
+            gone = [c for c, (s, g, _) in members.items() if s == peer and g <= generation]
+            for conn_id in gone:
+                del members[conn_id]
+            if gone and not members:
+                self._home_emptied(room)
+        for request, (future, target, _) in list(self._pending.items()):
+            if target == peer and not future.done():
+                future.set_exception(
+                    RoomUnavailableError(
+                        "room service temporarily unavailable; retry", details={"retry": True}
+                    )
+                )
+                del self._pending[request]
+
+
+def _deliver(member: LocalMember, frame: bytes) -> bool:
+    try:
+        return member.deliver(frame)
+    except Exception:  # one dead member never stops the rest of a broadcast
+        logger.exception("delivery to %s failed", member.id)
+        return False

@@ -1,0 +1,93 @@
+"""A shard's life after fork: links, room store, listener, readiness, serving, exit.
+
+Owns booting one shard inside a forked child: the cluster room store and its
+links to the other shards (when there are several), binding this shard's own
+SO_REUSEPORT listener, telling the supervisor it is ready (or why it could not
+boot) over its pipe, serving until SIGTERM/SIGINT, draining, and the exit
+code. Does not own restarts or signals to other shards (the supervisor does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import traceback
+from pathlib import Path
+
+import uvloop
+
+from socketspec.app import SocketApp
+from socketspec.cluster.codec import BootFailed, Ready, encode
+from socketspec.cluster.store import ClusterRoomStore
+from socketspec.errors import CloseCode
+from socketspec.server.config import ServerConfig
+from socketspec.server.shard import Shard
+
+logger = logging.getLogger("socketspec.cluster")
+
+# How long a booting shard waits for links to every peer before serving anyway
+# (a peer that is down links up when it comes back).
+BOOT_LINK_WAIT = 5.0
+
+
+def run_worker(
+    app: SocketApp | None,
+    config: ServerConfig,
+    index: int,
+    shards: int,
+    generation: int,
+    run_dir: Path,
+    ready_fd: int,
+) -> int:
+    """Runs in the forked child; returns its exit code."""
+    for signum in (signal.SIGHUP, signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL)
+    ready = False
+
+    def report(message: Ready | BootFailed) -> None:
+        with contextlib.suppress(OSError):
+            os.write(ready_fd, encode(message))
+
+    async def main() -> None:
+        nonlocal ready
+        store: ClusterRoomStore | None = None
+        if app is not None and shards > 1:
+            store = ClusterRoomStore(index, shards, generation, run_dir)
+            app.use_store(store)
+            store.kick = lambda conn_id, reason: kick(app, conn_id, reason)
+            await store.start()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(store.links.all_linked.wait(), BOOT_LINK_WAIT)
+        shard = Shard(app, config, index)
+        await shard.start()
+        report(Ready(index, os.getpid()))
+        ready = True
+        try:
+            await shard.serve()
+        finally:
+            if store is not None:
+                await store.close()
+
+    try:
+        uvloop.run(main())
+    except BaseException as exc:
+        if not ready:
+            reason = f"{type(exc).__name__}: {exc}".strip()
+            report(BootFailed(index, reason.splitlines()[0] if reason else "unknown error"))
+            logger.error("shard %s failed to boot:\n%s", index, traceback.format_exc())
+        else:
+            logger.exception("shard %s crashed", index)
+        return 1
+    finally:
+        os.close(ready_fd)
+    return 0
+
+
+async def kick(app: SocketApp, conn_id: str, reason: str) -> None:
+    """Another shard called ``disconnect`` on a proxy of one of our connections."""
+    runtime = app.runtime(conn_id)
+    if runtime is not None:
+        await app.close_connection(runtime.conn, CloseCode.NORMAL, reason)
