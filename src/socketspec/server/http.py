@@ -57,14 +57,16 @@ class HeadError:
 class RequestHeadReader:
     """Feed bytes until a complete request head or an error comes out."""
 
-    __slots__ = ("_h11",)
+    __slots__ = ("_fed", "_h11")
 
     def __init__(self) -> None:
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        self._fed = 0
 
     def feed(self, data: bytes) -> RequestHead | HeadError | None:
         """None: need more bytes."""
         conn = self._h11
+        self._fed += len(data)
         conn.receive_data(data)
         try:
             event = conn.next_event()
@@ -82,6 +84,9 @@ class RequestHeadReader:
             text = value.decode("latin-1")
             header_map[key] = f"{header_map[key]}, {text}" if key in header_map else text
         trailing, _closed = conn.trailing_data
+        # h11 bounds a head only while it is incomplete; one that arrived whole is measured here.
+        if self._fed - len(trailing) > MAX_HEADER_BYTES:
+            return HeadError(431, "request header fields too large")
         return RequestHead(
             method=event.method.decode("latin-1"),
             target=target,

@@ -61,6 +61,13 @@ PHASES: dict[Phase, frozenset[Phase]] = {
 }
 
 
+# What the on_disconnect hooks are told when wsproto itself closes the connection.
+_CLOSE_REASONS: dict[int, str] = {
+    CloseCode.INVALID_UTF8: "invalid_utf8",
+    CloseCode.MESSAGE_TOO_BIG: "message_too_big",
+}
+
+
 class _Oversize:
     """Mailbox marker: a message was discarded for exceeding max_payload_size."""
 
@@ -159,6 +166,16 @@ class WebSocketProtocol(asyncio.Protocol):
             if refusal is not None:
                 self._reply(http.text_response(403, f"forbidden: {refusal}"))
                 return
+        if head.header_map.get("sec-websocket-version") != "13":
+            # RFC 6455 section 4.4: name the version this server speaks.
+            self._reply(
+                http.response(
+                    426,
+                    b"unsupported WebSocket version; this server speaks 13\n",
+                    extra=[(b"sec-websocket-version", b"13")],
+                )
+            )
+            return
         ws = WSConnection(ConnectionType.SERVER)
         try:
             ws.initiate_upgrade_connection(head.headers, head.target)
@@ -275,7 +292,7 @@ class WebSocketProtocol(asyncio.Protocol):
             # wsproto found a protocol error (1002) or invalid UTF-8 (1007) and will parse
             # nothing more: send that close ourselves and drop the connection.
             transport.write(ws.send(CloseConnection(event.code, event.reason)))
-            reason = "protocol_error" if event.code != CloseCode.INVALID_UTF8 else "invalid_utf8"
+            reason = _CLOSE_REASONS.get(event.code, "protocol_error")
         else:
             reason = "server_close"  # the answer to our own close
         self._cancel_timer()

@@ -146,7 +146,12 @@ class Shard:
         if config.certfile:
             context = tls_context(config.certfile, config.keyfile or config.certfile)
         self._server = await loop.create_server(
-            lambda: WebSocketProtocol(ctx), sock=sock, ssl=context, backlog=config.backlog
+            lambda: WebSocketProtocol(ctx),
+            sock=sock,
+            ssl=context,
+            backlog=config.backlog,
+            # the handshake deadline covers TLS too: connection_made only comes after it
+            ssl_handshake_timeout=config.handshake_timeout if context is not None else None,
         )
         self.port = sock.getsockname()[1]
 

@@ -1,0 +1,96 @@
+"""A client that stops reading is closed with 4008 (slow consumer) while another member of
+the same room keeps receiving every broadcast, in order."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from rawws import RawWS
+from shardkit import EchoApp, assert_serving, echo_app
+
+from socketspec import Connection
+from socketspec.client import connect
+
+KIB = 1024
+BATCH = 500
+MAX_MESSAGES = 40_000  # ~40 MB: far beyond any socket buffer a loopback peer can hold
+
+
+def hall_app() -> tuple[EchoApp, asyncio.Queue[str]]:
+    """``enter`` joins the hall (the ids of those who entered go to the queue); ``say``
+    broadcasts its payload to the hall, in the order a connection sent them."""
+    app = echo_app()
+    entered: asyncio.Queue[str] = asyncio.Queue()
+
+    @app.on("enter")
+    async def enter(conn: Connection) -> str:
+        await app.rooms.join(conn, "hall")
+        entered.put_nowait(conn.id)
+        return conn.id
+
+    @app.on("say", ordered=True)
+    async def say(conn: Connection, payload: dict[str, Any]) -> None:
+        await app.rooms.broadcast("hall", "said", payload)
+
+    return app, entered
+
+
+async def test_a_client_that_stops_reading_is_closed_4008_and_the_room_keeps_receiving(
+    start_shard,
+) -> None:
+    app, entered = hall_app()
+    # close_timeout: the server waits that long for the stalled client's closing handshake
+    shard = await start_shard(app, max_outbound=64 * KIB, close_timeout=20)
+    url = f"ws://127.0.0.1:{shard.port}/ws"
+    # The stalled client: completes the handshake, joins the hall, then never reads again.
+    stalled = await RawWS.open(shard.port, rcvbuf=4096)
+    stalled.send_event("enter", ack=1)
+    async with connect(url) as reader, connect(url) as speaker:
+        await reader.call("enter")
+        await speaker.call("enter")
+        async with asyncio.timeout(10):
+            ids = {await entered.get() for _ in range(3)}
+        (stalled_id,) = ids - {reader.conn_id, speaker.conn_id}
+        pad = "p" * 1000
+        sent = 0
+        received: list[int] = []
+        while stalled_id not in app.disconnects:
+            assert sent < MAX_MESSAGES, "the stalled client was never closed"
+            for _ in range(BATCH):
+                await speaker.emit("say", {"n": sent, "pad": pad})
+                sent += 1
+            # the reader keeps up with every batch
+            for _ in range(BATCH):
+                received.append((await reader.receive("said", timeout=10))["n"])
+        assert app.disconnects[stalled_id] == "slow_consumer"
+        assert shard.ctx is not None and shard.ctx.slow_consumer_closes == 1
+        assert received == list(range(sent))
+        # the room lost the stalled member and still works for the others
+        assert {m.id for m in await app.rooms.members("hall")} == {
+            reader.conn_id,
+            speaker.conn_id,
+        }
+        await speaker.emit("say", {"n": sent, "pad": ""})
+        assert (await reader.receive("said"))["n"] == sent
+        assert not reader.closed and not speaker.closed
+    # When the stalled client reads again it finds the backlog, then the Close frame.
+    assert (await stalled.read_close(timeout=15)).close_code == 4008
+    await stalled.aclose()
+    await assert_serving(shard.port)
+
+
+async def test_a_client_that_keeps_reading_is_never_closed_for_slowness(start_shard) -> None:
+    app, _ = hall_app()
+    shard = await start_shard(app, max_outbound=64 * KIB)
+    url = f"ws://127.0.0.1:{shard.port}/ws"
+    async with connect(url) as reader, connect(url) as speaker:
+        await reader.call("enter")
+        await speaker.call("enter")
+        big = "b" * (4 * KIB)
+        for n in range(300):  # 1.2 MB through each member, 64 KiB allowed in flight
+            await speaker.emit("say", {"n": n, "pad": big})
+        for n in range(300):
+            assert (await reader.receive("said", timeout=10))["n"] == n
+        assert shard.ctx is not None and shard.ctx.slow_consumer_closes == 0
+        assert app.disconnects == {}
