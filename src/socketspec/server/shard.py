@@ -13,14 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import socket
 import ssl
 from collections.abc import Coroutine
 from typing import Any
-
-import uvloop
 
 from socketspec.app import SocketApp
 from socketspec.server import http
@@ -184,30 +181,3 @@ class Shard:
         for protocol in list(ctx.protocols):
             protocol._abort()
         await asyncio.sleep(0)
-
-
-def announce(shard: Shard) -> None:
-    scheme = "wss" if shard.config.certfile else "ws"
-    print(
-        f"socketspec shard {shard.shard_id} (pid {os.getpid()}) listening on "
-        f"{scheme}://{shard.config.host}:{shard.port}{shard.config.path}",
-        flush=True,
-    )
-
-
-def run_shard(
-    app: SocketApp | None,
-    config: ServerConfig,
-    shard_id: int = 0,
-    sock: socket.socket | None = None,
-) -> int:
-    """Run one shard in the foreground until it is told to stop; returns the exit code."""
-
-    async def main() -> None:
-        shard = Shard(app, config, shard_id)
-        await shard.start(sock)
-        announce(shard)
-        await shard.serve()
-
-    uvloop.run(main())
-    return 0
