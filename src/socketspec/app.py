@@ -56,6 +56,9 @@ logger = logging.getLogger("socketspec")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# On shutdown, how long events that were already in flight are still taken.
+DRAIN_SETTLE = 0.1
+
 
 class SocketApp:
     """A WebSocket event application.
@@ -358,14 +361,18 @@ class SocketApp:
     async def drain(self, timeout: float) -> None:
         """Server shutdown: no new events, ``__server_shutdown__`` to everyone, running
         handlers get ``timeout`` seconds to finish, then every connection closes with 1001."""
-        runtimes = list(self._runtimes.values())
         notice = envelope.encode(
             "__server_shutdown__", {"reason": "shutdown", "graceful_timeout": timeout}
         )
+        for rt in list(self._runtimes.values()):
+            rt.deliver(notice)
+        # Messages already on their way when the notice left (a client that connected a moment
+        # ago and sent its first event) are still handled; after this, events are refused.
+        await asyncio.sleep(min(DRAIN_SETTLE, timeout))
+        runtimes = list(self._runtimes.values())
         for rt in runtimes:
             if rt.machine.can_move(ConnState.DRAINING):
                 rt.machine.move(ConnState.DRAINING)
-                rt.deliver(notice)
         if runtimes:
             waiting = asyncio.gather(*(rt.wait_idle() for rt in runtimes))
             try:

@@ -18,7 +18,7 @@ in-process ``TestClient`` reads the same against a running server::
 Meant for tests, benchmarks and scripts. What it bounds and what it does not:
 a single incoming message larger than ``max_message_size`` closes the
 connection with 1009, and an HTTP refusal body is kept up to 64 KiB; but the
-messages received and not yet read wait in an unbounded ``asyncio.Queue``
+messages received and not yet read wait in an unbounded buffer
 (plus the messages a filtered ``receive`` skipped), so a caller that never
 reads keeps every message in memory.
 
@@ -165,8 +165,11 @@ class Client:
         self._max_message_size = max_message_size
         loop = asyncio.get_running_loop()
         self._handshake: asyncio.Future[None] = loop.create_future()
-        self._inbox: asyncio.Queue[PayloadDict] = asyncio.Queue()
+        # Every message received and not yet taken, in arrival order; each reader takes the
+        # first one it wants, so concurrent readers (a call and a receive) never hide one
+        # from another. ``_arrived`` wakes them to look again.
         self._buffer: deque[PayloadDict] = deque()
+        self._arrived = asyncio.Event()
         self._closed = asyncio.Event()
         self._acks = itertools.count(1)
         self._pings: list[tuple[bytes, asyncio.Future[None]]] = []
@@ -295,34 +298,28 @@ class Client:
     async def _next(
         self, matches: Callable[[PayloadDict], bool], timeout: float, what: str
     ) -> PayloadDict:
-        for index, message in enumerate(self._buffer):
-            if matches(message):
-                del self._buffer[index]
-                return message
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            if self._inbox.empty() and self.closed:
+            for index, message in enumerate(self._buffer):
+                if matches(message):
+                    del self._buffer[index]
+                    return message
+            if self.closed:
                 raise ConnectionClosed(self.close_code, self.close_reason)
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise TimeoutError(f"no {what} received within {timeout:g}s")
-            getter = asyncio.ensure_future(self._inbox.get())
+            self._arrived.clear()
+            arrived = asyncio.ensure_future(self._arrived.wait())
             closer = asyncio.ensure_future(self._closed.wait())
             try:
-                done, _ = await asyncio.wait(
-                    {getter, closer}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                await asyncio.wait(
+                    {arrived, closer}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
                 )
             finally:
+                arrived.cancel()
                 closer.cancel()
-                if not getter.done():
-                    getter.cancel()
-            if getter not in done:
-                continue
-            message = getter.result()
-            if matches(message):
-                return message
-            self._buffer.append(message)
 
     # -- closing -------------------------------------------------------------------------------
 
@@ -480,7 +477,8 @@ class Client:
             message = {"event": None, "raw": b"".join(parts)}
         if self._auto_pong and message.get("event") == "__ping__":
             self._send_nowait(TextMessage(data=PONG_MESSAGE))
-        self._inbox.put_nowait(message)
+        self._buffer.append(message)
+        self._arrived.set()
 
     def _on_pong(self, payload: bytes) -> None:
         for index, (data, _) in enumerate(self._pings):

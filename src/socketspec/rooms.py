@@ -258,8 +258,8 @@ class RoomManager:
     async def emit_to(
         self, conn_id: ConnectionId, event: EventName, payload: PayloadDict | BaseModel
     ) -> bool:
-        """Send ``event`` to one connection by id; False when no such connection is live."""
-        return await self._store.publish(conn_id, envelope.encode(event, payload)) > 0
+        """Send ``event`` to one connection by id, on any shard; False when it is not live."""
+        return await self._store.send_to(conn_id, envelope.encode(event, payload))
 
 
 def _ids(items: Iterable[ConnectionId | Connection] | None) -> frozenset[ConnectionId]:

@@ -77,6 +77,10 @@ class RoomStore(ABC):
     ) -> int:
         """Deliver ``frame`` to every member of ``room`` not in ``exclude``; returns deliveries."""
 
+    async def send_to(self, conn_id: ConnectionId, frame: bytes) -> bool:
+        """Deliver ``frame`` to one connection wherever it is; False when it is not live."""
+        return await self.publish(conn_id, frame) > 0
+
     @abstractmethod
     async def publish_all(
         self,

@@ -90,6 +90,7 @@ class Deliver(PipeMessage):
 class EmitTo(PipeMessage):
     KIND = "emit_to"
     BLOB = "frame"
+    request: int  # 0: no answer wanted; otherwise answered with Reply(request, delivered)
     conn_id: str
     frame: bytes
 
@@ -126,14 +127,6 @@ class Rejoin(PipeMessage):
 
 
 @dataclass(frozen=True, slots=True)
-class ShardDown(PipeMessage):
-    """From the supervisor: shard ``shard`` died; drop its members now."""
-
-    KIND = "shard_down"
-    shard: int
-
-
-@dataclass(frozen=True, slots=True)
 class Ready(PipeMessage):
     """From a shard to the supervisor: listening and linked."""
 
@@ -159,10 +152,10 @@ MESSAGES: dict[str, type[PipeMessage]] = {
         Publish,
         Deliver,
         EmitTo,
+        Kick,
         MembersRequest,
         ExistsRequest,
         Rejoin,
-        ShardDown,
         Ready,
         BootFailed,
     )

@@ -128,6 +128,7 @@ class LinkManager:
         self._current: dict[int, PipeLink] = {}
         self._links: set[PipeLink] = set()
         self._server: asyncio.AbstractServer | None = None
+        self._bound: tuple[int, int] | None = None  # our socket file, to remove only ours
         self._connectors: set[asyncio.Task[None]] = set()
         self.all_linked = asyncio.Event()
         if shards <= 1:
@@ -141,6 +142,8 @@ class LinkManager:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # a predecessor's; the new shard takes over its name
         self._server = await loop.create_unix_server(lambda: PipeLink(self), path=str(path))
+        stat = path.stat()
+        self._bound = (stat.st_dev, stat.st_ino)
         for peer in range(self.shards):
             if peer != self.shard:
                 task = loop.create_task(self._connect(peer))
@@ -173,9 +176,12 @@ class LinkManager:
         for link in links:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(link.closed), 1.0)
-        with contextlib.suppress(FileNotFoundError, OSError):
-            if self._server is not None:
-                socket_path(self.run_dir, self.shard).unlink()
+        # A replacement may already have bound this path: remove the file only if it is ours.
+        path = socket_path(self.run_dir, self.shard)
+        with contextlib.suppress(OSError):
+            stat = path.stat()
+            if (stat.st_dev, stat.st_ino) == self._bound:
+                path.unlink()
 
     # -- registry --------------------------------------------------------------------------------
 

@@ -148,8 +148,12 @@ class ClusterRoomStore(RoomStore):
 
         def joined(value: Any) -> None:
             # Runs as the reply is read, before any later Deliver on the same link.
-            if value != JoinResult.FULL.value and conn_id in self._local:
+            if value == JoinResult.FULL.value:
+                return
+            if conn_id in self._local:
                 self._index_local(room, conn_id)
+            else:  # it left while the join was in flight: no ghost member at the home
+                self.links.send(home, Leave(room, conn_id))
 
         value = await self._ask(
             home, lambda request: JoinRequest(request, room, conn_id, max_members, info), joined
@@ -195,9 +199,8 @@ class ClusterRoomStore(RoomStore):
             return int(room not in exclude and _deliver(own, frame))
         owner = self.owner_of(room)
         if owner is not None and owner != self.shard:
-            if room not in exclude:
-                self.links.send(owner, EmitTo(room, frame))
-            return 0
+            # A connection on another shard: handed to its shard counts as one delivery.
+            return int(room not in exclude and self.links.send(owner, EmitTo(0, room, frame)))
         home = self.home_of(room)
         excluded = sorted(exclude)
         if home == self.shard:
@@ -209,6 +212,18 @@ class ClusterRoomStore(RoomStore):
         for peer in self.links.live_peers():
             self.links.send(peer, Deliver(room, excluded, None, frame))
         return self._deliver_local(room, frame, exclude)
+
+    async def send_to(self, conn_id: ConnectionId, frame: bytes) -> bool:
+        member = self._local.get(conn_id)
+        if member is not None:
+            return _deliver(member, frame)
+        owner = self.owner_of(conn_id)
+        if owner is None or owner == self.shard:
+            return False
+        try:
+            return bool(await self._ask(owner, lambda request: EmitTo(request, conn_id, frame)))
+        except RoomUnavailableError:
+            return False
 
     async def publish_all(
         self,
@@ -311,7 +326,7 @@ class ClusterRoomStore(RoomStore):
         conn.metadata.setdefault("shard", shard)
 
         async def emit(event: str, payload: Any) -> None:
-            self.links.send(shard, EmitTo(conn_id, envelope.encode(event, payload)))
+            self.links.send(shard, EmitTo(0, conn_id, envelope.encode(event, payload)))
 
         async def disconnect(reason: str) -> None:
             self.links.send(shard, Kick(conn_id, reason))
@@ -402,11 +417,17 @@ class ClusterRoomStore(RoomStore):
         try:
             return await asyncio.wait_for(future, ASK_TIMEOUT)
         except TimeoutError:
+            self._pending.pop(request, None)
             raise RoomUnavailableError(
                 "room service did not answer; retry", details={"retry": True}
             ) from None
-        finally:
-            self._pending.pop(request, None)
+        except asyncio.CancelledError:
+            # The asker went away (its connection closed). A reply with work to do (a join
+            # to undo) must still find its entry; it is removed when the reply comes or the
+            # peer goes down.
+            if on_reply is None:
+                self._pending.pop(request, None)
+            raise
 
     # -- LinkHandler -----------------------------------------------------------------------------
 
@@ -436,8 +457,9 @@ class ClusterRoomStore(RoomStore):
             self._home_leave(message.room, message.conn_id)
         elif isinstance(message, EmitTo):
             member = self._local.get(message.conn_id)
-            if member is not None:
-                _deliver(member, message.frame)
+            delivered = member is not None and _deliver(member, message.frame)
+            if message.request:
+                self.links.send(peer, Reply(message.request, delivered))
         elif isinstance(message, MembersRequest):
             self.links.send(peer, Reply(message.request, self._home_members(message.room)))
         elif isinstance(message, ExistsRequest):

@@ -98,6 +98,11 @@ class WebSocketProtocol(asyncio.Protocol):
             raise RuntimeError(f"connection cannot move from {self.phase.value} to {phase.value}")
         self.phase = phase
 
+    @property
+    def opening(self) -> bool:
+        """Still in its HTTP handshake or being admitted by the application."""
+        return self.phase in (Phase.HTTP, Phase.UPGRADING)
+
     # -- asyncio.Protocol --------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -153,9 +158,6 @@ class WebSocketProtocol(asyncio.Protocol):
         ctx = self.ctx
         if not head.is_websocket_upgrade:
             self._reply(ctx.http_response(head))
-            return
-        if ctx.draining:
-            self._reply(http.text_response(503, "server is shutting down"))
             return
         namespace = ctx.namespace_for(head.path)
         if namespace is None:
@@ -353,7 +355,12 @@ class WebSocketProtocol(asyncio.Protocol):
         """Frame one JSON envelope and write it; past max_outbound unsent bytes, close 4008."""
         ws = self._ws
         transport = self._transport
-        if ws is None or transport is None or ws.state is not ConnectionState.OPEN:
+        if (
+            ws is None
+            or transport is None
+            or ws.state is not ConnectionState.OPEN
+            or transport.is_closing()
+        ):
             return
         transport.write(self.ctx.frames.text(data))
         if transport.get_write_buffer_size() > self.ctx.config.max_outbound:

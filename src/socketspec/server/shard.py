@@ -169,6 +169,12 @@ class Shard:
         assert ctx is not None and self._server is not None
         ctx.draining = True
         self._server.close()  # stop accepting; open connections stay
+        # Connections accepted just before are still upgrading: let them open first, so
+        # that they are told to move (__server_shutdown__) rather than refused.
+        deadline = ctx.loop.time() + self.config.handshake_timeout
+        # A bounded poll over this shard's own handshakes, once per shutdown.
+        while ctx.loop.time() < deadline and any(p.opening for p in ctx.protocols):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
         timeout = self.config.graceful_timeout
         if self.app is not None:
             await self.app.drain(timeout)
