@@ -17,15 +17,24 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff check src tests examples bench
 	$(BIN)/mypy --strict src/
 
 test: lint
 	$(BIN)/pytest -q
 
-# The chat example on the server; `make demo` prints an in-process TestClient conversation.
+# The Autobahn suite (kosoku) against the echo server; writes docs/conformance.md.
+.PHONY: conformance bench
+conformance: $(STAMP)
+	$(BIN)/python bench/conformance.py
+
+# Echo throughput and idle memory: socketspec beside the websockets library.
+bench: $(STAMP)
+	$(BIN)/python bench/echo.py
+
+# The chat example on a 2-shard cluster; `make demo` prints an in-process TestClient conversation.
 run: $(STAMP)
-	$(BIN)/socketspec-cluster examples.chat:socket --workers 1 --port $${PORT:-8000}
+	$(BIN)/socketspec-cluster examples.chat:socket --workers 2 --port $${PORT:-8000}
 
 demo: $(STAMP)
 	$(BIN)/python examples/chat_demo.py
