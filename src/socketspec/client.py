@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import itertools
 import ssl as _ssl
-from collections import deque
 from collections.abc import Callable, Coroutine, Generator, Mapping
 from types import TracebackType
 from typing import Any
@@ -58,10 +56,11 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from socketspec.envelope import encode, message_size
-from socketspec.errors import CloseCode, SocketSpecError
+from socketspec.errors import CloseCode, ConnectionClosedError, ErrorReply, SocketSpecError
+from socketspec.receiving import DEFAULT_RECEIVE_TIMEOUT, Inbox, Receiver
 from socketspec.types import AckId, EventName, PayloadDict
 
-DEFAULT_RECEIVE_TIMEOUT = 5.0
+__all__ = ["Client", "ConnectRefused", "ConnectionClosed", "ErrorReply", "connect"]
 DEFAULT_OPEN_TIMEOUT = 10.0
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 # How long close() waits for the server's Close frame and then for the server to end TCP.
@@ -72,7 +71,6 @@ READ_CHUNK = 64 * 1024
 # RFC 6455 7.1.5: the connection ended without a Close frame. Never sent on the wire.
 ABNORMAL_CLOSURE = 1006
 # Housekeeping a client library handles itself; receive() without an event skips it.
-HOUSEKEEPING_EVENTS = frozenset({"__connect__", "__ping__"})
 PONG_MESSAGE = '{"event":"__pong__"}'
 # Headers the opening handshake writes itself; passing them would break the negotiation.
 _HANDSHAKE_HEADERS = frozenset(
@@ -88,17 +86,10 @@ _HANDSHAKE_HEADERS = frozenset(
 )
 
 
-class ConnectionClosed(SocketSpecError):
-    """The connection is closed and no matching message is left (or a send came too late).
-
-    ``code`` is the close code of whichever side closed first (the server's code when it
-    closed, the client's own when it did, 1006 when TCP ended without a Close frame).
-    """
-
-    def __init__(self, code: int | None, reason: str) -> None:
-        super().__init__(f"connection closed (code={code}, reason={reason!r})")
-        self.code = code
-        self.reason = reason
+# The connection is closed and no matching message is left (or a send came too late). Its
+# ``code`` is the close code of whichever side closed first (the server's when it closed, the
+# client's own when it did, 1006 when TCP ended without a Close frame).
+ConnectionClosed = ConnectionClosedError
 
 
 class ConnectRefused(SocketSpecError):
@@ -134,16 +125,7 @@ class ConnectRefused(SocketSpecError):
         self.error = error
 
 
-class ErrorReply(SocketSpecError):
-    """``call()`` got an ``__error__`` instead of an ``__ack__``."""
-
-    def __init__(self, payload: PayloadDict) -> None:
-        super().__init__(f"{payload.get('code')}: {payload.get('message')}")
-        self.payload = payload
-        self.code: str | None = payload.get("code")
-
-
-class Client:
+class Client(Receiver):
     """One open connection to a socketspec server. Made by ``connect()``, not directly."""
 
     def __init__(
@@ -165,13 +147,7 @@ class Client:
         self._max_message_size = max_message_size
         loop = asyncio.get_running_loop()
         self._handshake: asyncio.Future[None] = loop.create_future()
-        # Every message received and not yet taken, in arrival order; each reader takes the
-        # first one it wants, so concurrent readers (a call and a receive) never hide one
-        # from another. ``_arrived`` wakes them to look again.
-        self._buffer: deque[PayloadDict] = deque()
-        self._arrived = asyncio.Event()
-        self._closed = asyncio.Event()
-        self._acks = itertools.count(1)
+        self.inbox = Inbox()
         self._pings: list[tuple[bytes, asyncio.Future[None]]] = []
         # The message being reassembled from partial events, and its size in bytes so far.
         self._parts: list[Any] = []
@@ -188,7 +164,7 @@ class Client:
     @property
     def closed(self) -> bool:
         """True once either side sent a Close frame or the TCP connection ended."""
-        return self._closed.is_set()
+        return self.inbox.closed
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -209,28 +185,6 @@ class Client:
             await self._send(TextMessage(data=data))
         else:
             await self._send(BytesMessage(data=bytes(data)))
-
-    async def call(
-        self,
-        event: EventName,
-        payload: PayloadDict | BaseModel | None = None,
-        *,
-        timeout: float = DEFAULT_RECEIVE_TIMEOUT,
-    ) -> Any:
-        """Send with a fresh ack id and return the ``__ack__`` payload.
-
-        Raises ``ErrorReply`` when an ``__error__`` carrying that ack comes back instead.
-        """
-        ack = f"c{next(self._acks)}"
-        await self.emit(event, payload, ack=ack)
-        message = await self._next(
-            lambda m: m.get("ack") == ack and m.get("event") in ("__ack__", "__error__"),
-            timeout,
-            f"the ack of {event!r}",
-        )
-        if message["event"] == "__error__":
-            raise ErrorReply(message.get("payload") or {})
-        return message.get("payload")
 
     async def ping(self, data: bytes = b"", *, timeout: float = DEFAULT_RECEIVE_TIMEOUT) -> float:
         """Send a protocol Ping frame and wait for its Pong; returns the round trip in seconds.
@@ -254,72 +208,6 @@ class Client:
             if entry in self._pings:
                 self._pings.remove(entry)
         return loop.time() - started
-
-    # -- receiving -----------------------------------------------------------------------------
-
-    async def receive(
-        self, event: EventName | None = None, *, timeout: float = DEFAULT_RECEIVE_TIMEOUT
-    ) -> Any:
-        """With ``event``: the payload of the next message of that event, skipping (and keeping)
-        others. Without: the next whole message, housekeeping events (``__connect__``,
-        ``__ping__``) skipped. Raises ``TimeoutError`` naming the event, ``ConnectionClosed``
-        when the connection is closed and nothing matching is left.
-
-        A text message that is not a JSON object, and every binary message, arrives as
-        ``{"event": None, "raw": data}``."""
-        if event is None:
-            return await self._next(
-                lambda m: m.get("event") not in HOUSEKEEPING_EVENTS, timeout, "any message"
-            )
-        message = await self._next(lambda m: m.get("event") == event, timeout, repr(event))
-        return message.get("payload")
-
-    async def receive_message(
-        self, event: EventName, *, timeout: float = DEFAULT_RECEIVE_TIMEOUT
-    ) -> PayloadDict:
-        """The next whole message (envelope with ``ack``) of ``event``."""
-        return await self._next(lambda m: m.get("event") == event, timeout, repr(event))
-
-    async def receive_error(
-        self, code: str | None = None, *, timeout: float = DEFAULT_RECEIVE_TIMEOUT
-    ) -> PayloadDict:
-        """The payload of the next ``__error__`` (of ``code``, when given)."""
-        message = await self._next(
-            lambda m: (
-                m.get("event") == "__error__"
-                and (code is None or (m.get("payload") or {}).get("code") == code)
-            ),
-            timeout,
-            f"__error__ {code or ''}".strip(),
-        )
-        payload: PayloadDict = message.get("payload") or {}
-        return payload
-
-    async def _next(
-        self, matches: Callable[[PayloadDict], bool], timeout: float, what: str
-    ) -> PayloadDict:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            for index, message in enumerate(self._buffer):
-                if matches(message):
-                    del self._buffer[index]
-                    return message
-            if self.closed:
-                raise ConnectionClosed(self.close_code, self.close_reason)
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimeoutError(f"no {what} received within {timeout:g}s")
-            self._arrived.clear()
-            arrived = asyncio.ensure_future(self._arrived.wait())
-            closer = asyncio.ensure_future(self._closed.wait())
-            try:
-                await asyncio.wait(
-                    {arrived, closer}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-                )
-            finally:
-                arrived.cancel()
-                closer.cancel()
 
     # -- closing -------------------------------------------------------------------------------
 
@@ -345,7 +233,7 @@ class Client:
         """Wait until the connection is closed (normally by the server); returns the close
         code."""
         try:
-            await asyncio.wait_for(self._closed.wait(), timeout)
+            await asyncio.wait_for(self.inbox.wait_closed(), timeout)
         except TimeoutError:
             raise TimeoutError(f"connection not closed within {timeout:g}s") from None
         return self.close_code
@@ -369,11 +257,11 @@ class Client:
         self._reader_task = asyncio.get_running_loop().create_task(self._read_loop())
         await self._handshake
         try:
-            message = await self._next(
+            message = await self.inbox.take(
                 lambda m: m.get("event") == "__connect__", timeout, "__connect__"
             )
         except ConnectionClosed as exc:
-            errors = [m for m in self._buffer if m.get("event") == "__error__"]
+            errors = [m for m in self.inbox.pending() if m.get("event") == "__error__"]
             error = (errors[0].get("payload") or {}) if errors else None
             raise ConnectRefused(
                 close_code=exc.code, close_reason=exc.reason, error=error
@@ -383,7 +271,7 @@ class Client:
         conn_id = self.greeting.get("conn_id")
         self.conn_id = None if conn_id is None else str(conn_id)
         # Kept, like TestConnection keeps it: receive("__connect__") still finds the greeting.
-        self._buffer.appendleft(message)
+        self.inbox.put_first(message)
 
     def _abort(self) -> None:
         """Drop the connection at once (a failed or cancelled open)."""
@@ -477,8 +365,7 @@ class Client:
             message = {"event": None, "raw": b"".join(parts)}
         if self._auto_pong and message.get("event") == "__ping__":
             self._send_nowait(TextMessage(data=PONG_MESSAGE))
-        self._buffer.append(message)
-        self._arrived.set()
+        self.inbox.put(message)
 
     def _on_pong(self, payload: bytes) -> None:
         for index, (data, _) in enumerate(self._pings):
@@ -522,7 +409,7 @@ class Client:
         if self.close_code is None:
             self.close_code = int(code)
             self.close_reason = reason
-        self._closed.set()
+        self.inbox.close(self.close_code, self.close_reason)
         pings, self._pings = self._pings, []
         for _, waiter in pings:
             if not waiter.done():

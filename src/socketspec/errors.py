@@ -172,3 +172,21 @@ class ConnectionAuthError(ConnectRejected):
 
 class IllegalTransitionError(SocketSpecError):
     """A state machine was asked for a transition its table does not allow."""
+
+
+class ConnectionClosedError(SocketSpecError):
+    """A client's connection is closed and no matching message is left to read."""
+
+    def __init__(self, code: int | None, reason: str) -> None:
+        super().__init__(f"connection closed (code={code}, reason={reason!r})")
+        self.code = code
+        self.reason = reason
+
+
+class ErrorReply(SocketSpecError):
+    """A client's ``call()`` got an ``__error__`` instead of an ``__ack__``."""
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        super().__init__(f"{payload.get('code')}: {payload.get('message')}")
+        self.payload = payload
+        self.code: str | None = payload.get("code")

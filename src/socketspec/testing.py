@@ -18,8 +18,6 @@ Both forms of the reference work::
 from __future__ import annotations
 
 import asyncio
-import itertools
-from collections import deque
 from collections.abc import Callable, Coroutine, Generator, Mapping
 from types import TracebackType
 from typing import Any
@@ -29,80 +27,59 @@ from pydantic import BaseModel
 
 from socketspec.app import SocketApp
 from socketspec.connection import Connection, Identity
-from socketspec.errors import CloseCode, SocketSpecError
+from socketspec.errors import CloseCode, ConnectionClosedError, ErrorReply
+from socketspec.receiving import DEFAULT_RECEIVE_TIMEOUT, Inbox, Receiver
 from socketspec.types import AckId, EventName, Namespace, PayloadDict, RoomName
 
-DEFAULT_RECEIVE_TIMEOUT = 5.0
 DEFAULT_ORIGIN = "http://testserver"
 DEFAULT_MAX_OUTBOUND = 1 << 20
-# Housekeeping a client library handles itself; receive() without an event skips it.
-HOUSEKEEPING_EVENTS = frozenset({"__connect__", "__ping__"})
 
 
-class ConnectionClosedError(SocketSpecError):
-    """The server closed the test connection and no matching message is left."""
-
-    def __init__(self, code: int | None, reason: str) -> None:
-        super().__init__(f"connection closed by the server (code={code}, reason={reason!r})")
-        self.code = code
-        self.reason = reason
-
-
-class ErrorReply(SocketSpecError):
-    """``call()`` got an ``__error__`` instead of an ``__ack__``."""
-
-    def __init__(self, payload: PayloadDict) -> None:
-        super().__init__(f"{payload.get('code')}: {payload.get('message')}")
-        self.payload = payload
-        self.code: str | None = payload.get("code")
+# Kept importable from here: what the TestClient raises.
+__all__ = ["ConnectionClosedError", "ErrorReply", "MemoryTransport", "TestClient", "TestConnection"]
 
 
 class MemoryTransport:
-    """The server side of an in-memory connection: decoded messages go to a queue."""
+    """The server side of an in-memory connection: decoded messages go to an ``Inbox``."""
 
     def __init__(self, max_outbound: int = DEFAULT_MAX_OUTBOUND) -> None:
-        self.inbox: asyncio.Queue[PayloadDict] = asyncio.Queue()
+        self.inbox = Inbox()
         self.frames_out = 0
-        self.unread_bytes = 0
-        self._sizes: deque[int] = deque()
-        self.close_code: int | None = None
-        self.close_reason = ""
         self.closed = asyncio.Event()
         self.max_outbound = max_outbound
         self.on_ping: Callable[[], None] | None = None
         self.on_overflow: Callable[[], None] | None = None
 
+    @property
+    def close_code(self) -> int | None:
+        return self.inbox.close_code
+
+    @property
+    def close_reason(self) -> str:
+        return self.inbox.close_reason
+
     def write(self, data: bytes) -> None:
         if self.closed.is_set():
             return
-        self.unread_bytes += len(data)
-        if self.unread_bytes > self.max_outbound:
+        if self.inbox.unread_bytes + len(data) > self.max_outbound:
             # The same policy as the server: a client that stops reading is closed (4008),
             # instead of letting its backlog grow without bound.
             if self.on_overflow is not None:
                 self.on_overflow()
             return
         message = orjson.loads(data)
-        self._sizes.append(len(data))
         self.frames_out += 1
-        self.inbox.put_nowait(message)
+        self.inbox.put(message, len(data))
         if message.get("event") == "__ping__" and self.on_ping is not None:
             self.on_ping()
 
-    def consumed(self, message: PayloadDict) -> PayloadDict:
-        """Account for a message taken from ``inbox`` (the queue is FIFO, so are the sizes)."""
-        if self._sizes:
-            self.unread_bytes -= self._sizes.popleft()
-        return message
-
     async def close(self, code: int, reason: str) -> None:
         if not self.closed.is_set():
-            self.close_code = code
-            self.close_reason = reason
+            self.inbox.close(code, reason)
             self.closed.set()
 
 
-class TestConnection:
+class TestConnection(Receiver):
     """The client end of one in-memory connection."""
 
     __test__ = False  # not a pytest test class
@@ -113,8 +90,7 @@ class TestConnection:
         self._app = app
         self._conn = conn
         self._transport = transport
-        self._buffer: deque[PayloadDict] = deque()
-        self._acks = itertools.count(1)
+        self.inbox = transport.inbox
         self._tasks: set[asyncio.Task[None]] = set()
         transport.on_overflow = lambda: self._spawn(
             app.close_connection(conn, CloseCode.SLOW_CONSUMER, "slow_consumer")
@@ -170,107 +146,9 @@ class TestConnection:
         """Send raw message text (for malformed-input tests)."""
         await self._app.handle_event(self._conn, raw)
 
-    async def call(
-        self,
-        event: EventName,
-        payload: PayloadDict | BaseModel | None = None,
-        *,
-        timeout: float = DEFAULT_RECEIVE_TIMEOUT,
-    ) -> Any:
-        """Send with an ack and return the ack's payload; raises ``ErrorReply`` on an error."""
-        ack = f"t{next(self._acks)}"
-        await self.emit(event, payload, ack=ack)
-        message = await self._next(
-            lambda m: m.get("ack") == ack and m.get("event") in ("__ack__", "__error__"),
-            timeout,
-            f"the ack of {event!r}",
-        )
-        if message["event"] == "__error__":
-            raise ErrorReply(message["payload"])
-        return message.get("payload")
-
-    # -- receiving -----------------------------------------------------------------------------
-
-    async def receive(
-        self, event: EventName | None = None, *, timeout: float = DEFAULT_RECEIVE_TIMEOUT
-    ) -> Any:
-        """With ``event``: the payload of the next message of that event, skipping (and keeping)
-        others. Without: the next whole message, housekeeping events (``__connect__``,
-        ``__ping__``) skipped. Raises ``TimeoutError`` naming the event."""
-        if event is None:
-            return await self._next(
-                lambda m: m.get("event") not in HOUSEKEEPING_EVENTS, timeout, "any message"
-            )
-        message = await self._next(lambda m: m.get("event") == event, timeout, repr(event))
-        return message.get("payload")
-
-    async def receive_message(
-        self, event: EventName, *, timeout: float = DEFAULT_RECEIVE_TIMEOUT
-    ) -> PayloadDict:
-        """The next whole message (envelope with ``ack``) of ``event``."""
-        return await self._next(lambda m: m.get("event") == event, timeout, repr(event))
-
-    async def receive_broadcast(
-        self,
-        event: EventName,
-        room: RoomName | None = None,
-        *,
-        timeout: float = DEFAULT_RECEIVE_TIMEOUT,
-    ) -> Any:
-        """A broadcast arrives like any other message; ``room`` documents which one is expected."""
-        return await self.receive(event, timeout=timeout)
-
-    async def receive_error(
-        self, code: str | None = None, *, timeout: float = DEFAULT_RECEIVE_TIMEOUT
-    ) -> PayloadDict:
-        """The payload of the next ``__error__`` (of ``code``, when given)."""
-        message = await self._next(
-            lambda m: (
-                m.get("event") == "__error__"
-                and (code is None or m.get("payload", {}).get("code") == code)
-            ),
-            timeout,
-            f"__error__ {code or ''}".strip(),
-        )
-        payload: PayloadDict = message["payload"]
-        return payload
-
     def pending(self) -> list[PayloadDict]:
-        """Messages received and not yet consumed (buffer and queue), without waiting."""
-        while not self._transport.inbox.empty():
-            self._buffer.append(self._transport.consumed(self._transport.inbox.get_nowait()))
-        return list(self._buffer)
-
-    async def _next(self, matches: Any, timeout: float, what: str) -> PayloadDict:
-        for index, message in enumerate(self._buffer):
-            if matches(message):
-                del self._buffer[index]
-                return message
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        inbox = self._transport.inbox
-        while True:
-            if inbox.empty() and self.closed:
-                raise ConnectionClosedError(self.close_code, self.close_reason)
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimeoutError(f"no {what} received within {timeout:g}s")
-            getter = asyncio.ensure_future(inbox.get())
-            closer = asyncio.ensure_future(self._transport.closed.wait())
-            try:
-                done, _ = await asyncio.wait(
-                    {getter, closer}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-                )
-            finally:
-                closer.cancel()
-                if not getter.done():
-                    getter.cancel()
-            if getter not in done:
-                continue
-            message = self._transport.consumed(getter.result())
-            if matches(message):
-                return message
-            self._buffer.append(message)
+        """Messages received and not yet consumed, without waiting."""
+        return self.inbox.pending()
 
     # -- rooms and lifecycle -------------------------------------------------------------------
 
