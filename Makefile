@@ -24,13 +24,17 @@ test: lint
 	$(BIN)/pytest -q
 
 # The Autobahn suite (kosoku) against the echo server; writes docs/conformance.md.
-.PHONY: conformance bench
+.PHONY: conformance bench bench-broadcast
 conformance: $(STAMP)
 	$(BIN)/python bench/conformance.py
 
 # Echo throughput and idle memory: socketspec beside the websockets library.
 bench: $(STAMP)
 	$(BIN)/python bench/echo.py
+
+# Room broadcast to 1,000 listeners on 1 shard, then on 2 shards; writes bench/results/broadcast-latest.md.
+bench-broadcast: $(STAMP)
+	$(BIN)/python bench/broadcast.py
 
 # The chat example on a 2-shard cluster; `make demo` prints an in-process TestClient conversation.
 run: $(STAMP)
