@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
-from socketspec import envelope
+from socketspec import envelope, metrics
 from socketspec.backends.base import RoomStore
 from socketspec.backends.memory import MemoryRoomStore
 from socketspec.connection import Connection, Identity, SessionInfo, utcnow
@@ -396,6 +396,7 @@ class SocketApp:
         if rt is None or not rt.machine.can_move(ConnState.CLOSING):
             return
         rt.machine.move(ConnState.CLOSING)
+        metrics.connection_closes.labels(code=str(int(code))).inc()
         try:
             await rt.transport.close(code, reason)
         except Exception:

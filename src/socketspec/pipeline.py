@@ -31,6 +31,7 @@ from socketspec.errors import (
     UnknownEventError,
     ValidationFailed,
 )
+from socketspec.metrics import TALLY
 from socketspec.middleware import Middleware, NextHandler, compile_chain
 from socketspec.registry import EventDefinition, EventRegistry
 from socketspec.runtime import ConnectionRuntime, new_request_id
@@ -131,7 +132,9 @@ class EventPipeline:
             rt.inflight.release()
             return
         definition = self.registry.get(rt.conn.namespace, event)
-        (self._metrics[event] if definition is not None else self._unknown_metrics).received.inc()
+        TALLY.add(
+            (self._metrics[event] if definition is not None else self._unknown_metrics).received
+        )
         previous = None
         if definition is not None and definition.ordered:
             previous = rt.ordered_tails.get(event)
@@ -221,11 +224,11 @@ class EventPipeline:
         try:
             result = await self._call(definition, conn, event, value)
         except BaseException:
-            event_metrics.error.inc()
+            TALLY.add(event_metrics.error)
             raise
         finally:
-            event_metrics.duration.observe(time.perf_counter() - started)
-        event_metrics.ok.inc()
+            TALLY.observe(event_metrics.duration, time.perf_counter() - started)
+        TALLY.add(event_metrics.ok)
         _HANDLER_RESULT.set(result)
         return result
 

@@ -27,6 +27,7 @@ from socketspec.errors import (
     RoomNotFoundError,
     RoomPermissionError,
 )
+from socketspec.metrics import TALLY
 from socketspec.types import ConnectionId, EventName, Namespace, PayloadDict, RoomName
 
 if TYPE_CHECKING:
@@ -186,7 +187,7 @@ class RoomManager:
         if config.ttl and room not in self._static:
             self._store.declare_room(room, static=False, ttl=config.ttl)
         conn.rooms.add(room)
-        metrics.room_joins.inc()
+        TALLY.add(metrics.room_joins)
         await self._hooks.run("on_room_join", conn, room)
 
     async def leave(self, conn: Connection, room: RoomName) -> None:
@@ -194,7 +195,7 @@ class RoomManager:
             return
         conn.rooms.discard(room)
         await self._store.leave(room, conn.id)
-        metrics.room_leaves.inc()
+        TALLY.add(metrics.room_leaves)
         await self._hooks.run("on_room_leave", conn, room)
 
     async def leave_all(self, conn: Connection) -> None:
@@ -202,7 +203,7 @@ class RoomManager:
         rooms = await self._store.detach(conn.id)
         for room in rooms:
             conn.rooms.discard(room)
-            metrics.room_leaves.inc()
+            TALLY.add(metrics.room_leaves)
             await self._hooks.run("on_room_leave", conn, room)
         conn.rooms.clear()
 

@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from prometheus_client import Counter
 from pydantic import BaseModel
 
 from socketspec import envelope, metrics
 from socketspec.connection import Connection
 from socketspec.errors import CloseCode, ErrorCode
+from socketspec.metrics import TALLY
 from socketspec.security.ratelimit import TokenBucket
 from socketspec.session import SessionAction, SessionClock, SessionConfig
 from socketspec.state import ConnectionStateMachine, ConnState
@@ -39,6 +41,8 @@ logger = logging.getLogger("socketspec.connection")
 MAX_INFLIGHT_EVENTS = 64
 
 _WRITABLE = (ConnState.OPEN, ConnState.DRAINING)
+# Error codes are a fixed set (plus an application's own constants): bound once each.
+_ERROR_COUNTERS: dict[str, Counter] = {}
 
 
 class Transport(Protocol):
@@ -109,7 +113,10 @@ class ConnectionRuntime:
         """Send an ``__error__`` envelope; returns its request id (also in the log line)."""
         request_id = request_id or new_request_id()
         code = str(code)
-        metrics.errors.labels(code=code).inc()
+        counter = _ERROR_COUNTERS.get(code)
+        if counter is None:
+            counter = _ERROR_COUNTERS[code] = metrics.errors.labels(code=code)
+        TALLY.add(counter)
         logger.info(
             "error %s conn=%s event=%s request_id=%s: %s",
             code,
@@ -179,6 +186,7 @@ class ConnectionRuntime:
             rtt = clock.on_pong(now)
             if rtt is not None:
                 self.heartbeat_rtt = rtt
+                TALLY.observe(metrics.heartbeat_rtt, rtt)
                 # the pong deadline was the timer's next wake-up; the next ping may be sooner
                 self._session_wake.set()
         else:

@@ -15,9 +15,11 @@ from collections.abc import Callable, Iterable
 from socketspec import metrics
 from socketspec.backends.base import JoinResult, LocalMember, RoomStore
 from socketspec.connection import Connection
+from socketspec.metrics import TALLY
 from socketspec.types import ConnectionId, Namespace, RoomName
 
 logger = logging.getLogger("socketspec.rooms")
+_HOME_BROADCASTS = metrics.broadcasts.labels(path="home")
 
 
 class MemoryRoomStore(RoomStore):
@@ -123,7 +125,8 @@ class MemoryRoomStore(RoomStore):
             member = local.get(conn_id)
             if member is not None and self._deliver(member, frame):
                 delivered += 1
-        metrics.broadcast_fanout.observe(delivered)
+        TALLY.add(_HOME_BROADCASTS)
+        TALLY.observe(metrics.broadcast_fanout, delivered)
         return delivered
 
     async def publish_all(
@@ -138,7 +141,7 @@ class MemoryRoomStore(RoomStore):
                 continue
             if self._deliver(member, frame):
                 delivered += 1
-        metrics.broadcast_fanout.observe(delivered)
+        TALLY.observe(metrics.broadcast_fanout, delivered)
         return delivered
 
     def local_connections(self) -> Iterable[Connection]:

@@ -22,11 +22,22 @@ import logging
 from pathlib import Path
 from typing import Protocol
 
-from socketspec.cluster.codec import Hello, PipeDecoder, PipeMessage, PipeProtocolError, encode
+from socketspec import metrics
+from socketspec.cluster.codec import (
+    MESSAGES,
+    Hello,
+    PipeDecoder,
+    PipeMessage,
+    PipeProtocolError,
+    encode,
+)
+from socketspec.metrics import TALLY
 
 logger = logging.getLogger("socketspec.cluster")
 
 LINK_HIGH_WATER = 32 * 1024 * 1024
+_SENT = {kind: metrics.pipe_sent.labels(kind=kind) for kind in MESSAGES}
+_RECEIVED = {kind: metrics.pipe_received.labels(kind=kind) for kind in MESSAGES}
 CONNECT_RETRY_INTERVAL = 0.05
 CONNECT_RETRY_WINDOW = 10.0
 
@@ -71,6 +82,7 @@ class PipeLink(asyncio.Protocol):
             return
         manager = self.manager
         for message in messages:
+            TALLY.add(_RECEIVED[message.KIND])
             if isinstance(message, Hello):
                 self.peer = message.shard
                 self.generation = message.generation
@@ -87,10 +99,13 @@ class PipeLink(asyncio.Protocol):
     def send(self, message: PipeMessage) -> bool:
         transport = self.transport
         if transport is None or transport.is_closing():
+            TALLY.add(metrics.pipe_dropped)
             return False
         if transport.get_write_buffer_size() > LINK_HIGH_WATER:
             self.manager.dropped_messages += 1
+            TALLY.add(metrics.pipe_dropped)
             return False
+        TALLY.add(_SENT[message.KIND])
         self._outbox.append(encode(message))
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -222,7 +237,10 @@ class LinkManager:
 
     def send(self, peer: int, message: PipeMessage) -> bool:
         link = self._current.get(peer)
-        return link is not None and link.send(message)
+        if link is None:
+            TALLY.add(metrics.pipe_dropped)
+            return False
+        return link.send(message)
 
     def is_up(self, peer: int) -> bool:
         return peer in self._current

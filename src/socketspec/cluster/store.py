@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from socketspec import envelope
+from socketspec import envelope, metrics
 from socketspec.backends.base import JoinResult, LocalMember, RoomStore
 from socketspec.cluster.codec import (
     Deliver,
@@ -49,11 +49,14 @@ from socketspec.cluster.codec import (
 from socketspec.cluster.links import LinkManager
 from socketspec.connection import Connection, Identity, SessionInfo, utcnow
 from socketspec.errors import ErrorCode, EventError
+from socketspec.metrics import TALLY
 from socketspec.types import ConnectionId, Namespace, RoomName
 
 logger = logging.getLogger("socketspec.cluster")
 
 ASK_TIMEOUT = 5.0
+_HOME_BROADCASTS = metrics.broadcasts.labels(path="home")
+_DEGRADED_BROADCASTS = metrics.broadcasts.labels(path="degraded")
 MemberEntry = tuple[int, int, dict[str, Any]]  # shard, generation, info
 
 
@@ -121,6 +124,7 @@ class ClusterRoomStore(RoomStore):
             self._static.add(room)
             if self.home_of(room) == self.shard:
                 self._homed.setdefault(room, {})
+                metrics.rooms.set(len(self._homed))
         if ttl:
             self._ttl[room] = ttl
 
@@ -209,6 +213,7 @@ class ClusterRoomStore(RoomStore):
             return 0  # the home orders it; this shard's members get it through the home
         # The home is down: reach every member that can be reached, in this sender's order.
         self.degraded_broadcasts += 1
+        TALLY.add(_DEGRADED_BROADCASTS)
         for peer in self.links.live_peers():
             self.links.send(peer, Deliver(room, excluded, None, frame))
         return self._deliver_local(room, frame, exclude)
@@ -274,6 +279,7 @@ class ClusterRoomStore(RoomStore):
             member = local.get(conn_id)
             if member is not None and _deliver(member, frame):
                 delivered += 1
+        TALLY.observe(metrics.broadcast_fanout, delivered)
         return delivered
 
     def _deliver_all_local(
@@ -353,6 +359,7 @@ class ClusterRoomStore(RoomStore):
             return JoinResult.FULL
         if members is None:
             members = self._homed[room] = {}
+            metrics.rooms.set(len(self._homed))
         members[conn_id] = (shard, generation, info)
         self._empty_until.pop(room, None)
         return JoinResult.JOINED
@@ -369,6 +376,7 @@ class ClusterRoomStore(RoomStore):
         if room in self._static:
             return
         del self._homed[room]
+        metrics.rooms.set(len(self._homed))
         ttl = self._ttl.get(room)
         if ttl:
             self._empty_until[room] = time.monotonic() + ttl
@@ -387,6 +395,7 @@ class ClusterRoomStore(RoomStore):
 
     def _home_publish(self, room: RoomName, frame: bytes, exclude: list[str]) -> int:
         members = self._homed.get(room)
+        TALLY.add(_HOME_BROADCASTS)
         if not members:
             return 0
         delivered = 0
@@ -469,6 +478,7 @@ class ClusterRoomStore(RoomStore):
                 if self.home_of(room) == self.shard:
                     self._homed.setdefault(room, {})[conn_id] = (peer, generation, info)
                     self._empty_until.pop(room, None)
+            metrics.rooms.set(len(self._homed))
         elif isinstance(message, Kick):
             if self.kick is not None and message.conn_id in self._local:
                 asyncio.get_running_loop().create_task(self.kick(message.conn_id, message.reason))

@@ -29,8 +29,11 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from socketspec import metrics
 from socketspec.app import SocketApp
+from socketspec.cluster import metrics_http
 from socketspec.cluster.codec import BootFailed, PipeDecoder, PipeProtocolError, Ready
+from socketspec.cluster.metrics_http import MetricsEndpoint
 from socketspec.cluster.worker import run_worker
 from socketspec.loader import ENTRY_POINT_GROUP, load_app
 from socketspec.server.config import ServerConfig
@@ -67,6 +70,8 @@ class Supervisor:
         workers: int,
         app_spec: str | None = None,
         reload_app: Callable[[], SocketApp] | None = None,
+        metrics_host: str = "127.0.0.1",
+        metrics_port: int | None = 9100,
     ) -> None:
         self.app = app
         self.config = config
@@ -84,6 +89,9 @@ class Supervisor:
         os.set_blocking(self._wake_w, False)
         os.set_blocking(self._wake_r, False)
         self.run_dir = Path(tempfile.mkdtemp(prefix="socketspec-"))
+        self.metrics_host = metrics_host
+        self.metrics_port = metrics_port  # None: no endpoint
+        self.metrics: MetricsEndpoint | None = None
 
     # -- signals ---------------------------------------------------------------------------------
 
@@ -137,6 +145,7 @@ class Supervisor:
             if isinstance(message, Ready):
                 process.ready_at = time.monotonic()
                 logger.info("shard %s ready (pid %s)", process.index, process.pid)
+                self._count_shards_up()
             elif isinstance(message, BootFailed):
                 raise ClusterBootError(f"shard {message.shard} failed to boot: {message.reason}")
 
@@ -153,6 +162,7 @@ class Supervisor:
             if pid == 0:
                 return
             code = os.waitstatus_to_exitcode(status)
+            metrics_http.retire(pid)
             retired = self.retiring.pop(pid, None)
             if retired is not None:
                 self._close_pipe(retired)
@@ -163,6 +173,7 @@ class Supervisor:
             self._read_ready(process)  # a BootFailed may still sit in the pipe
             self._close_pipe(process)
             del self.shards[process.index]
+            self._count_shards_up()
             if process.ready_at is None:
                 raise ClusterBootError(
                     f"shard {process.index} exited with code {code} while booting"
@@ -191,15 +202,24 @@ class Supervisor:
             if when <= now:
                 del self._restart_at[index]
                 self.restarts += 1
+                metrics.shard_restarts.inc()
                 self._spawn(index)
 
     # -- the loop --------------------------------------------------------------------------------
 
+    def _count_shards_up(self) -> None:
+        metrics.shards_up.set(sum(1 for p in self.shards.values() if p.ready_at is not None))
+
     def _wait(self, timeout: float) -> None:
-        """Sleep until a signal, a readiness message or ``timeout``."""
+        """Sleep until a signal, a readiness message, a scrape or ``timeout``."""
         fds = [self._wake_r] + [p.ready_fd for p in self.shards.values() if p.ready_at is None]
+        if self.metrics is not None:
+            fds.append(self.metrics.fileno())
+        readable: list[int] = []
         with contextlib.suppress(InterruptedError):
-            _readable, _, _ = select.select(fds, [], [], timeout)
+            readable, _, _ = select.select(fds, [], [], timeout)
+        if self.metrics is not None and self.metrics.fileno() in readable:
+            self.metrics.serve_pending()
         with contextlib.suppress(BlockingIOError, OSError):
             while os.read(self._wake_r, 4096):
                 pass
@@ -214,8 +234,19 @@ class Supervisor:
 
     def run(self) -> int:
         self._install_signals()
+        metrics_http.reset_metrics_dir()
+        metrics.shards_configured.set(self.workers)
+        metrics.shards_up.set(0)
         reservation = self._reserve_port()
         try:
+            if self.metrics_port is not None:
+                try:
+                    self.metrics = MetricsEndpoint(self.metrics_host, self.metrics_port)
+                except OSError as exc:
+                    raise ClusterBootError(
+                        f"cannot serve metrics on {self.metrics_host}:{self.metrics_port}: "
+                        f"{exc.strerror or exc}"
+                    ) from None
             for index in range(self.workers):
                 self._spawn(index)
             self._wait_until_ready(list(self.shards.values()))
@@ -240,7 +271,10 @@ class Supervisor:
         finally:
             if reservation is not None:
                 reservation.close()
+            if self.metrics is not None:
+                self.metrics.close()
             shutil.rmtree(self.run_dir, ignore_errors=True)
+            metrics_http.remove_owned_metrics_dir()
 
     def _wait_until_ready(self, processes: list[ShardProcess]) -> None:
         deadline = time.monotonic() + BOOT_TIMEOUT
@@ -280,6 +314,12 @@ class Supervisor:
             f"socketspec-cluster: health at {http_scheme}://{config.host}:{config.port}/healthz",
             flush=True,
         )
+        if self.metrics is not None:
+            print(
+                f"socketspec-cluster: metrics at http://{self.metrics.host}:{self.metrics.port}"
+                "/metrics",
+                flush=True,
+            )
 
     # -- stopping and reloading ------------------------------------------------------------------
 
@@ -322,6 +362,7 @@ class Supervisor:
                 return
             if pid == 0:
                 return
+            metrics_http.retire(pid)
             process = self.retiring.pop(pid, None)
             if process is not None:
                 self._close_pipe(process)

@@ -13,11 +13,13 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from socketspec.app import SocketApp
+from socketspec.cluster.metrics_http import MULTIPROC_ENV, OWNED_ENV
 from socketspec.cluster.supervisor import Supervisor, enable_request_migration, reloader
 from socketspec.errors import ConfigurationError
 from socketspec.loader import AppLoadError, load_app
@@ -143,6 +145,18 @@ def build_parser() -> OneLineParser:
         help="WebSocket path; namespace /x is served at <path>/x (env SOCKETSPEC_PATH)",
     )
     parser.add_argument(
+        "--metrics-port",
+        type=parse_port,
+        default=env_default("metrics-port", "9100"),
+        help="port of the supervisor's Prometheus /metrics, summed over shards; 0 picks a "
+        "free one (env SOCKETSPEC_METRICS_PORT, default 9100)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default=env_default("metrics-host", "127.0.0.1"),
+        help="address of /metrics (env SOCKETSPEC_METRICS_HOST, default 127.0.0.1)",
+    )
+    parser.add_argument(
         "--certfile",
         default=env_default("certfile", None),
         help="TLS certificate (PEM) to serve wss:// (env SOCKETSPEC_CERTFILE)",
@@ -240,11 +254,26 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
     )
 
 
+def use_multiprocess_metrics(argv: Sequence[str] | None) -> None:
+    """Shards record into files the supervisor sums. prometheus_client chooses how it stores
+    values when it is first imported, which has happened by now: when no directory is set,
+    set one and start this command again, so that the choice is made with it."""
+    if os.environ.get(MULTIPROC_ENV):
+        return
+    os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="socketspec-metrics-")
+    os.environ[OWNED_ENV] = "1"
+    args = list(sys.argv[1:] if argv is None else argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "socketspec.server.cli", *args])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.keyfile and not args.certfile:
         parser.error("--keyfile needs --certfile")
+    use_multiprocess_metrics(argv)
     configure_logging(args.log_level, args.log_json)
     sys.path.insert(0, os.getcwd())  # APP modules are named relative to where we run
     app: SocketApp | None = None
@@ -261,6 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.workers,
         app_spec=args.app,
         reload_app=None if args.echo else reloader(args.app),
+        metrics_host=args.metrics_host,
+        metrics_port=args.metrics_port,
     )
     return supervisor.run()
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import Counter
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import (
@@ -34,8 +35,10 @@ from wsproto.events import (
 from wsproto.extensions import Extension
 from wsproto.utilities import RemoteProtocolError
 
+from socketspec import metrics
 from socketspec.connection import Connection
 from socketspec.errors import CloseCode, ConnectionAuthError, ConnectRejected
+from socketspec.metrics import TALLY
 from socketspec.server import http
 from socketspec.server.assembly import MessageAssembler, Verdict
 from socketspec.server.deflate import BoundedDeflate
@@ -44,6 +47,9 @@ if TYPE_CHECKING:
     from socketspec.server.shard import ShardContext
 
 logger = logging.getLogger("socketspec.server")
+
+
+_HTTP_RESPONSES: dict[str, Counter] = {}
 
 
 class Phase(Enum):
@@ -99,6 +105,10 @@ class WebSocketProtocol(asyncio.Protocol):
         self.phase = phase
 
     @property
+    def mailbox_depth(self) -> int:
+        return len(self._mailbox)
+
+    @property
     def opening(self) -> bool:
         """Still in its HTTP handshake or being admitted by the application."""
         return self.phase in (Phase.HTTP, Phase.UPGRADING)
@@ -149,6 +159,12 @@ class WebSocketProtocol(asyncio.Protocol):
         transport = self._transport
         assert transport is not None
         self._cancel_timer()
+        # Every response here is ours and starts "HTTP/1.1 NNN".
+        status = response[9:12].decode("ascii")
+        counter = _HTTP_RESPONSES.get(status)
+        if counter is None:
+            counter = _HTTP_RESPONSES[status] = metrics.http_responses.labels(status=status)
+        counter.inc()
         transport.write(response)
         transport.close()
         if self.phase is not Phase.CLOSED:
@@ -258,6 +274,9 @@ class WebSocketProtocol(asyncio.Protocol):
                 result = assembler.feed(event.data, event.message_finished)
                 if result is None:
                     continue
+                TALLY.add(metrics.frames_received)
+                if not isinstance(result, Verdict):
+                    TALLY.add(metrics.bytes_received, len(result))
                 if result is Verdict.TOO_BIG:
                     self._fail(CloseCode.MESSAGE_TOO_BIG, "message too big")
                     return
@@ -294,6 +313,7 @@ class WebSocketProtocol(asyncio.Protocol):
             # wsproto found a protocol error (1002) or invalid UTF-8 (1007) and will parse
             # nothing more: send that close ourselves and drop the connection.
             transport.write(ws.send(CloseConnection(event.code, event.reason)))
+            metrics.connection_closes.labels(code=str(int(event.code))).inc()
             reason = _CLOSE_REASONS.get(event.code, "protocol_error")
         else:
             reason = "server_close"  # the answer to our own close
@@ -302,6 +322,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self._notify_app(reason)
 
     def _fail(self, code: int, reason: str) -> None:
+        """Protocol or policy close decided here, not by the application."""
+        metrics.connection_closes.labels(code=str(int(code))).inc()
         self.close_now(code, reason)
         self._notify_app(reason.replace(" ", "_"))
 
@@ -316,6 +338,7 @@ class WebSocketProtocol(asyncio.Protocol):
         mailbox.append(item)
         if not self._reading_paused and len(mailbox) >= self.ctx.config.mailbox_high_water:
             self._reading_paused = True
+            TALLY.add(metrics.mailbox_full)
             transport = self._transport
             assert transport is not None
             transport.pause_reading()
@@ -363,8 +386,10 @@ class WebSocketProtocol(asyncio.Protocol):
         ):
             return
         transport.write(self.ctx.frames.text(data))
+        TALLY.add(metrics.frames_sent)
+        TALLY.add(metrics.bytes_sent, len(data))
         if transport.get_write_buffer_size() > self.ctx.config.max_outbound:
-            self.ctx.slow_consumer_closes += 1
+            metrics.slow_consumer_closes.inc()
             self._fail(CloseCode.SLOW_CONSUMER, "slow consumer")
 
     async def close(self, code: int, reason: str) -> None:

@@ -19,13 +19,17 @@ import ssl
 from collections.abc import Coroutine
 from typing import Any
 
+from socketspec import metrics
 from socketspec.app import SocketApp
+from socketspec.metrics import TALLY
 from socketspec.server import http
 from socketspec.server.config import ServerConfig
 from socketspec.server.frames import FrameCache
 from socketspec.server.protocol import WebSocketProtocol
 
 logger = logging.getLogger("socketspec.server")
+
+METRICS_FLUSH_INTERVAL = 1.0
 
 
 class ShardContext:
@@ -45,7 +49,6 @@ class ShardContext:
         self.frames = FrameCache()
         self.protocols: set[WebSocketProtocol] = set()
         self.draining = False
-        self.slow_consumer_closes = 0
         self.no_connections = asyncio.Event()
         self.no_connections.set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -129,6 +132,7 @@ class Shard:
         self._server: asyncio.Server | None = None
         self._stop = asyncio.Event()
         self.port: int | None = None
+        self._flusher: asyncio.TimerHandle | None = None
 
     async def start(self, sock: socket.socket | None = None) -> None:
         loop = asyncio.get_running_loop()
@@ -151,6 +155,16 @@ class Shard:
             ssl_handshake_timeout=config.handshake_timeout if context is not None else None,
         )
         self.port = sock.getsockname()[1]
+        self._flusher = loop.call_later(METRICS_FLUSH_INTERVAL, self._flush_metrics)
+
+    def _flush_metrics(self, reschedule: bool = True) -> None:
+        """Fold this shard's tally into its Prometheus values (see socketspec.metrics)."""
+        ctx = self.ctx
+        assert ctx is not None
+        metrics.mailbox_depth.set(sum(p.mailbox_depth for p in ctx.protocols))
+        TALLY.flush()
+        if reschedule:
+            self._flusher = ctx.loop.call_later(METRICS_FLUSH_INTERVAL, self._flush_metrics)
 
     def request_stop(self) -> None:
         """Safe from a signal handler: only sets an event."""
@@ -187,3 +201,6 @@ class Shard:
         for protocol in list(ctx.protocols):
             protocol._abort()
         await asyncio.sleep(0)
+        if self._flusher is not None:
+            self._flusher.cancel()
+        self._flush_metrics(reschedule=False)
