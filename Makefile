@@ -20,8 +20,22 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests examples bench
 	$(BIN)/mypy --strict src/
 
-test: lint
+test: lint system-deps
 	$(BIN)/pytest -q
+
+# promtool (Debian's prometheus package) for tests/ops: installed once, as root or with sudo.
+# A systemd host starts the package's prometheus service (port 9090): stop and disable it.
+.PHONY: system-deps
+system-deps:
+	@command -v promtool >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y --no-install-recommends prometheus && \
+	  if [ -d /run/systemd/system ] && systemctl is-enabled --quiet prometheus 2>/dev/null; then \
+	    $$SUDO systemctl disable --now prometheus; \
+	  fi; \
+	}
 
 # The Autobahn suite (kosoku) against the echo server; writes docs/conformance.md.
 .PHONY: conformance bench bench-broadcast

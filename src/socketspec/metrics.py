@@ -140,18 +140,23 @@ class _Incrementable(Protocol):
 class Tally:
     """Per-process counts and observations, folded into Prometheus by ``flush``."""
 
-    __slots__ = ("_counts", "_observations")
+    __slots__ = ("_counts", "_observations", "enabled")
 
     def __init__(self) -> None:
+        self.enabled = True
         self._counts: dict[_Incrementable, float] = {}
         # histogram child -> (its upper bounds, per-bucket counts, sum)
         self._observations: dict[Any, tuple[list[float], list[int], list[float]]] = {}
 
     def add(self, counter: _Incrementable, amount: float = 1) -> None:
+        if not self.enabled:
+            return
         counts = self._counts
         counts[counter] = counts.get(counter, 0) + amount
 
     def observe(self, histogram: Any, value: float) -> None:
+        if not self.enabled:
+            return
         entry = self._observations.get(histogram)
         if entry is None:
             bounds = list(histogram._upper_bounds)

@@ -188,6 +188,7 @@ class EventPipeline:
                 conn.id,
                 request_id,
                 exc_info=exc,
+                extra={"conn_id": conn.id, "request_id": request_id, "event": event},
             )
             message = f"{type(exc).__name__}: {exc}" if self.debug else HANDLER_ERROR_MESSAGE
             details = {"exception": type(exc).__name__} if self.debug else None

@@ -124,6 +124,7 @@ class ConnectionRuntime:
             event,
             request_id,
             message,
+            extra={"conn_id": self.id, "request_id": request_id, "event": event},
         )
         self.deliver(
             envelope.encode_error(

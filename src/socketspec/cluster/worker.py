@@ -19,6 +19,7 @@ from pathlib import Path
 
 import uvloop
 
+from socketspec import logs
 from socketspec.app import SocketApp
 from socketspec.cluster.codec import BootFailed, Ready, encode
 from socketspec.cluster.store import ClusterRoomStore
@@ -45,6 +46,7 @@ def run_worker(
     """Runs in the forked child; returns its exit code."""
     for signum in (signal.SIGHUP, signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)
+    logs.set_shard(index)
     ready = False
 
     def report(message: Ready | BootFailed) -> None:
@@ -63,6 +65,11 @@ def run_worker(
                 await asyncio.wait_for(store.links.all_linked.wait(), BOOT_LINK_WAIT)
         shard = Shard(app, config, index)
         await shard.start()
+        if store is not None and shard.ctx is not None:
+            links = store.links
+            shard.ctx.peers = lambda: {
+                peer: links.is_up(peer) for peer in range(shards) if peer != index
+            }
         report(Ready(index, os.getpid()))
         ready = True
         try:

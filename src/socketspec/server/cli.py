@@ -9,15 +9,13 @@ before any shard is forked, and logging setup; then hands over to the supervisor
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from socketspec import logs, metrics
 from socketspec.app import SocketApp
 from socketspec.cluster.metrics_http import MULTIPROC_ENV, OWNED_ENV
 from socketspec.cluster.supervisor import Supervisor, enable_request_migration, reloader
@@ -152,6 +150,12 @@ def build_parser() -> OneLineParser:
         "free one (env SOCKETSPEC_METRICS_PORT, default 9100)",
     )
     parser.add_argument(
+        "--no-metrics",
+        action="store_true",
+        default=env_flag("no-metrics"),
+        help="record no per-message metrics and serve no /metrics (env SOCKETSPEC_NO_METRICS=1)",
+    )
+    parser.add_argument(
         "--metrics-host",
         default=env_default("metrics-host", "127.0.0.1"),
         help="address of /metrics (env SOCKETSPEC_METRICS_HOST, default 127.0.0.1)",
@@ -213,30 +217,6 @@ def build_parser() -> OneLineParser:
     return parser
 
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def configure_logging(level: str, as_json: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if as_json:
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-
-
 def config_from(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
         host=args.host,
@@ -273,8 +253,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.keyfile and not args.certfile:
         parser.error("--keyfile needs --certfile")
-    use_multiprocess_metrics(argv)
-    configure_logging(args.log_level, args.log_json)
+    if args.no_metrics:
+        metrics.TALLY.enabled = False
+    else:
+        use_multiprocess_metrics(argv)
+    logs.configure(args.log_level, args.log_json)
     sys.path.insert(0, os.getcwd())  # APP modules are named relative to where we run
     app: SocketApp | None = None
     if not args.echo:
@@ -291,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         app_spec=args.app,
         reload_app=None if args.echo else reloader(args.app),
         metrics_host=args.metrics_host,
-        metrics_port=args.metrics_port,
+        metrics_port=None if args.no_metrics else args.metrics_port,
     )
     return supervisor.run()
 

@@ -16,7 +16,7 @@ import logging
 import signal
 import socket
 import ssl
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from socketspec import metrics
@@ -53,6 +53,8 @@ class ShardContext:
         self.no_connections.set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._path = config.path.rstrip("/") or "/"
+        # In a cluster: which shards this one can reach (set by the worker).
+        self.peers: Callable[[], dict[int, bool]] | None = None
 
     @property
     def app_required(self) -> SocketApp:
@@ -91,13 +93,24 @@ class ShardContext:
         """The answer to a request that is not a WebSocket upgrade."""
         if head.method not in ("GET", "HEAD"):
             return http.text_response(405, f"method {head.method} not allowed")
-        if head.path == "/healthz":
-            return http.json_response(200, {"status": "ok", "shard": self.shard_id})
-        if head.path == "/readyz":
-            ready = not self.draining
+        if head.path in ("/healthz", "/readyz"):
+            shards = {self.shard_id: not self.draining}
+            if self.peers is not None:
+                shards.update(self.peers())
+            status = {str(i): "up" if up else "down" for i, up in sorted(shards.items())}
+            if head.path == "/healthz":  # liveness: this shard answers
+                return http.json_response(
+                    200, {"status": "ok", "shard": self.shard_id, "shards": status}
+                )
+            ready = all(shards.values())  # readiness: every shard serves
             return http.json_response(
                 200 if ready else 503,
-                {"ready": ready, "shard": self.shard_id, "connections": len(self.protocols)},
+                {
+                    "ready": ready,
+                    "shard": self.shard_id,
+                    "shards": status,
+                    "connections": len(self.protocols),
+                },
             )
         if self.namespace_for(head.path) is not None:
             return http.text_response(426, "this endpoint only speaks WebSocket")
