@@ -20,18 +20,19 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests examples bench
 	$(BIN)/mypy --strict src/
 
-test: lint system-deps
+test: lint system-deps node-deps
 	$(BIN)/pytest -q
 
-# promtool (Debian's prometheus package) for tests/ops: installed once, as root or with sudo.
+# promtool (Debian's prometheus package) for tests/ops and Chromium for the docs page's browser
+# tests: installed once, as root or with sudo.
 # A systemd host starts the package's prometheus service (port 9090): stop and disable it.
 .PHONY: system-deps
 system-deps:
-	@command -v promtool >/dev/null || { \
+	@{ command -v promtool && command -v chromium; } >/dev/null || { \
 	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 	  $$SUDO apt-get update && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y --no-install-recommends prometheus && \
+	    apt-get install -y --no-install-recommends prometheus chromium fonts-dejavu-core && \
 	  if [ -d /run/systemd/system ] && systemctl is-enabled --quiet prometheus 2>/dev/null; then \
 	    $$SUDO systemctl disable --now prometheus; \
 	  fi; \
@@ -59,3 +60,11 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# The official AsyncAPI parser, to validate /asyncapi.json in the tests (npm, kept in .cache/).
+NODE_DEPS := .cache/node/node_modules/@asyncapi/parser/package.json
+.PHONY: node-deps
+node-deps: $(NODE_DEPS)
+$(NODE_DEPS):
+	mkdir -p .cache/node
+	cd .cache/node && npm install --no-audit --no-fund --loglevel=error @asyncapi/parser@3

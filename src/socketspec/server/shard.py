@@ -21,6 +21,7 @@ from typing import Any
 
 from socketspec import metrics
 from socketspec.app import SocketApp
+from socketspec.docs.routes import docs_response, is_docs_path
 from socketspec.metrics import TALLY
 from socketspec.server import http
 from socketspec.server.config import ServerConfig
@@ -111,6 +112,10 @@ class ShardContext:
                     "shards": status,
                     "connections": len(self.protocols),
                 },
+            )
+        if self.app is not None and is_docs_path(self.app, head.path):
+            return docs_response(
+                self.app, head.path, head.header_map, head.query, ws_path=self.config.path
             )
         if self.namespace_for(head.path) is not None:
             return http.text_response(426, "this endpoint only speaks WebSocket")

@@ -1,0 +1,95 @@
+"""Serving the docs on the WebSocket port: the page, its assets and the two documents.
+
+Owns which paths belong to the docs (``<docs_url>``, ``<docs_url>/schema``,
+``<docs_url>/static/<asset>``, ``/asyncapi.json``), the ``docs_access_token``
+check (``Authorization: Bearer`` or ``?token=``, compared in constant time;
+401 without it), and caching the documents (an app's registry does not change
+once it has started). Returns complete HTTP responses; the shard writes them.
+"""
+
+from __future__ import annotations
+
+import hmac
+from functools import cache
+from importlib import resources
+
+import orjson
+
+from socketspec.app import SocketApp
+from socketspec.security.auth import bearer_token
+from socketspec.server import http
+
+ASYNCAPI_PATH = "/asyncapi.json"
+_CONTENT_TYPES = {
+    ".html": b"text/html; charset=utf-8",
+    ".js": b"text/javascript; charset=utf-8",
+    ".css": b"text/css; charset=utf-8",
+    ".svg": b"image/svg+xml",
+    ".json": b"application/json",
+}
+_NO_STORE = [(b"cache-control", b"no-store")]
+
+
+def _asset(name: str) -> bytes | None:
+    if "/" in name or name.startswith("."):
+        return None
+    entry = resources.files("socketspec.docs").joinpath("static", name)
+    return entry.read_bytes() if entry.is_file() else None
+
+
+@cache
+def _documents(app_id: int, app: SocketApp, ws_path: str) -> tuple[bytes, bytes]:
+    from socketspec.docs.asyncapi import asyncapi_document
+    from socketspec.docs.schema import socketspec_schema
+
+    return (
+        orjson.dumps(socketspec_schema(app), option=orjson.OPT_INDENT_2),
+        orjson.dumps(asyncapi_document(app, path=ws_path), option=orjson.OPT_INDENT_2),
+    )
+
+
+def is_docs_path(app: SocketApp, path: str) -> bool:
+    base = app.docs_url.rstrip("/")
+    return app.docs and (path in (base, base + "/", ASYNCAPI_PATH) or path.startswith(base + "/"))
+
+
+def docs_response(
+    app: SocketApp,
+    path: str,
+    headers: dict[str, str],
+    query: dict[str, str],
+    *,
+    ws_path: str = "/ws",
+) -> bytes:
+    """The answer to a docs path (``is_docs_path`` was true)."""
+    token = app.docs_access_token
+    if token is not None:
+        presented = bearer_token(headers, query) or ""
+        if not hmac.compare_digest(presented.encode(), token.encode()):
+            return http.response(
+                401,
+                b"a docs access token is required (Authorization: Bearer or ?token=)\n",
+                extra=[(b"www-authenticate", b'Bearer realm="socket-docs"')],
+            )
+    base = app.docs_url.rstrip("/")
+    schema, asyncapi = _documents(id(app), app, ws_path)
+    if path == ASYNCAPI_PATH:
+        return http.response(200, asyncapi, b"application/json")
+    if path == base + "/schema":
+        return http.response(200, schema, b"application/json")
+    if path in (base, base + "/"):
+        page = _asset("index.html")
+        if page is not None:
+            # The page learns where the WebSocket endpoint and the assets are from the server.
+            page = page.replace(b"__WS_PATH__", ws_path.encode()).replace(
+                b"__DOCS_URL__", base.encode()
+            )
+            return http.response(200, page, _CONTENT_TYPES[".html"], extra=_NO_STORE)
+    prefix = base + "/static/"
+    if path.startswith(prefix):
+        name = path[len(prefix) :]
+        body = _asset(name)
+        if body is not None:
+            kind = _CONTENT_TYPES.get("." + name.rsplit(".", 1)[-1], b"application/octet-stream")
+            return http.response(200, body, kind)
+    return http.text_response(404, f"not found: {path}")
