@@ -1,0 +1,288 @@
+"""The interactive docs page in Debian's Chromium, against real 2-shard clusters: the chat
+example (docs=True, no auth) and an app with JWT auth, a docs access token and two
+namespaces. A failed test leaves ``failure.png`` in its tmp_path (see docs_browser.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+pytest.register_assert_rewrite("docs_browser")
+from docs_browser import REPO, DocsPage, Served, http_get, user_token  # noqa: E402
+
+pytest_plugins = ["docs_browser"]
+
+STATIC = REPO / "src" / "socketspec" / "docs" / "static"
+CARDS = '[data-testid^="event-card-"]'
+
+
+def search_text(d: Any) -> str:
+    """What the page's search box matches an event against (kept in step with app.js)."""
+    parts = [
+        d.name,
+        d.namespace,
+        d.description,
+        " ".join(d.tags),
+        " ".join(f"{e.event} {e.description}" for e in d.emits),
+        " ".join(f"{b.event} {b.room or ''}" for b in d.broadcasts),
+        "ordered" if d.ordered else "",
+        "deprecated" if d.deprecated else "",
+    ]
+    return " ".join(parts).lower()
+
+
+def visible_cards(docs: DocsPage) -> set[tuple[str | None, str | None]]:
+    return {
+        (card.get_attribute("data-event"), card.get_attribute("data-namespace"))
+        for card in docs.page.locator(CARDS + ":visible").all()
+    }
+
+
+def test_assets_are_self_contained() -> None:
+    """Nothing the page ships points anywhere but the server that serves it."""
+    names = sorted(p.name for p in STATIC.iterdir())
+    assert {"index.html", "app.js", "style.css"} <= set(names)
+    external = re.compile(r"(?:https?:|wss?:)?//[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+|@import|url\(")
+    for name in names:
+        text = (STATIC / name).read_text()
+        assert not external.search(text), (name, external.search(text))
+    page = (STATIC / "index.html").read_text()
+    for ref in re.findall(r'(?:src|href)="([^"]*)"', page):
+        assert ref.startswith(("__DOCS_URL__/", "data:")), ref
+
+
+@pytest.mark.parametrize("served_by", ["chat_served", "secured_served"])
+def test_page_lists_every_event(
+    served_by: str, request: pytest.FixtureRequest, docs: DocsPage
+) -> None:
+    served: Served = request.getfixturevalue(served_by)
+    docs.open(served.docs_url())
+    definitions = served.app.event_definitions()
+    cards = docs.page.locator(CARDS)
+    expect(cards).to_have_count(len(definitions))
+    assert visible_cards(docs) == served.events()
+    count = len(definitions)
+    expect(docs.page.get_by_test_id("event-count")).to_have_text(f"{count} events")
+
+    for d in definitions:
+        card = docs.card(d.name, d.namespace)
+        group = d.tags[0] if d.tags else "default"
+        expect(
+            docs.page.get_by_test_id(f"tag-group-{group}").locator(
+                f'[data-testid="event-card-{d.name}"][data-namespace="{d.namespace}"]'
+            )
+        ).to_have_count(1)
+        expect(card.get_by_test_id("card-namespace")).to_have_text(d.namespace)
+        expect(card.get_by_test_id("badge-ordered")).to_have_count(1 if d.ordered else 0)
+        expect(card.get_by_test_id("badge-deprecated")).to_have_count(1 if d.deprecated else 0)
+        if d.description:
+            expect(card.get_by_test_id("card-toggle")).to_contain_text(d.description)
+
+    # Expanded, every card shows its payload fields, what it emits and what it broadcasts.
+    docs.page.get_by_test_id("expand-all").click()
+    for d in definitions:
+        card = docs.card(d.name, d.namespace)
+        schema = d.payload_schema() or {}
+        table = card.get_by_test_id("payload-schema")
+        for name in schema.get("properties", {}):
+            row = table.locator(f'tr[data-field="{name}"]')
+            expect(row).to_have_count(1)
+            required = name in schema.get("required", [])
+            expect(row).to_contain_text("required" if required else "optional")
+        for emitted in d.emits:
+            expect(card.get_by_test_id(f"emit-{emitted.event}")).to_have_count(1)
+        for broadcast in d.broadcasts:
+            block = card.get_by_test_id(f"broadcast-{broadcast.event}")
+            expect(block).to_have_count(1)
+            if broadcast.room:
+                expect(block).to_contain_text(broadcast.room)
+
+    # The search box filters by name, description and tag.
+    search = docs.page.get_by_test_id("search")
+    tags = sorted({t for d in definitions for t in d.tags})
+    queries = [*tags, "room", "message", definitions[0].name]
+    for query in queries:
+        search.fill(query)
+        expected = {(d.name, d.namespace) for d in definitions if query in search_text(d)}
+        expect(docs.page.locator(CARDS + ":visible")).to_have_count(len(expected))
+        assert visible_cards(docs) == expected, query
+    search.fill("no-such-event-anywhere")
+    expect(docs.page.locator(CARDS + ":visible")).to_have_count(0)
+    expect(docs.page.get_by_test_id("no-match")).to_be_visible()
+    search.fill("")
+    expect(docs.page.locator(CARDS + ":visible")).to_have_count(count)
+
+    # Offline: everything the page loaded came from the server it was opened on.
+    assert docs.requests and all(url.startswith(served.base + "/") for url in docs.requests), (
+        docs.requests
+    )
+    assert docs.errors == []
+
+
+def test_try_it_round_trip(chat_served: Served, docs: DocsPage) -> None:
+    docs.open(chat_served.docs_url())
+    docs.connect(1)  # the page connects its first client itself when the app has no auth
+
+    card = docs.open_card("set_name")
+    editor = card.get_by_test_id("try-editor")
+    assert json.loads(editor.input_value()) == {"name": "string"}  # from the schema
+    docs.send(card, '{"name": "ada"}')
+    expect(docs.replies(card, kind="sent", event="set_name")).to_have_count(1)
+    ack = docs.replies(card, kind="ack")
+    expect(ack).to_have_count(1)
+    expect(ack).to_contain_text('{"name": "ada"}')
+    expect(docs.log(1, direction="out", event="set_name")).to_have_count(1)
+    acked = docs.log(1, direction="in", event="__ack__")
+    expect(acked).to_have_count(1)
+    expect(acked).to_have_attribute("data-ack", "1")
+
+    # Events the handler emits show up under the card as well as its ack.
+    card = docs.open_card("join_room")
+    docs.send(card, '{"room": "round-trip"}')
+    joined = docs.replies(card, kind="event", event="joined")
+    expect(joined).to_have_count(1)
+    expect(joined).to_contain_text('"members": 1')
+    expect(docs.replies(card, kind="ack")).to_contain_text('"room": "round-trip"')
+    expect(docs.log(1, direction="in", event="joined")).to_have_count(1)
+    assert docs.errors == []
+
+
+def test_validation_error_is_shown(chat_served: Served, docs: DocsPage) -> None:
+    docs.open(chat_served.docs_url())
+    docs.connect(1)
+    card = docs.open_card("send_message")
+    editor = card.get_by_test_id("try-editor")
+    assert set(json.loads(editor.input_value())) == {"room", "text"}
+
+    docs.send(card, '{"room": "lobby", "text": ""}')
+    error = docs.replies(card, kind="error", code="VALIDATION_ERROR")
+    expect(error).to_have_count(1)
+    expect(error.get_by_test_id("error-code")).to_have_text("VALIDATION_ERROR")
+    expect(error.locator(".error-list")).to_contain_text("text")
+    logged = docs.log(1, direction="in", event="__error__", code="VALIDATION_ERROR")
+    expect(logged).to_have_count(1)
+    expect(logged).to_have_attribute("data-ack", "1")
+
+    # A payload that is not JSON never leaves the page.
+    sent = docs.log(1, direction="out").count()
+    editor.fill('{"room": ')
+    expect(card.get_by_test_id("try-editor-error")).to_be_visible()
+    card.get_by_test_id("try-send").click()
+    expect(docs.log(1, direction="out")).to_have_count(sent)
+    assert docs.errors == []
+
+
+def test_two_clients_in_one_room_both_see_a_broadcast(
+    secured_served: Served, docs: DocsPage
+) -> None:
+    docs.open(secured_served.docs_url())
+    alice = docs.connect(1, token=user_token("alice"))
+    bob = docs.connect(2, token=user_token("bob"))
+    expect(alice.get_by_test_id("client-info")).to_contain_text("user alice")
+    expect(bob.get_by_test_id("client-info")).to_contain_text("user bob")
+
+    join = docs.open_card("join")
+    docs.send(join, '{"room": "blue"}', client=1)
+    expect(docs.replies(join, kind="ack")).to_have_count(1)
+    docs.send(join, '{"room": "blue"}', client=2)
+    expect(docs.replies(join, kind="ack")).to_have_count(2)
+    expect(docs.replies(join, kind="ack").last).to_contain_text('"members": 2')
+
+    say = docs.open_card("say")
+    docs.send(say, '{"room": "blue", "text": "hello from alice"}', client=1)
+    for n in (1, 2):
+        said = docs.log(n, direction="in", event="said")
+        expect(said).to_have_count(1)
+        expect(said).to_contain_text("hello from alice")
+        expect(said).to_contain_text('"user": "alice"')
+    expect(docs.replies(say, kind="ack")).to_contain_text('"delivered"')
+    expect(docs.replies(say, kind="event", event="said")).to_have_count(1)
+    assert docs.errors == []
+
+
+def test_examples_from_the_schema_and_namespaces(secured_served: Served, docs: DocsPage) -> None:
+    docs.open(secured_served.docs_url())
+    docs.connect(1, token=user_token("carol"))
+    docs.connect(2, token=user_token("root", "admin"), namespace="/admin")
+    expect(docs.client(2).get_by_test_id("client-url")).to_contain_text("/ws/admin?token=")
+
+    # The prefilled example satisfies every constraint of the model, so it goes through as is.
+    order = docs.open_card("place_order")
+    example = json.loads(order.get_by_test_id("try-editor").input_value())
+    assert example["quantity"] == 1 and example["priority"] == "low"
+    assert example["gift"] is False and example["discount"] == 5  # defaults
+    assert re.fullmatch(r"[A-Z0-9-]{3,12}", example["sku"])
+    assert re.fullmatch(r"[0-9]{5}", example["ship_to"]["zip_code"])
+    assert example["price"] > 0 and example["labels"] and len(example["ship_to"]["city"]) >= 2
+    docs.send(order, client=1)
+    expect(docs.replies(order, kind="ack")).to_contain_text('"sku"')
+    expect(docs.replies(order, kind="event", event="order_accepted")).to_have_count(1)
+    expect(docs.replies(order, kind="error")).to_have_count(0)
+
+    # An event of /admin goes through the client on /admin; sent from "/" it is unknown.
+    whoami = docs.open_card("whoami", "/admin")
+    expect(whoami.get_by_test_id("try-client")).to_have_value("2")
+    docs.send(whoami)
+    ack = docs.replies(whoami, kind="ack")
+    expect(ack).to_contain_text('"namespace": "/admin"')
+    expect(ack).to_contain_text('"user": "root"')
+    whoami.get_by_test_id("try-client").select_option("1")
+    expect(whoami.get_by_test_id("try-ns-warning")).to_be_visible()
+    docs.send(whoami)
+    expect(docs.replies(whoami, kind="error", code="UNKNOWN_EVENT")).to_have_count(1)
+
+    # The page answers the server's pings (every 0.5 s here) with pongs by itself.
+    expect(docs.log(2, direction="in", event="__ping__").nth(1)).to_be_attached()
+    expect(docs.log(2, direction="out", event="__pong__").nth(1)).to_be_attached()
+    pings = docs.log(1, direction="in", event="__ping__").count()
+    assert docs.log(1, direction="out", event="__pong__").count() >= pings - 1
+    docs.page.get_by_test_id("hide-heartbeats").check()
+    expect(docs.log(1, event="__ping__").first).to_be_hidden()
+    expect(docs.client(1)).to_have_attribute("data-state", "connected")
+    assert docs.errors == []
+
+
+def test_docs_need_the_access_token(secured_served: Served, docs: DocsPage) -> None:
+    base, token = secured_served.base, secured_served.docs_token
+    assert token is not None
+    docs_url = secured_served.app.docs_url
+    paths = [docs_url, f"{docs_url}/schema", "/asyncapi.json", f"{docs_url}/static/app.js"]
+    for path in paths:
+        status, _, headers = http_get(base + path)
+        assert status == 401, path
+        assert "bearer" in headers.get("www-authenticate", "").lower(), path
+        assert http_get(f"{base}{path}?token=wrong")[0] == 401, path
+        assert http_get(base + path, {"Authorization": "Bearer wrong"})[0] == 401, path
+        assert http_get(f"{base}{path}?token={token}")[0] == 200, path
+        assert http_get(base + path, {"Authorization": f"Bearer {token}"})[0] == 200, path
+    schema = json.loads(http_get(f"{base}{docs_url}/schema?token={token}")[1])
+    assert {e["name"] for e in schema["events"]} == {n for n, _ in secured_served.events()}
+
+    # Without the token the browser gets a 401 and no page (in a tab of its own: the 401 and
+    # the browser's /favicon.ico after it log console errors).
+    tab = docs.page.context.new_page()
+    response = tab.goto(secured_served.docs_url(token=False))
+    assert response is not None and response.status == 401
+    expect(tab.get_by_test_id("event-groups")).to_have_count(0)
+    tab.close()
+
+    # With ?token= the page passes the token on to its stylesheet, script and schema.
+    docs.open(secured_served.docs_url())
+    assert docs.responses and all(status == 200 for _, status in docs.responses), docs.responses
+    loaded = {url.split("?")[0].removeprefix(base) for url, _ in docs.responses}
+    assert {docs_url, f"{docs_url}/static/style.css", f"{docs_url}/static/app.js"} <= loaded
+    assert f"{docs_url}/schema" in loaded
+    topbar = docs.page.locator(".topbar")
+    assert topbar.evaluate("el => getComputedStyle(el).display") == "flex"  # style.css applied
+    expect(docs.page.get_by_test_id("auth-kind")).to_have_text("auth: JWTAuth")
+    assert docs.errors == []
