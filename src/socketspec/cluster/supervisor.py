@@ -314,6 +314,12 @@ class Supervisor:
             f"socketspec-cluster: health at {http_scheme}://{config.host}:{config.port}/healthz",
             flush=True,
         )
+        if self.app is not None and self.app.docs:
+            print(
+                f"socketspec-cluster: docs at {http_scheme}://{config.host}:{config.port}"
+                f"{self.app.docs_url}",
+                flush=True,
+            )
         if self.metrics is not None:
             print(
                 f"socketspec-cluster: metrics at http://{self.metrics.host}:{self.metrics.port}"
