@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 from socketspec.app import SocketApp
 from socketspec.connection import Connection, Identity
+from socketspec.envelope import encode
 from socketspec.errors import CloseCode, ConnectionClosedError, ErrorReply
 from socketspec.receiving import DEFAULT_RECEIVE_TIMEOUT, Inbox, Receiver
 from socketspec.types import AckId, EventName, Namespace, PayloadDict, RoomName
@@ -135,10 +136,7 @@ class TestConnection(Receiver):
         ack: AckId | None = None,
     ) -> None:
         """Send ``event`` as the client would; returns once the server admitted it."""
-        body: dict[str, Any] = {"event": event, "payload": _plain(payload)}
-        if ack is not None:
-            body["ack"] = ack
-        await self.send_raw(orjson.dumps(body))
+        await self.send_raw(encode(event, {} if payload is None else payload, ack))
 
     send = emit  # the reference's older name
 
@@ -301,11 +299,3 @@ class TestClient:
         for conn in self._open_conns:
             await conn.close()
         self._open_conns.clear()
-
-
-def _plain(payload: PayloadDict | BaseModel | None) -> Any:
-    if payload is None:
-        return {}
-    if isinstance(payload, BaseModel):
-        return payload.model_dump(mode="json")
-    return payload
