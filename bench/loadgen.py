@@ -5,7 +5,9 @@ Not a WebSocket client library: every client frame of a run is built once (one m
 key per message kind, which RFC 6455 does not allow for a real client but costs the
 server nothing different), server frames are parsed only as far as opcode and length,
 and a reply counts as an echo when it is a text frame of the expected length that
-starts with ``{"event":"echo"``. Ping frames are answered with Pong frames; a Close
+starts with ``{"event":"echo"``. Ping frames are answered with Pong frames, and
+socketspec's heartbeat (a ``__ping__`` event) with a ``__pong__`` event, as its client
+does (unanswered, the server closes the connection after 35 s with 4005); a Close
 frame is answered and the connection ends. Only connects to 127.0.0.1.
 """
 
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 HOST = "127.0.0.1"
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 ECHO_PREFIX = b'{"event":"echo"'
+HEARTBEAT_PREFIX = b'{"event":"__ping__"'
 MAX_HEAD = 16 * 1024
 MAX_BUFFER = 4 * 1024 * 1024
 OP_TEXT = 0x1
@@ -62,6 +65,7 @@ def client_frame(opcode: int, payload: bytes, key: bytes | None = None) -> bytes
 
 
 CLOSE_FRAME = client_frame(OP_CLOSE, struct.pack("!H", 1000))
+HEARTBEAT_REPLY = client_frame(OP_TEXT, b'{"event":"__pong__"}')
 
 
 @dataclass
@@ -71,6 +75,7 @@ class Stats:
     echoes: int = 0
     other_messages: int = 0  # greetings, __error__ envelopes, anything not an echo
     pings: int = 0
+    heartbeats: int = 0  # socketspec __ping__ events (answered; also in other_messages)
     server_closes: int = 0
     close_codes: dict[int, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -203,6 +208,10 @@ class BenchClient(asyncio.Protocol):
                 self.stats.other_messages += 1
                 if not self.opened.done():
                     self.opened.set_result(None)  # the greeting
+                elif opcode == OP_TEXT and buf.startswith(HEARTBEAT_PREFIX, pos + header):
+                    self.stats.heartbeats += 1
+                    if self.transport is not None and self.phase == Phase.OPEN:
+                        self.transport.write(HEARTBEAT_REPLY)
             pos = end
         if pos:
             del buf[:pos]

@@ -1,9 +1,10 @@
 """Servers under test as subprocesses, and what /proc says about them.
 
 Shared by ``bench/echo.py`` and ``bench/conformance.py``: start a server
-command, wait (bounded) for its "listening on ws://127.0.0.1:PORT/PATH" line,
-stop it with SIGTERM (then SIGKILL), and read the resident memory and CPU time
-of its process tree from /proc.
+command, wait (bounded) for its "listening on ws://127.0.0.1:PORT/PATH" line
+(and, when asked, its "metrics at http://127.0.0.1:PORT/metrics" line), stop it
+with SIGTERM (then SIGKILL), and read the resident memory and CPU time of its
+process tree from /proc.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
 LISTENING = re.compile(r"listening on ws://(127\.0\.0\.1):(\d+)(/\S*)?")
+METRICS = re.compile(r"metrics at http://(127\.0\.0\.1):(\d+)(/\S*)")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -39,6 +41,8 @@ class Server:
     path: str
     log_path: Path
     output: deque[str] = field(default_factory=lambda: deque(maxlen=200))
+    metrics_port: int | None = None  # the announced /metrics endpoint, when asked for
+    metrics_path: str = "/metrics"
 
     @property
     def pid(self) -> int:
@@ -83,8 +87,10 @@ def start_server(
     cpu: int | None = None,
     ready_timeout: float = 30.0,
     env: dict[str, str] | None = None,
+    expect_metrics: bool = False,
 ) -> Server:
-    """Run ``argv`` and wait for its "listening on" line (printed on stdout)."""
+    """Run ``argv`` and wait for its "listening on" line (printed on stdout), and then for
+    its "metrics at" line too when ``expect_metrics``."""
     log_dir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     log_path = log_dir / "stderr.log"
     with log_path.open("w") as log:
@@ -101,7 +107,9 @@ def start_server(
         os.sched_setaffinity(process.pid, {cpu})  # no taskset: pin it from here
     assert process.stdout is not None
     ready = threading.Event()
+    metrics_ready = threading.Event()
     found: list[re.Match[str]] = []
+    found_metrics: list[re.Match[str]] = []
     output: deque[str] = deque(maxlen=200)
 
     def pump() -> None:
@@ -114,7 +122,13 @@ def start_server(
                 if match:
                     found.append(match)
                     ready.set()
+            if not found_metrics:
+                match = METRICS.search(line)
+                if match:
+                    found_metrics.append(match)
+                    metrics_ready.set()
         ready.set()  # EOF: the server exited
+        metrics_ready.set()
 
     threading.Thread(target=pump, name=f"{name}-stdout", daemon=True).start()
     server = Server(name, process, "127.0.0.1", 0, "/", log_path, output)
@@ -129,6 +143,16 @@ def start_server(
     server.host = match.group(1)
     server.port = int(match.group(2))
     server.path = match.group(3) or "/"
+    if expect_metrics:
+        # The supervisor prints it right after the "listening on" line.
+        if not metrics_ready.wait(ready_timeout) or not found_metrics:
+            server.stop(5)
+            raise ServerError(
+                f"{name} did not announce its metrics endpoint within {ready_timeout:g}s "
+                f"(exit code {process.returncode}); stdout: {list(output)[-5:]}"
+            )
+        server.metrics_port = int(found_metrics[0].group(2))
+        server.metrics_path = found_metrics[0].group(3)
     return server
 
 
@@ -200,6 +224,14 @@ def tree_cpu_seconds(pid: int) -> float:
         if index == 0:
             ticks += int(fields[13]) + int(fields[14])
     return ticks / CLOCK_TICKS
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` alone (not its children); 0.0 when it is gone."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def tree_rss_kib(pid: int) -> int:

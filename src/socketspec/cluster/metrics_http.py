@@ -87,7 +87,17 @@ class MetricsEndpoint:
             except (BlockingIOError, InterruptedError):
                 return
             with conn, contextlib.suppress(OSError):
-                self._answer(conn)
+                try:
+                    self._answer(conn)
+                except Exception:
+                    # A scrape must never take the supervisor down: prometheus_client can fail
+                    # to read a shard's file while the shard is still creating it (a race
+                    # upstream knows of); the next scrape reads it whole.
+                    logger.exception("metrics scrape failed")
+                    conn.sendall(
+                        b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n"
+                        b"connection: close\r\n\r\n"
+                    )
 
     def _answer(self, conn: socket.socket) -> None:
         conn.settimeout(READ_TIMEOUT)

@@ -110,6 +110,7 @@ class Supervisor:
         self._generation += 1
         generation = self._generation
         ready_r, ready_w = os.pipe()
+        supervisor_pid = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child
             code = 1
@@ -118,7 +119,14 @@ class Supervisor:
                 os.close(self._wake_r)
                 os.close(self._wake_w)
                 code = run_worker(
-                    self.app, self.config, index, self.workers, generation, self.run_dir, ready_w
+                    self.app,
+                    self.config,
+                    index,
+                    self.workers,
+                    generation,
+                    self.run_dir,
+                    ready_w,
+                    supervisor_pid,
                 )
             finally:
                 os._exit(code)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
 import signal
@@ -32,6 +34,17 @@ logger = logging.getLogger("socketspec.cluster")
 # How long a booting shard waits for links to every peer before serving anyway
 # (a peer that is down links up when it comes back).
 BOOT_LINK_WAIT = 5.0
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(supervisor_pid: int) -> None:
+    """A shard must not outlive its supervisor (nothing would restart, reload or stop it):
+    ask Linux to send SIGTERM (a drain) when the supervisor dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != supervisor_pid:  # it died before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def run_worker(
@@ -42,10 +55,12 @@ def run_worker(
     generation: int,
     run_dir: Path,
     ready_fd: int,
+    supervisor_pid: int,
 ) -> int:
     """Runs in the forked child; returns its exit code."""
     for signum in (signal.SIGHUP, signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)
+    die_with_parent(supervisor_pid)
     logs.set_shard(index)
     ready = False
 
