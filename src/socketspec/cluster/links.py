@@ -10,7 +10,7 @@ mean is the room store's business: it receives them through ``LinkHandler``.
 
 Overflow policy: a peer whose unsent bytes pass ``LINK_HIGH_WATER`` is not
 keeping up; further messages to it are dropped and counted in
-``dropped_messages`` until it drains below the mark, so one slow shard cannot
+``socketspec_pipe_dropped_total`` until it drains below the mark, so one slow shard cannot
 grow another's memory without bound.
 """
 
@@ -102,7 +102,6 @@ class PipeLink(asyncio.Protocol):
             TALLY.add(metrics.pipe_dropped)
             return False
         if transport.get_write_buffer_size() > LINK_HIGH_WATER:
-            self.manager.dropped_messages += 1
             TALLY.add(metrics.pipe_dropped)
             return False
         TALLY.add(_SENT[message.KIND])
@@ -138,7 +137,6 @@ class LinkManager:
         self.generation = generation
         self.run_dir = run_dir
         self.handler = handler
-        self.dropped_messages = 0
         # The link each peer's messages go out on: its newest generation's first link.
         self._current: dict[int, PipeLink] = {}
         self._links: set[PipeLink] = set()

@@ -13,7 +13,7 @@ names its shard, so a direct emit goes straight there.
 When a peer shard dies, its members are dropped from the rooms homed here at
 once, and asks pending on it fail. While a room's home is down, a broadcast
 to it is sent by the sender to every live shard directly (counted in
-``degraded_broadcasts``) and joins to it fail visibly; when the home's
+``socketspec_broadcasts_total{path="degraded"}``) and joins to it fail visibly; when the home's
 replacement says hello, every shard sends it its own members of the rooms
 homed there, and the rooms are whole again.
 """
@@ -77,7 +77,6 @@ class ClusterRoomStore(RoomStore):
         self.generation = generation
         self.links = LinkManager(shard, shards, generation, run_dir, self)
         self.kick: Callable[[ConnectionId, str], Coroutine[Any, Any, None]] | None = None
-        self.degraded_broadcasts = 0
         self._local: dict[ConnectionId, LocalMember] = {}
         self._local_rooms: dict[RoomName, dict[ConnectionId, None]] = {}
         self._memberships: dict[ConnectionId, set[RoomName]] = {}
@@ -212,7 +211,6 @@ class ClusterRoomStore(RoomStore):
         if self.links.send(home, Publish(room, excluded, frame)):
             return 0  # the home orders it; this shard's members get it through the home
         # The home is down: reach every member that can be reached, in this sender's order.
-        self.degraded_broadcasts += 1
         TALLY.add(_DEGRADED_BROADCASTS)
         for peer in self.links.live_peers():
             self.links.send(peer, Deliver(room, excluded, None, frame))

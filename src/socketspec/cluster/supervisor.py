@@ -80,7 +80,6 @@ class Supervisor:
         self.reload_app = reload_app
         self.shards: dict[int, ShardProcess] = {}  # the serving process of each index
         self.retiring: dict[int, ShardProcess] = {}  # by pid
-        self.restarts = 0
         self._generation = 0
         self._deaths: dict[int, int] = {}  # consecutive quick deaths per index
         self._restart_at: dict[int, float] = {}
@@ -209,7 +208,6 @@ class Supervisor:
         for index, when in list(self._restart_at.items()):
             if when <= now:
                 del self._restart_at[index]
-                self.restarts += 1
                 metrics.shard_restarts.inc()
                 self._spawn(index)
 
