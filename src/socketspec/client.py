@@ -229,15 +229,6 @@ class Client(Receiver):
             await asyncio.gather(task, return_exceptions=True)
         await self._close_socket()
 
-    async def wait_closed(self, timeout: float = DEFAULT_RECEIVE_TIMEOUT) -> int | None:
-        """Wait until the connection is closed (normally by the server); returns the close
-        code."""
-        try:
-            await asyncio.wait_for(self.inbox.wait_closed(), timeout)
-        except TimeoutError:
-            raise TimeoutError(f"connection not closed within {timeout:g}s") from None
-        return self.close_code
-
     async def __aenter__(self) -> Client:
         return self
 

@@ -170,6 +170,15 @@ class Receiver:
         payload: PayloadDict = message.get("payload") or {}
         return payload
 
+    async def wait_closed(self, timeout: float = DEFAULT_RECEIVE_TIMEOUT) -> int | None:
+        """Wait until the connection is closed (normally by the server); returns the close
+        code."""
+        try:
+            await asyncio.wait_for(self.inbox.wait_closed(), timeout)
+        except TimeoutError:
+            raise TimeoutError(f"connection not closed within {timeout:g}s") from None
+        return self.inbox.close_code
+
     async def call(
         self,
         event: EventName,

@@ -29,7 +29,7 @@ from socketspec.app import SocketApp
 from socketspec.connection import Connection, Identity
 from socketspec.envelope import encode
 from socketspec.errors import CloseCode, ConnectionClosedError, ErrorReply
-from socketspec.receiving import DEFAULT_RECEIVE_TIMEOUT, Inbox, Receiver
+from socketspec.receiving import Inbox, Receiver
 from socketspec.types import AckId, EventName, Namespace, PayloadDict, RoomName
 
 DEFAULT_ORIGIN = "http://testserver"
@@ -156,14 +156,6 @@ class TestConnection(Receiver):
 
     async def leave_room(self, room: RoomName) -> None:
         await self._app.rooms.leave(self._conn, room)
-
-    async def wait_closed(self, timeout: float = DEFAULT_RECEIVE_TIMEOUT) -> int | None:
-        """Wait until the server closes the connection; returns the close code."""
-        try:
-            await asyncio.wait_for(self._transport.closed.wait(), timeout)
-        except TimeoutError:
-            raise TimeoutError(f"connection not closed within {timeout:g}s") from None
-        return self.close_code
 
     async def wait_idle(self) -> None:
         """Wait until every handler started by this connection's messages has finished."""
