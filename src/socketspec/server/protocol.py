@@ -1,8 +1,9 @@
 """The per-connection I/O shell: one ``asyncio.Protocol`` per TCP connection.
 
 Owns the bytes of one connection: the HTTP request head (health answers,
-403/404/400/431, the handshake deadline), the wsproto connection after the
-upgrade, message reassembly within the size limits, the bounded inbound
+403/404/400/431, the handshake deadline), the upgrade (validated and
+negotiated by wsproto), the connection's phases, the frame reader (``codec``:
+parsing, reassembly within the size limits, inflation), the bounded inbound
 mailbox (reading pauses at the high-water mark and resumes at the low), the
 outbound path (frames written straight to the transport; past
 ``max_outbound`` unsent bytes the connection is closed with 4008) and the
@@ -23,25 +24,25 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter
 from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
-from wsproto.events import (
-    AcceptConnection,
-    BytesMessage,
-    CloseConnection,
-    Ping,
-    Request,
-    TextMessage,
-)
-from wsproto.extensions import Extension
+from wsproto.events import AcceptConnection, Request
+from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.utilities import RemoteProtocolError
 
 from socketspec import metrics
 from socketspec.connection import Connection
 from socketspec.errors import CloseCode, ConnectionAuthError, ConnectRejected
 from socketspec.metrics import TALLY
-from socketspec.server import http
-from socketspec.server.assembly import MessageAssembler, Verdict
-from socketspec.server.deflate import BoundedDeflate
+from socketspec.server import frames, http
+from socketspec.server.codec import (
+    OVERSIZE,
+    DeflateParams,
+    Event,
+    Failure,
+    FrameReader,
+    Oversize,
+    PeerClose,
+    Ping,
+)
 
 if TYPE_CHECKING:
     from socketspec.server.shard import ShardContext
@@ -55,31 +56,27 @@ _HTTP_RESPONSES: dict[str, Counter] = {}
 class Phase(Enum):
     HTTP = "http"  # reading the request head
     UPGRADING = "upgrading"  # 101 sent, the application is admitting the connection
-    WEBSOCKET = "websocket"  # messages flow
+    OPEN = "open"  # messages flow
+    CLOSING = "closing"  # our close frame is sent; waiting (bounded) for the peer's
     CLOSED = "closed"
 
 
 PHASES: dict[Phase, frozenset[Phase]] = {
-    Phase.HTTP: frozenset({Phase.UPGRADING, Phase.WEBSOCKET, Phase.CLOSED}),
-    Phase.UPGRADING: frozenset({Phase.WEBSOCKET, Phase.CLOSED}),
-    Phase.WEBSOCKET: frozenset({Phase.CLOSED}),
+    Phase.HTTP: frozenset({Phase.UPGRADING, Phase.OPEN, Phase.CLOSED}),
+    Phase.UPGRADING: frozenset({Phase.OPEN, Phase.CLOSING, Phase.CLOSED}),
+    Phase.OPEN: frozenset({Phase.CLOSING, Phase.CLOSED}),
+    Phase.CLOSING: frozenset({Phase.CLOSED}),
     Phase.CLOSED: frozenset(),
 }
 
 
-# What the on_disconnect hooks are told when wsproto itself closes the connection.
+# What the on_disconnect hooks are told when the peer broke the protocol.
 _CLOSE_REASONS: dict[int, str] = {
     CloseCode.INVALID_UTF8: "invalid_utf8",
     CloseCode.MESSAGE_TOO_BIG: "message_too_big",
 }
 
-
-class _Oversize:
-    """Mailbox marker: a message was discarded for exceeding max_payload_size."""
-
-
-OVERSIZE = _Oversize()
-MailboxItem = str | bytes | bytearray | _Oversize
+MailboxItem = str | bytes | Oversize
 
 
 class WebSocketProtocol(asyncio.Protocol):
@@ -89,8 +86,10 @@ class WebSocketProtocol(asyncio.Protocol):
         self.conn: Connection | None = None
         self._transport: asyncio.Transport | None = None
         self._reader: http.RequestHeadReader | None = http.RequestHeadReader()
-        self._ws: WSConnection | None = None
-        self._assembler: MessageAssembler | None = None
+        self._frames: FrameReader | None = None
+        # Echo mode compresses its replies when the client negotiated permessage-deflate;
+        # application messages go uncompressed, so that a broadcast is framed once.
+        self._deflater: frames.MessageDeflater | None = None
         self._mailbox: deque[MailboxItem] = deque()
         self._drainer: asyncio.Task[None] | None = None
         self._reading_paused = False
@@ -123,15 +122,16 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         phase = self.phase
-        if phase is Phase.WEBSOCKET:
-            ws = self._ws
-            assert ws is not None
-            ws.receive_data(data)
-            self._process_events(ws)
-        elif phase is Phase.HTTP:
-            reader = self._reader
+        if phase is Phase.OPEN or phase is Phase.CLOSING:
+            reader = self._frames
             assert reader is not None
-            head = reader.feed(data)
+            events = reader.feed(data)
+            if events:
+                self._on_frames(events)
+        elif phase is Phase.HTTP:
+            head_reader = self._reader
+            assert head_reader is not None
+            head = head_reader.feed(data)
             if isinstance(head, http.HeadError):
                 self._reply(http.text_response(head.status, head.reason))
             elif head is not None:
@@ -194,6 +194,8 @@ class WebSocketProtocol(asyncio.Protocol):
                 )
             )
             return
+        # wsproto validates the upgrade and negotiates extensions; after the 101 the
+        # connection's frames are this module's and the codec's.
         ws = WSConnection(ConnectionType.SERVER)
         try:
             ws.initiate_upgrade_connection(head.headers, head.target)
@@ -206,18 +208,29 @@ class WebSocketProtocol(asyncio.Protocol):
             return
         config = ctx.config
         extensions: list[Extension] = []
+        deflate = PerMessageDeflate()
         if config.compression:
-            keep = ctx.app.max_payload_size + 1 if ctx.app is not None else config.max_message_size
-            extensions.append(BoundedDeflate(keep, config.max_message_size))
+            extensions.append(deflate)
         transport = self._transport
         assert transport is not None
         transport.write(ws.send(AcceptConnection(extensions=extensions)))
         self._cancel_timer()
-        self._ws = ws
         soft = ctx.app.max_payload_size if ctx.app is not None else config.max_message_size
-        self._assembler = MessageAssembler(soft, config.max_message_size)
+        params = None
+        if deflate.enabled():
+            params = DeflateParams(
+                client_no_context_takeover=deflate.client_no_context_takeover,
+                client_max_window_bits=deflate.client_max_window_bits,
+                server_no_context_takeover=deflate.server_no_context_takeover,
+                server_max_window_bits=deflate.server_max_window_bits,
+            )
+        self._frames = FrameReader(soft, config.max_message_size, params)
         if ctx.app is None:  # echo mode: no application to admit the connection
-            self._enter(Phase.WEBSOCKET)
+            if params is not None:
+                self._deflater = frames.MessageDeflater(
+                    params.server_no_context_takeover, params.server_max_window_bits
+                )
+            self._enter(Phase.OPEN)
             if head.trailing:
                 self.data_received(head.trailing)
             return
@@ -248,7 +261,7 @@ class WebSocketProtocol(asyncio.Protocol):
             await app.handle_disconnect(conn, "connection_lost")
             return
         self.conn = conn
-        self._enter(Phase.WEBSOCKET)
+        self._enter(Phase.OPEN)
         pending, self._pending = self._pending, b""
         transport = self._transport
         assert transport is not None
@@ -257,72 +270,83 @@ class WebSocketProtocol(asyncio.Protocol):
             self.data_received(pending)
 
     def _refused(self) -> None:
-        if self.phase is not Phase.UPGRADING:
+        """The connection was refused with a close frame: read on for the peer's."""
+        if self.phase is not Phase.CLOSING:
             return
-        self._enter(Phase.WEBSOCKET)
         pending, self._pending = self._pending, b""
         if pending:
             self.data_received(pending)
 
     # -- WebSocket -------------------------------------------------------------------------------
 
-    def _process_events(self, ws: WSConnection) -> None:
-        assembler = self._assembler
-        assert assembler is not None
-        for event in ws.events():
-            if isinstance(event, TextMessage | BytesMessage):
-                result = assembler.feed(event.data, event.message_finished)
-                if result is None:
-                    continue
+    def _on_frames(self, events: list[Event]) -> None:
+        app = self.ctx.app
+        for event in events:
+            kind = type(event)
+            if kind is str or kind is bytes or event is OVERSIZE:
                 TALLY.add(metrics.frames_received)
-                if not isinstance(result, Verdict):
-                    TALLY.add(metrics.bytes_received, len(result))
-                if result is Verdict.TOO_BIG:
-                    self._fail(CloseCode.MESSAGE_TOO_BIG, "message too big")
-                    return
-                if self.ctx.app is None:
-                    self._echo(ws, result)
-                elif self.conn is not None:  # None: a refused connection, closing
-                    self._enqueue(OVERSIZE if result is Verdict.OVERSIZE else result)
-            elif isinstance(event, Ping):
-                if ws.state is ConnectionState.OPEN:
-                    self._write_raw(ws.send(event.response()))
-            elif isinstance(event, CloseConnection):
-                self._on_close_event(ws, event)
+                if event is not OVERSIZE:
+                    TALLY.add(metrics.bytes_received, len(event))  # type: ignore[arg-type]
+                if self.phase is not Phase.OPEN:
+                    continue  # after our close frame, messages are not read
+                if app is None:
+                    self._echo(event)
+                elif self.conn is not None:
+                    self._enqueue(event)  # type: ignore[arg-type]
+            elif kind is Ping:
+                if self.phase is Phase.OPEN:
+                    self._write_raw(frames.encode_frame(frames.OP_PONG, event.payload))  # type: ignore[union-attr]
+            elif kind is PeerClose:
+                self._on_peer_close(event)  # type: ignore[arg-type]
+                return
+            elif kind is Failure:
+                self._on_failure(event)  # type: ignore[arg-type]
                 return
 
-    def _echo(self, ws: WSConnection, message: str | bytes | bytearray | Verdict) -> None:
-        if isinstance(message, Verdict):  # over the hard cap is TOO_BIG, handled above
+    def _echo(self, message: str | bytes | object) -> None:
+        if isinstance(message, str):
+            opcode, payload = frames.OP_TEXT, message.encode()
+        elif isinstance(message, bytes):
+            opcode, payload = frames.OP_BINARY, message
+        else:
             return
-        if ws.state is ConnectionState.OPEN:
-            reply = (
-                TextMessage(data=message)
-                if isinstance(message, str)
-                else BytesMessage(data=message)
-            )
-            self._write_raw(ws.send(reply))
+        deflater = self._deflater
+        if deflater is not None:
+            self._write_raw(deflater.frame(opcode, payload))
+        else:
+            self._write_raw(frames.encode_frame(opcode, payload))
 
-    def _on_close_event(self, ws: WSConnection, event: CloseConnection) -> None:
+    def _on_peer_close(self, event: PeerClose) -> None:
         transport = self._transport
         assert transport is not None
-        if ws.state is ConnectionState.REMOTE_CLOSING:
+        if self.phase is Phase.OPEN:
             # The peer started the closing handshake: answer it, then close TCP.
-            transport.write(ws.send(event.response()))
+            code = event.code if event.code is not None else CloseCode.NORMAL
+            transport.write(frames.close_frame(code, ""))
             reason = "client_close"
-        elif ws.state is ConnectionState.OPEN:
-            # wsproto found a protocol error (1002) or invalid UTF-8 (1007) and will parse
-            # nothing more: send that close ourselves and drop the connection.
-            transport.write(ws.send(CloseConnection(event.code, event.reason)))
-            metrics.connection_closes.labels(code=str(int(event.code))).inc()
-            reason = _CLOSE_REASONS.get(event.code, "protocol_error")
         else:
             reason = "server_close"  # the answer to our own close
+        self._end(reason)
+
+    def _on_failure(self, failure: Failure) -> None:
+        """The peer broke the protocol: send the close code, drop the connection."""
+        transport = self._transport
+        assert transport is not None
+        if self.phase is Phase.OPEN:
+            transport.write(frames.close_frame(failure.code, failure.reason))
+            metrics.connection_closes.labels(code=str(int(failure.code))).inc()
+        self._end(_CLOSE_REASONS.get(failure.code, "protocol_error"))
+
+    def _end(self, reason: str) -> None:
+        transport = self._transport
+        assert transport is not None
         self._cancel_timer()
         transport.close()
+        self._enter(Phase.CLOSED)
         self._notify_app(reason)
 
     def _fail(self, code: int, reason: str) -> None:
-        """Protocol or policy close decided here, not by the application."""
+        """Policy close decided here, not by the application."""
         metrics.connection_closes.labels(code=str(int(code))).inc()
         self.close_now(code, reason)
         self._notify_app(reason.replace(" ", "_"))
@@ -358,12 +382,10 @@ class WebSocketProtocol(asyncio.Protocol):
                     self._reading_paused = False
                     if self._transport is not None and not self._transport.is_closing():
                         self._transport.resume_reading()
-                if isinstance(item, _Oversize):
+                if item is OVERSIZE:
                     await app.handle_oversize(conn)
                 else:
-                    await app.handle_event(
-                        conn, bytes(item) if isinstance(item, bytearray) else item
-                    )
+                    await app.handle_event(conn, item)  # type: ignore[arg-type]
         finally:
             self._drainer = None
 
@@ -376,12 +398,12 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         """Frame one JSON envelope and write it; past max_outbound unsent bytes, close 4008."""
-        ws = self._ws
         transport = self._transport
+        phase = self.phase
+        # While upgrading, the application greets the connection it is admitting.
         if (
-            ws is None
+            (phase is not Phase.OPEN and phase is not Phase.UPGRADING)
             or transport is None
-            or ws.state is not ConnectionState.OPEN
             or transport.is_closing()
         ):
             return
@@ -398,16 +420,17 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def close_now(self, code: int, reason: str) -> None:
         """Send our close frame and wait a bounded time for the peer's before dropping TCP."""
-        ws = self._ws
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        if ws is None or ws.state is not ConnectionState.OPEN:
+        if self.phase is not Phase.OPEN and self.phase is not Phase.UPGRADING:
             transport.close()
             return
-        transport.write(ws.send(CloseConnection(code, _truncate(reason))))
+        upgrading = self.phase is Phase.UPGRADING
+        transport.write(frames.close_frame(code, reason))
+        self._enter(Phase.CLOSING)
         self._set_timer(self.ctx.config.close_timeout, self._abort)
-        if self._reading_paused or self.phase is Phase.UPGRADING:
+        if self._reading_paused or upgrading:
             transport.resume_reading()  # to read the peer's close frame
             self._reading_paused = False
 
@@ -426,9 +449,3 @@ class WebSocketProtocol(asyncio.Protocol):
         self._timer = None
         if self._transport is not None:
             self._transport.abort()
-
-
-def _truncate(reason: str) -> str:
-    """A close reason must fit a control frame (123 bytes of UTF-8)."""
-    encoded = reason.encode()[:123]
-    return encoded.decode("utf-8", "ignore")
