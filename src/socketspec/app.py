@@ -352,11 +352,29 @@ class SocketApp:
             return
         await self._pipeline.handle(rt, raw_message)
 
-    async def handle_oversize(self, conn: Connection) -> None:
+    def offer_event(self, conn: Connection, raw_message: str | bytes) -> bool:
+        """Feed one inbound message without waiting: False (and nothing done) while every
+        handler slot of the connection is busy; offer it again after ``when_ready``."""
+        rt = self._runtimes.get(conn.id)
+        if rt is None or self._pipeline is None:
+            return True
+        return self._pipeline.admit(rt, raw_message)
+
+    def when_ready(self, conn: Connection, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once when the connection can take a message again."""
+        rt = self._runtimes.get(conn.id)
+        if rt is not None:
+            rt.when_slot_free(callback)
+
+    def refuse_oversize(self, conn: Connection) -> None:
         """The transport discarded a message larger than ``max_payload_size`` while it arrived."""
         rt = self._runtimes.get(conn.id)
         if rt is not None and self._pipeline is not None and rt.machine.accepts_events:
             self._pipeline.refuse_oversize(rt)
+
+    async def handle_oversize(self, conn: Connection) -> None:
+        """``refuse_oversize`` for callers that await."""
+        self.refuse_oversize(conn)
 
     async def drain(self, timeout: float) -> None:
         """Server shutdown: no new events, ``__server_shutdown__`` to everyone, running

@@ -12,6 +12,7 @@ connection's lifecycle (``socketspec.app``) or its timers (``socketspec.runtime`
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import time
@@ -86,14 +87,37 @@ class EventPipeline:
     # -- the synchronous front: runs inline, in arrival order -----------------------------------
 
     async def handle(self, rt: ConnectionRuntime, raw: str | bytes) -> None:
-        """Take one message; returns once it is admitted (or refused), not when it is handled."""
+        """Take one message, waiting for a handler slot; returns once it is admitted (or
+        refused), not when it is handled."""
+        while not self.admit(rt, raw):
+            slot: asyncio.Future[None] = rt.loop.create_future()
+            rt.when_slot_free(functools.partial(_wake, slot))
+            await slot
+
+    def admit(self, rt: ConnectionRuntime, raw: str | bytes) -> bool:
+        """Take one message now: False (and nothing done) while every handler slot of the
+        connection is in use; the caller offers it again after ``rt.when_slot_free``."""
         if not rt.machine.accepts_events:
-            return
+            return True  # dropped: the connection is closing
+        if not rt.take_slot():
+            return False
+        try:
+            self._admit(rt, raw)
+        except BaseException:
+            rt.release_slot()
+            raise
+        return True
+
+    def _admit(self, rt: ConnectionRuntime, raw: str | bytes) -> None:
+        """With a slot taken: checks, then the handler task (which releases the slot), or
+        release it at once when the message ends here."""
         if envelope.exceeds(raw, self.max_payload_size):
+            rt.release_slot()
             self.refuse_oversize(rt)
             return
         message = envelope.decode(raw)
         if isinstance(message, envelope.DecodeFailure):
+            rt.release_slot()
             rt.send_error(
                 message.code,
                 message.message,
@@ -102,24 +126,28 @@ class EventPipeline:
                 ack=message.ack,
             )
             return
+        event = message.event
         # Heartbeat replies are exempt: refusing them would turn a rate limit into a 4005 close.
-        if rt.bucket is not None and message.event != PONG and not rt.bucket.consume():
+        if rt.bucket is not None and event != PONG and not rt.bucket.consume():
+            rt.release_slot()
             rt.send_error(
                 ErrorCode.RATE_LIMIT_ERROR,
                 "rate limit exceeded",
-                event=message.event,
+                event=event,
                 details={"retry_after": round(rt.bucket.retry_after(), 3)},
                 ack=message.ack,
             )
             return
-        event = message.event
         rt.touch(is_pong=event == PONG)
         if event == PONG:
+            rt.release_slot()
             return
         if event == REFRESH_AUTH:
+            rt.release_slot()  # not a handler: it has no slot, like the checks above
             rt.spawn(self._refresh_auth(rt, message.payload, message.ack))
             return
         if event in RESERVED_EVENTS:
+            rt.release_slot()
             rt.send_error(
                 ErrorCode.UNKNOWN_EVENT,
                 f"{event!r} is a reserved system event",
@@ -127,19 +155,14 @@ class EventPipeline:
                 ack=message.ack,
             )
             return
-        await rt.inflight.acquire()
-        if not rt.machine.accepts_events:  # closed while waiting for a slot
-            rt.inflight.release()
-            return
         definition = self.registry.get(rt.conn.namespace, event)
         TALLY.add(
             (self._metrics[event] if definition is not None else self._unknown_metrics).received
         )
-        previous = None
-        if definition is not None and definition.ordered:
-            previous = rt.ordered_tails.get(event)
+        ordered = definition is not None and definition.ordered
+        previous = rt.ordered_tails.get(event) if ordered else None
         task = rt.spawn(self._run(rt, event, message.payload, message.ack, previous))
-        if definition is not None and definition.ordered:
+        if ordered:
             rt.ordered_tails[event] = task
             task.add_done_callback(lambda t: _clear_tail(rt, event, t))
 
@@ -202,7 +225,7 @@ class EventPipeline:
             )
             await self.hooks.run("on_error", conn, exc)
         finally:
-            rt.inflight.release()
+            rt.release_slot()
 
     async def _dispatch(self, conn: Connection, event: EventName, payload: PayloadDict) -> Any:
         """The end of the middleware chain: lookup, validation, dependencies, handler."""
@@ -300,6 +323,11 @@ class EventPipeline:
                     },
                 )
             )
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _clear_tail(rt: ConnectionRuntime, event: EventName, task: asyncio.Task[Any]) -> None:

@@ -1,11 +1,13 @@
 """The connection runtime: the application half of a connection actor.
 
 Owns everything about one live connection that is not protocol bytes: its
-state machine, its session clock and the timer that drives it, its rate-limit
-bucket, its in-flight handler tasks (bounded, with per-event ordering for
-``ordered=True`` handlers) and the outbound side of ``emit``. The transport
-underneath (the shard's WebSocket protocol, the TestClient's queue) only
-moves bytes: it implements ``Transport``.
+state machine, its session clock and the one timer handle that drives it (no
+task per connection: an idle connection costs a handle, not a coroutine), its
+rate-limit bucket, its in-flight handler tasks (bounded: the count of slots
+and the callbacks waiting for one; per-event ordering for ``ordered=True``
+handlers) and the outbound side of ``emit``. The transport underneath (the
+shard's WebSocket protocol, the TestClient's queue) only moves bytes: it
+implements ``Transport``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -77,16 +79,40 @@ class ConnectionRuntime:
         self.bucket = bucket
         self.session_config = session
         self.clock: SessionClock | None = None
-        self.inflight = asyncio.Semaphore(MAX_INFLIGHT_EVENTS)
+        self.loop = asyncio.get_running_loop()
+        self.inflight = 0  # handler slots in use, at most MAX_INFLIGHT_EVENTS
+        self._slot_waiters: list[Callable[[], None]] | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.ordered_tails: dict[EventName, asyncio.Task[Any]] = {}
         self.heartbeat_rtt: float | None = None
-        self._session_task: asyncio.Task[None] | None = None
-        self._session_wake = asyncio.Event()
+        self._session_timer: asyncio.TimerHandle | None = None
 
     @property
     def id(self) -> ConnectionId:
         return self.conn.id
+
+    # -- handler slots -------------------------------------------------------------------------
+
+    def take_slot(self) -> bool:
+        """Reserve a handler slot; False when all are in use (the caller waits)."""
+        if self.inflight >= MAX_INFLIGHT_EVENTS:
+            return False
+        self.inflight += 1
+        return True
+
+    def release_slot(self) -> None:
+        self.inflight -= 1
+        waiters = self._slot_waiters
+        if waiters is not None:
+            self._slot_waiters = None
+            for callback in waiters:
+                callback()
+
+    def when_slot_free(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, the next time a handler slot is released."""
+        if self._slot_waiters is None:
+            self._slot_waiters = []
+        self._slot_waiters.append(callback)
 
     # -- outbound ------------------------------------------------------------------------------
 
@@ -136,7 +162,7 @@ class ConnectionRuntime:
     # -- handler tasks -------------------------------------------------------------------------
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro)
+        task = self.loop.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
@@ -155,15 +181,35 @@ class ConnectionRuntime:
     # -- session -------------------------------------------------------------------------------
 
     def start_session(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.clock = SessionClock(self.session_config, loop.time(), self._token_expires_in())
-        self._session_task = loop.create_task(self._session_loop())
+        self.clock = SessionClock(self.session_config, self.loop.time(), self._token_expires_in())
+        self._schedule_session()
 
     def stop_session(self) -> None:
-        task = self._session_task
-        self._session_task = None
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
+        self.clock = None
+        if self._session_timer is not None:
+            self._session_timer.cancel()
+            self._session_timer = None
+
+    def _schedule_session(self) -> None:
+        """Arm the timer for the clock's next deadline (replacing any armed one)."""
+        if self._session_timer is not None:
+            self._session_timer.cancel()
+            self._session_timer = None
+        clock = self.clock
+        if clock is None or clock.finished:
+            return
+        deadline = clock.next_deadline()
+        if deadline is not None:
+            self._session_timer = self.loop.call_at(deadline, self._on_session_timer)
+
+    def _on_session_timer(self) -> None:
+        self._session_timer = None
+        clock = self.clock
+        if clock is None:
+            return
+        for action in clock.due(self.loop.time()):
+            self._perform(action)
+        self._schedule_session()
 
     def _token_expires_in(self) -> float | None:
         expires = self.conn.identity.token_expires_at
@@ -174,42 +220,28 @@ class ConnectionRuntime:
     def token_refreshed(self) -> None:
         """The identity changed: restart the token timers from its new expiry."""
         if self.clock is not None:
-            self.clock.set_token_expiry(asyncio.get_running_loop().time(), self._token_expires_in())
-            self._session_wake.set()
+            self.clock.set_token_expiry(self.loop.time(), self._token_expires_in())
+            self._schedule_session()
 
     def touch(self, *, is_pong: bool) -> None:
         self.conn.touch()
         clock = self.clock
         if clock is None:
             return
-        now = asyncio.get_running_loop().time()
+        now = self.loop.time()
         if is_pong:
             rtt = clock.on_pong(now)
             if rtt is not None:
                 self.heartbeat_rtt = rtt
                 TALLY.observe(metrics.heartbeat_rtt, rtt)
                 # the pong deadline was the timer's next wake-up; the next ping may be sooner
-                self._session_wake.set()
+                self._schedule_session()
         else:
+            # Deadlines only move later on activity: the armed timer finds nothing due
+            # and re-arms itself, so no timer work per message.
             clock.on_activity(now)
 
-    async def _session_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        clock = self.clock
-        assert clock is not None
-        while not clock.finished:
-            deadline = clock.next_deadline()
-            timeout = None if deadline is None else max(0.0, deadline - loop.time())
-            self._session_wake.clear()
-            try:
-                await asyncio.wait_for(self._session_wake.wait(), timeout)
-                continue  # woken: deadlines changed, recompute
-            except TimeoutError:
-                pass
-            for action in clock.due(loop.time()):
-                await self._perform(action)
-
-    async def _perform(self, action: SessionAction) -> None:
+    def _perform(self, action: SessionAction) -> None:
         conn = self.conn
         if action is SessionAction.PING:
             self.deliver(envelope.encode("__ping__", {"ts": time.time()}))
@@ -225,7 +257,7 @@ class ConnectionRuntime:
                 )
             )
         else:
-            await self._close_for(action)
+            self.spawn(self._close_for(action))
 
     async def _close_for(self, action: SessionAction) -> None:
         """A session limit was reached: say so (notice and error, when there are), then close."""

@@ -86,14 +86,14 @@ async def test_a_full_mailbox_pauses_reading_and_resumes_below_the_low_water_mar
 
     shard = await started(app, mailbox_high_water=8, mailbox_low_water=2)
     paused = asyncio.Event()
-    original = WebSocketProtocol._enqueue
+    original = WebSocketProtocol._offer
 
     def watching(self: WebSocketProtocol, item: object) -> None:
         original(self, item)  # type: ignore[arg-type]
         if self._reading_paused:
             paused.set()
 
-    monkeypatch.setattr(WebSocketProtocol, "_enqueue", watching)
+    monkeypatch.setattr(WebSocketProtocol, "_offer", watching)
     client = await connect(f"ws://127.0.0.1:{shard.port}/ws")
     try:
         for n in range(total):

@@ -90,9 +90,16 @@ class WebSocketProtocol(asyncio.Protocol):
         # Echo mode compresses its replies when the client negotiated permessage-deflate;
         # application messages go uncompressed, so that a broadcast is framed once.
         self._deflater: frames.MessageDeflater | None = None
+        # Messages the application could not take yet (every handler slot busy), in order.
         self._mailbox: deque[MailboxItem] = deque()
-        self._drainer: asyncio.Task[None] | None = None
+        self._waiting_for_slot = False
         self._reading_paused = False
+        # Frames written during this loop iteration, sent in one write when the shard
+        # flushes (see ShardContext.flush_writes): a broadcast burst or a batch of replies
+        # costs one system call per connection, not one per frame.
+        self._out: list[bytes] | None = None
+        self._out_messages = 0
+        self._out_bytes = 0
         self._timer: asyncio.TimerHandle | None = None
         self._pending: bytes = b""  # bytes read while the application admits the connection
 
@@ -149,6 +156,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self._enter(Phase.CLOSED)
         self.ctx.forget(self)
         self._mailbox.clear()
+        self._out = None
         if self.conn is not None:
             self.ctx.spawn(self.ctx.app_required.handle_disconnect(self.conn, "connection_lost"))
 
@@ -281,27 +289,32 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _on_frames(self, events: list[Event]) -> None:
         app = self.ctx.app
+        received = 0
+        size = 0
         for event in events:
             kind = type(event)
             if kind is str or kind is bytes or event is OVERSIZE:
-                TALLY.add(metrics.frames_received)
+                received += 1
                 if event is not OVERSIZE:
-                    TALLY.add(metrics.bytes_received, len(event))  # type: ignore[arg-type]
+                    size += len(event)  # type: ignore[arg-type]
                 if self.phase is not Phase.OPEN:
                     continue  # after our close frame, messages are not read
                 if app is None:
                     self._echo(event)
                 elif self.conn is not None:
-                    self._enqueue(event)  # type: ignore[arg-type]
+                    self._offer(event)  # type: ignore[arg-type]
             elif kind is Ping:
                 if self.phase is Phase.OPEN:
                     self._write_raw(frames.encode_frame(frames.OP_PONG, event.payload))  # type: ignore[union-attr]
             elif kind is PeerClose:
                 self._on_peer_close(event)  # type: ignore[arg-type]
-                return
+                break
             elif kind is Failure:
                 self._on_failure(event)  # type: ignore[arg-type]
-                return
+                break
+        if received:
+            TALLY.add(metrics.frames_received, received)
+            TALLY.add(metrics.bytes_received, size)
 
     def _echo(self, message: str | bytes | object) -> None:
         if isinstance(message, str):
@@ -322,6 +335,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if self.phase is Phase.OPEN:
             # The peer started the closing handshake: answer it, then close TCP.
             code = event.code if event.code is not None else CloseCode.NORMAL
+            self.flush()
             transport.write(frames.close_frame(code, ""))
             reason = "client_close"
         else:
@@ -333,6 +347,7 @@ class WebSocketProtocol(asyncio.Protocol):
         transport = self._transport
         assert transport is not None
         if self.phase is Phase.OPEN:
+            self.flush()
             transport.write(frames.close_frame(failure.code, failure.reason))
             metrics.connection_closes.labels(code=str(int(failure.code))).inc()
         self._end(_CLOSE_REASONS.get(failure.code, "protocol_error"))
@@ -357,7 +372,10 @@ class WebSocketProtocol(asyncio.Protocol):
 
     # -- the inbound mailbox ---------------------------------------------------------------------
 
-    def _enqueue(self, item: MailboxItem) -> None:
+    def _offer(self, item: MailboxItem) -> None:
+        """Hand a message to the application now, or queue it behind the ones waiting."""
+        if not self._mailbox and self._deliver(item):
+            return
         mailbox = self._mailbox
         mailbox.append(item)
         if not self._reading_paused and len(mailbox) >= self.ctx.config.mailbox_high_water:
@@ -366,38 +384,50 @@ class WebSocketProtocol(asyncio.Protocol):
             transport = self._transport
             assert transport is not None
             transport.pause_reading()
-        if self._drainer is None:
-            self._drainer = self.ctx.loop.create_task(self._drain())
+        self._wait_for_slot()
 
-    async def _drain(self) -> None:
-        app = self.ctx.app_required
+    def _deliver(self, item: MailboxItem) -> bool:
         conn = self.conn
         assert conn is not None
+        app = self.ctx.app_required
+        if item is OVERSIZE:
+            app.refuse_oversize(conn)
+            return True
+        return app.offer_event(conn, item)  # type: ignore[arg-type]
+
+    def _wait_for_slot(self) -> None:
+        if not self._waiting_for_slot and self.conn is not None:
+            self._waiting_for_slot = True
+            self.ctx.app_required.when_ready(self.conn, self._drain)
+
+    def _drain(self) -> None:
+        """A handler slot came free: hand over queued messages until the slots run out."""
+        self._waiting_for_slot = False
         mailbox = self._mailbox
         low = self.ctx.config.mailbox_low_water
-        try:
-            while mailbox:
-                item = mailbox.popleft()
-                if self._reading_paused and len(mailbox) <= low:
-                    self._reading_paused = False
-                    if self._transport is not None and not self._transport.is_closing():
-                        self._transport.resume_reading()
-                if item is OVERSIZE:
-                    await app.handle_oversize(conn)
-                else:
-                    await app.handle_event(conn, item)  # type: ignore[arg-type]
-        finally:
-            self._drainer = None
+        while mailbox and self.phase is Phase.OPEN:
+            if not self._deliver(mailbox[0]):
+                self._wait_for_slot()
+                return
+            mailbox.popleft()
+            if self._reading_paused and len(mailbox) <= low:
+                self._reading_paused = False
+                transport = self._transport
+                if transport is not None and not transport.is_closing():
+                    transport.resume_reading()
 
     # -- outbound: the application's Transport ---------------------------------------------------
 
-    def _write_raw(self, data: bytes) -> None:
-        transport = self._transport
-        assert transport is not None
-        transport.write(data)
+    def _write_raw(self, frame: bytes) -> None:
+        out = self._out
+        if out is None:
+            self._out = [frame]
+            self.ctx.schedule_flush(self)
+        else:
+            out.append(frame)
 
     def write(self, data: bytes) -> None:
-        """Frame one JSON envelope and write it; past max_outbound unsent bytes, close 4008."""
+        """Queue one JSON envelope as a text frame; past max_outbound unsent bytes, close 4008."""
         transport = self._transport
         phase = self.phase
         # While upgrading, the application greets the connection it is admitting.
@@ -407,10 +437,35 @@ class WebSocketProtocol(asyncio.Protocol):
             or transport.is_closing()
         ):
             return
-        transport.write(self.ctx.frames.text(data))
-        TALLY.add(metrics.frames_sent)
-        TALLY.add(metrics.bytes_sent, len(data))
-        if transport.get_write_buffer_size() > self.ctx.config.max_outbound:
+        self._write_raw(self.ctx.frames.text(data))
+        self._out_messages += 1
+        self._out_bytes += len(data)
+        if self._out_bytes > self.ctx.config.max_outbound:
+            self.flush()  # a burst within one iteration: do not hold it all first
+
+    def flush(self) -> None:
+        """Send the frames queued during this iteration in one write."""
+        out = self._out
+        if out is None:
+            return
+        self._out = None
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if len(out) == 1:
+            transport.write(out[0])
+        else:
+            transport.writelines(out)
+        if self._out_messages:
+            TALLY.add(metrics.frames_sent, self._out_messages)
+            TALLY.add(metrics.bytes_sent, self._out_bytes)
+            self._out_messages = self._out_bytes = 0
+        # Echo mode (no application) answers whatever it is sent, however large: the
+        # limit is for application messages, which a slow reader lets pile up.
+        if (
+            self.ctx.app is not None
+            and transport.get_write_buffer_size() > self.ctx.config.max_outbound
+        ):
             metrics.slow_consumer_closes.inc()
             self._fail(CloseCode.SLOW_CONSUMER, "slow consumer")
 
@@ -427,6 +482,9 @@ class WebSocketProtocol(asyncio.Protocol):
             transport.close()
             return
         upgrading = self.phase is Phase.UPGRADING
+        self.flush()
+        if transport.is_closing():  # the flush found a slow consumer and closed it
+            return
         transport.write(frames.close_frame(code, reason))
         self._enter(Phase.CLOSING)
         self._set_timer(self.ctx.config.close_timeout, self._abort)

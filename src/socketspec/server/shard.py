@@ -53,6 +53,7 @@ class ShardContext:
         self.no_connections = asyncio.Event()
         self.no_connections.set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._unflushed: list[WebSocketProtocol] = []
         self._path = config.path.rstrip("/") or "/"
         # In a cluster: which shards this one can reach (set by the worker).
         self.peers: Callable[[], dict[int, bool]] | None = None
@@ -67,6 +68,18 @@ class ShardContext:
         task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def schedule_flush(self, protocol: WebSocketProtocol) -> None:
+        """``protocol`` queued its first frame of this iteration: flush it at the end of it."""
+        if not self._unflushed:
+            self.loop.call_soon(self.flush_writes)
+        self._unflushed.append(protocol)
+
+    def flush_writes(self) -> None:
+        """One write per connection for everything queued since the last flush."""
+        unflushed, self._unflushed = self._unflushed, []
+        for protocol in unflushed:
+            protocol.flush()
 
     def track(self, protocol: WebSocketProtocol) -> None:
         self.protocols.add(protocol)
