@@ -39,12 +39,34 @@ system-deps:
 	}
 
 # The Autobahn suite (kosoku) against the echo server; writes docs/conformance.md.
-.PHONY: conformance bench bench-broadcast
+.PHONY: conformance bench bench-smoke bench-peers bench-metrics bench-broadcast
 conformance: $(STAMP)
 	$(BIN)/python bench/conformance.py
 
-# Echo throughput and idle memory: socketspec beside the websockets library.
-bench: $(STAMP)
+# The benchmark harness's own dependencies (matplotlib for the charts), kept out of `make test`.
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+# socketspec beside python-socketio, websockets and FastAPI (each peer in its own venv under
+# .cache/bench/), 3 runs of every workload, then 1 and 2 shards; about 11 minutes on 2 cores.
+# Writes bench/results/<date>.json and .md, bench/results/latest.md, docs/perf-*.png and the
+# results in docs/performance.md. Options: make bench BENCH_ARGS="--runs 1 --servers socketspec".
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Every workload once, small and short, socketspec only (what tests/bench runs); writes to /tmp.
+bench-smoke: $(STAMP)
+	$(BIN)/python bench/run.py --smoke --out $$(mktemp -d)
+
+# Installs the peers' environments under .cache/bench/ without running anything.
+bench-peers: $(STAMP)
+	$(BIN)/python bench/venvs.py
+
+# Echo throughput and idle memory, metrics on and off side by side (and the websockets library);
+# writes bench/results/metrics-latest.md.
+bench-metrics: $(STAMP)
 	$(BIN)/python bench/echo.py
 
 # Room broadcast to 1,000 listeners on 1 shard, then on 2 shards; writes bench/results/broadcast-latest.md.

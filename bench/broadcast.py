@@ -3,8 +3,8 @@
     make bench-broadcast
     .venv/bin/python bench/broadcast.py [--listeners 1000] [--workers 1,2] [--duration 10]
 
-For each configuration (a fresh ``socketspec-cluster broadcast_app:socket --workers N``
-serving bench/apps/broadcast_app.py):
+For each configuration (a fresh ``socketspec-cluster bench_app:socket --workers N``
+serving bench/apps/bench_app.py):
 
 - ``--listeners`` connections each send ``join`` (the room ``hall``) and wait for its ack;
   the kernel spreads them over the shards (SO_REUSEPORT), and the ``shard`` field of each
@@ -594,7 +594,7 @@ def run_one(workers: int, args: argparse.Namespace) -> dict[str, Any]:
     record["workers"] = workers
     argv = [
         str(BIN / "socketspec-cluster"),
-        "broadcast_app:socket",
+        "bench_app:socket",
         "--workers",
         str(workers),
         "--port",
@@ -741,8 +741,8 @@ def markdown(
         )
     lines += [
         "",
-        "Method. `socketspec-cluster broadcast_app:socket --workers N` "
-        "(bench/apps/broadcast_app.py), a fresh cluster per row. "
+        "Method. `socketspec-cluster bench_app:socket --workers N` "
+        "(bench/apps/bench_app.py), a fresh cluster per row. "
         f"{args.listeners} listener connections join the room `{ROOM}` (the kernel spreads "
         "them over the shards; counts from each `__connect__` greeting's `shard`); one more "
         "connection, not a member, sends `shout` and the handler broadcasts the payload to "

@@ -1,6 +1,6 @@
 """Echo throughput and idle memory of one server process: socketspec beside websockets.
 
-    make bench
+    make bench-metrics
     .venv/bin/python bench/echo.py [--duration 10] [--rounds 10] [--together 10] [--slice 2]
         [--idle 2000] [--servers websockets,socketspec,socketspec-nometrics,socketspec-echo]
 
@@ -16,8 +16,8 @@ generator runs on core 1):
   past its handshake, and past the ``__connect__`` greeting for the socketspec app)
   and report the growth of the server tree's VmRSS per connection.
 
-Servers: ``websockets`` (bench/peers/websockets_echo.py, the websockets library on
-uvloop with orjson), ``socketspec`` (socketspec-cluster serving bench/apps/echo_app.py,
+Servers: ``websockets`` (bench/peers/websockets_app.py, the websockets library on
+uvloop with orjson), ``socketspec`` (socketspec-cluster serving bench/apps/bench_app.py,
 metrics on as by default, ``--metrics-port 0``), ``socketspec-nometrics`` (the same
 with ``--no-metrics``) and ``socketspec-echo`` (socketspec-cluster --echo: transport
 only, no JSON, no app; metrics on).
@@ -44,7 +44,7 @@ bench/profiled_cluster.py: each shard runs under cProfile and writes
 DIR/shard-<pid>.prof (numbers then are not comparable with unprofiled runs).
 
 One JSON line per server per workload on stdout (the interleaved echo with its slices);
-a markdown table in bench/results/latest.md. Every loop is bounded by count and time;
+a markdown table in bench/results/metrics-latest.md. Every loop is bounded by count and time;
 only 127.0.0.1.
 """
 
@@ -113,24 +113,24 @@ class Target:
 TARGETS = {
     "websockets": Target(
         "websockets",
-        f"websockets {version('websockets')} (bench/peers/websockets_echo.py)",
-        [sys.executable, str(HERE / "peers" / "websockets_echo.py"), "--port", "0"],
+        f"websockets {version('websockets')} (bench/peers/websockets_app.py)",
+        [sys.executable, str(HERE / "peers" / "websockets_app.py"), "--port", "0"],
         REPO,
         expect_greeting=False,
     ),
     METRICS_ON: Target(
         METRICS_ON,
-        "socketspec-cluster echo_app:socket --metrics-port 0 (bench/apps/echo_app.py; "
+        "socketspec-cluster bench_app:socket --metrics-port 0 (bench/apps/bench_app.py; "
         "metrics on, /metrics scraped once a second)",
-        [CLUSTER, "echo_app:socket", "--port", "0", "--metrics-port", "0"],
+        [CLUSTER, "bench_app:socket", "--port", "0", "--metrics-port", "0"],
         HERE / "apps",
         expect_greeting=True,
         metrics=True,
     ),
     METRICS_OFF: Target(
         METRICS_OFF,
-        "socketspec-cluster echo_app:socket --no-metrics (the same app, metrics off)",
-        [CLUSTER, "echo_app:socket", "--port", "0", "--no-metrics"],
+        "socketspec-cluster bench_app:socket --no-metrics (the same app, metrics off)",
+        [CLUSTER, "bench_app:socket", "--port", "0", "--no-metrics"],
         HERE / "apps",
         expect_greeting=True,
     ),
@@ -725,9 +725,9 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace, started: d
             "",
         ]
     lines += [
-        f"{started:%Y-%m-%d %H:%M} UTC; `make bench` (bench/echo.py). One server at a time, "
-        f"but `{METRICS_ON}` and `{METRICS_OFF}` side by side (socketspec: a supervisor and "
-        "one shard), "
+        f"{started:%Y-%m-%d %H:%M} UTC; `make bench-metrics` (bench/echo.py). One server at "
+        f"a time, but `{METRICS_ON}` and `{METRICS_OFF}` side by side (socketspec: a "
+        "supervisor and one shard), "
         + (
             f"pinned to core {SERVER_CPU}, load generator (Python, uvloop) on core {GENERATOR_CPU}"
             if args.pin
@@ -970,7 +970,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--settle", type=positive(float), default=1.0, help="seconds")
     parser.add_argument("--connect-deadline", type=positive(float), default=60.0)
     parser.add_argument("--no-pin", dest="pin", action="store_false")
-    parser.add_argument("--markdown", type=Path, default=HERE / "results" / "latest.md")
+    parser.add_argument("--markdown", type=Path, default=HERE / "results" / "metrics-latest.md")
     args = parser.parse_args(argv)
     args.servers = [name for name in args.servers.split(",") if name]
     args.workloads = [name for name in args.workloads.split(",") if name]

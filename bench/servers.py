@@ -1,10 +1,10 @@
 """Servers under test as subprocesses, and what /proc says about them.
 
-Shared by ``bench/echo.py`` and ``bench/conformance.py``: start a server
-command, wait (bounded) for its "listening on ws://127.0.0.1:PORT/PATH" line
-(and, when asked, its "metrics at http://127.0.0.1:PORT/metrics" line), stop it
-with SIGTERM (then SIGKILL), and read the resident memory and CPU time of its
-process tree from /proc.
+Shared by ``bench/run.py``, ``bench/echo.py``, ``bench/broadcast.py`` and
+``bench/conformance.py``: start a server command, wait (bounded) for its "listening on
+ws://127.0.0.1:PORT/PATH" line (and, when asked, its "metrics at
+http://127.0.0.1:PORT/metrics" line), stop it with SIGTERM (then SIGKILL), and read the
+resident memory and CPU time of its process tree from /proc.
 """
 
 from __future__ import annotations
