@@ -39,7 +39,7 @@ system-deps:
 	}
 
 # The Autobahn suite (kosoku) against the echo server; writes docs/conformance.md.
-.PHONY: conformance bench bench-smoke bench-peers bench-metrics bench-broadcast
+.PHONY: conformance bench bench-smoke bench-peers bench-metrics bench-broadcast bench-breakdown
 conformance: $(STAMP)
 	$(BIN)/python bench/conformance.py
 
@@ -49,8 +49,9 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
-# socketspec beside python-socketio, websockets and FastAPI (each peer in its own venv under
-# .cache/bench/), 3 runs of every workload, then 1 and 2 shards; about 11 minutes on 2 cores.
+# socketspec beside python-socketio, websockets, FastAPI and the floor of a bare uvloop protocol
+# (each peer in its own venv under .cache/bench/), 3 runs of every workload, then 1 and 2
+# shards; about 13 minutes on 2 cores.
 # Writes bench/results/<date>.json and .md, bench/results/latest.md, docs/perf-*.png and the
 # results in docs/performance.md. Options: make bench BENCH_ARGS="--runs 1 --servers socketspec".
 bench: $(BENCH_STAMP)
@@ -63,6 +64,11 @@ bench-smoke: $(STAMP)
 # Installs the peers' environments under .cache/bench/ without running anything.
 bench-peers: $(STAMP)
 	$(BIN)/python bench/venvs.py
+
+# Where the CPU time of one echo message goes, layer by layer, in-process (no sockets, about
+# 10 s); writes bench/results/breakdown.md.
+bench-breakdown: $(STAMP)
+	$(BIN)/python bench/breakdown.py
 
 # Echo throughput and idle memory, metrics on and off side by side (and the websockets library);
 # writes bench/results/metrics-latest.md.
