@@ -8,7 +8,7 @@ messages. Sans-I/O: it never touches a socket, a task or a clock.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from pydantic import BaseModel
@@ -23,9 +23,8 @@ ACK_EVENT = "__ack__"
 _MAX_UTF8_BYTES_PER_CHAR = 4
 
 
-@dataclass(frozen=True, slots=True)
-class Inbound:
-    """One decoded client message."""
+class Inbound(NamedTuple):
+    """One decoded client message (a named tuple: built once per message, cheaply)."""
 
     event: EventName
     payload: PayloadDict
