@@ -443,6 +443,13 @@ class WebSocketProtocol(asyncio.Protocol):
         if self._out_bytes > self.ctx.config.max_outbound:
             self.flush()  # a burst within one iteration: do not hold it all first
 
+    def flush_if_quiet(self) -> None:
+        """Flush now unless other connections have frames waiting too. Alone (one client
+        waiting for its reply), the reply leaves at once; under load, the flush at the end
+        of the turn gathers more replies per connection into one write."""
+        if self._out is not None and self.ctx.quiet():
+            self.flush()
+
     def flush(self) -> None:
         """Send the frames queued during this iteration in one write."""
         out = self._out

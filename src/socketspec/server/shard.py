@@ -75,6 +75,10 @@ class ShardContext:
             self.loop.call_soon(self.flush_writes)
         self._unflushed.append(protocol)
 
+    def quiet(self) -> bool:
+        """At most one connection has frames waiting for the end-of-turn flush."""
+        return len(self._unflushed) <= 1
+
     def flush_writes(self) -> None:
         """One write per connection for everything queued since the last flush."""
         unflushed, self._unflushed = self._unflushed, []
