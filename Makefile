@@ -23,23 +23,28 @@ lint: $(STAMP)
 test: lint system-deps node-deps
 	$(BIN)/pytest -q
 
-# promtool (Debian's prometheus package) for tests/ops and Chromium for the docs page's browser
-# tests: installed once, as root or with sudo.
-# A systemd host starts the package's prometheus service (port 9090): stop and disable it.
+# promtool (Debian's prometheus package) for tests/ops, Chromium for the docs page's browser
+# tests and redis-server for the multi-node tests: installed once, as root or with sudo.
+# A systemd host starts the packages' services (ports 9090, 6379): stop and disable them; the
+# tests start their own servers on free ports.
 .PHONY: system-deps
 system-deps:
-	@{ command -v promtool && command -v chromium; } >/dev/null || { \
+	@{ command -v promtool && command -v chromium && command -v redis-server; } >/dev/null || { \
 	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 	  $$SUDO apt-get update && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y --no-install-recommends prometheus chromium fonts-dejavu-core && \
-	  if [ -d /run/systemd/system ] && systemctl is-enabled --quiet prometheus 2>/dev/null; then \
-	    $$SUDO systemctl disable --now prometheus; \
-	  fi; \
+	    apt-get install -y --no-install-recommends prometheus chromium fonts-dejavu-core \
+	      redis-server && \
+	  for unit in prometheus redis-server; do \
+	    if [ -d /run/systemd/system ] && systemctl is-enabled --quiet $$unit 2>/dev/null; then \
+	      $$SUDO systemctl disable --now $$unit; \
+	    fi; \
+	  done; \
 	}
 
 # The Autobahn suite (kosoku) against the echo server; writes docs/conformance.md.
-.PHONY: conformance bench bench-smoke bench-peers bench-metrics bench-broadcast bench-breakdown
+.PHONY: conformance bench bench-smoke bench-peers bench-metrics bench-broadcast bench-breakdown \
+	bench-nodes
 conformance: $(STAMP)
 	$(BIN)/python bench/conformance.py
 
@@ -78,6 +83,14 @@ bench-metrics: $(STAMP)
 # Room broadcast to 1,000 listeners on 1 shard, then on 2 shards; writes bench/results/broadcast-latest.md.
 bench-broadcast: $(STAMP)
 	$(BIN)/python bench/broadcast.py
+
+# Room broadcast across two nodes through Redis: socketspec beside python-socketio's
+# AsyncRedisManager, 3 runs each (a redis-server of its own on a free port, nothing on disk; needs
+# redis-server, see system-deps); about 2 minutes. Writes bench/results/nodes-<date>.json and .md,
+# bench/results/nodes-latest.md and its table in docs/performance.md.
+# Options: make bench-nodes NODES_ARGS="--runs 1 --members 500".
+bench-nodes: $(STAMP)
+	$(BIN)/python bench/nodes.py $(NODES_ARGS)
 
 # The chat example on a 2-shard cluster; `make demo` prints an in-process TestClient conversation.
 run: $(STAMP)

@@ -6,6 +6,7 @@ lives at its documented module path (``socketspec.app.SocketApp``,
 """
 
 from socketspec.app import SocketApp
+from socketspec.backends.redis import RedisBackend
 from socketspec.connection import Connection, Identity, SessionInfo
 from socketspec.di import Depends
 from socketspec.errors import (
@@ -47,6 +48,7 @@ __all__ = [
     "Identity",
     "JWTAuth",
     "RateLimit",
+    "RedisBackend",
     "ReservedEventNameError",
     "Room",
     "RoomFullError",

@@ -23,6 +23,7 @@ from typing import Any, Literal, TypeVar
 from socketspec import envelope, metrics
 from socketspec.backends.base import RoomStore
 from socketspec.backends.memory import MemoryRoomStore
+from socketspec.backends.redis import RedisBackend
 from socketspec.connection import Connection, Identity, SessionInfo, utcnow
 from socketspec.errors import (
     AuthenticationError,
@@ -69,7 +70,9 @@ class SocketApp:
         docs_access_token: token required (Bearer header or ``?token=``) to see the docs.
         auth: an auth backend (``JWTAuth``, ``APIKeyAuth`` or any object with
             ``authenticate(headers, query_params)``); None admits everyone.
-        backend: ``"memory"`` or a ``RoomStore`` holding room membership.
+        backend: ``"memory"``, a ``RoomStore`` holding room membership, or a
+            ``RedisBackend``: rooms shared with every node on that Redis when served by
+            ``socketspec-cluster`` (in memory in one process, as with the TestClient).
         allowed_origins: exact Origin values admitted; ``["*"]`` (the default) admits all.
         max_payload_size: largest inbound message in bytes; larger ones get ``PAYLOAD_TOO_LARGE``.
         rate_limit: a per-connection token bucket, or None for no limit.
@@ -86,7 +89,7 @@ class SocketApp:
         docs_url: str = "/socket-docs",
         docs_access_token: str | None = None,
         auth: AuthBackend | None = None,
-        backend: Literal["memory"] | RoomStore = "memory",
+        backend: Literal["memory"] | RoomStore | RedisBackend = "memory",
         allowed_origins: Iterable[str] | None = None,
         max_payload_size: int = 65536,
         rate_limit: RateLimit | None = None,
@@ -110,12 +113,19 @@ class SocketApp:
         self.session = session if session is not None else SessionConfig()
         self.namespace = normalize_namespace(namespace)
         self.debug = debug
+        # Read by socketspec-cluster, which gives its shards' room stores a bridge to Redis.
+        self.redis: RedisBackend | None = None
         if backend == "memory":
             store: RoomStore = MemoryRoomStore()
+        elif isinstance(backend, RedisBackend):
+            self.redis = backend
+            store = MemoryRoomStore()
         elif isinstance(backend, RoomStore):
             store = backend
         else:
-            raise ConfigurationError(f"backend must be 'memory' or a RoomStore, got {backend!r}")
+            raise ConfigurationError(
+                f"backend must be 'memory', a RoomStore or a RedisBackend, got {backend!r}"
+            )
         self.registry = EventRegistry()
         self.registry.add_namespace(self.namespace)
         self.hooks = Hooks()

@@ -85,7 +85,8 @@ room_joins = Counter(PREFIX + "room_joins_total", "Successful room joins.")
 room_leaves = Counter(PREFIX + "room_leaves_total", "Room leaves, disconnects included.")
 broadcasts = Counter(
     PREFIX + "broadcasts_total",
-    "Room broadcasts: ordered by the room's home, or degraded (home down).",
+    "Room broadcasts: ordered by the room's home, degraded (home down), or "
+    "undelivered_remote (Redis down: other nodes missed it).",
     ["path"],
 )
 broadcast_fanout = Histogram(
@@ -119,6 +120,31 @@ heartbeat_rtt = Histogram(
     PREFIX + "heartbeat_rtt_seconds",
     "__ping__ to __pong__ round trip.",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+# -- between nodes (Redis) ----------------------------------------------------------------------
+redis_published = Counter(
+    PREFIX + "redis_published_total",
+    "Messages published to Redis for other nodes, by kind.",
+    ["kind"],
+)
+redis_received = Counter(
+    PREFIX + "redis_received_total",
+    "Messages received from other nodes through Redis, by kind.",
+    ["kind"],
+)
+redis_errors = Counter(
+    PREFIX + "redis_errors_total", "Redis operations that failed, by operation.", ["op"]
+)
+redis_lag = Histogram(
+    PREFIX + "redis_lag_seconds",
+    "From a broadcast's publish on one node to its receipt on another.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+)
+redis_up = Gauge(
+    PREFIX + "redis_up",
+    "Whether this shard's connection to Redis serves (1) or is being re-established (0).",
+    multiprocess_mode="livemin",
 )
 
 # -- supervisor ---------------------------------------------------------------------------------

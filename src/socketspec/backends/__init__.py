@@ -2,5 +2,6 @@
 
 from socketspec.backends.base import JoinResult, LocalMember, RoomStore
 from socketspec.backends.memory import MemoryRoomStore
+from socketspec.backends.redis import RedisBackend
 
-__all__ = ["JoinResult", "LocalMember", "MemoryRoomStore", "RoomStore"]
+__all__ = ["JoinResult", "LocalMember", "MemoryRoomStore", "RedisBackend", "RoomStore"]

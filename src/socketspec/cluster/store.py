@@ -16,6 +16,13 @@ to it is sent by the sender to every live shard directly (counted in
 ``socketspec_broadcasts_total{path="degraded"}``) and joins to it fail visibly; when the home's
 replacement says hello, every shard sends it its own members of the rooms
 homed there, and the rooms are whole again.
+
+With Redis (``--redis``), a room spans nodes: each node's home actor records
+its node's members in Redis (``max_members`` is then checked there, across
+nodes), publishes the broadcasts it orders once, and fans out the ones other
+nodes publish to its node's shards (``cluster/redis_bridge.py``). A connection
+id then also names its node, so a direct emit to a connection on another node
+goes to that node's shard through Redis.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from socketspec.cluster.codec import (
     Reply,
 )
 from socketspec.cluster.links import LinkManager
+from socketspec.cluster.redis_bridge import RedisBridge, RemoteMember
 from socketspec.connection import Connection, Identity, SessionInfo, utcnow
 from socketspec.errors import ErrorCode, EventError
 from socketspec.metrics import TALLY
@@ -58,6 +66,9 @@ ASK_TIMEOUT = 5.0
 _HOME_BROADCASTS = metrics.broadcasts.labels(path="home")
 _DEGRADED_BROADCASTS = metrics.broadcasts.labels(path="degraded")
 MemberEntry = tuple[int, int, dict[str, Any]]  # shard, generation, info
+# What a member listing carries: conn_id, shard, info, node ("" for this node).
+ListedMember = tuple[str, int, dict[str, Any], str]
+PendingJoin = JoinResult | asyncio.Future[Any]
 
 
 class RoomUnavailableError(EventError):
@@ -71,10 +82,24 @@ def home_of(room: RoomName, shards: int) -> int:
 
 
 class ClusterRoomStore(RoomStore):
-    def __init__(self, shard: int, shards: int, generation: int, run_dir: Path) -> None:
+    def __init__(
+        self,
+        shard: int,
+        shards: int,
+        generation: int,
+        run_dir: Path,
+        *,
+        redis_url: str | None = None,
+        node: str = "",
+        node_ttl: float = 15.0,
+    ) -> None:
         self.shard = shard
         self.shards = shards
         self.generation = generation
+        self.node = node  # 8 hex characters with Redis, "" without
+        self.bridge: RedisBridge | None = None
+        if redis_url is not None:
+            self.bridge = RedisBridge(redis_url, node, shard, node_ttl, self)
         self.links = LinkManager(shard, shards, generation, run_dir, self)
         self.kick: Callable[[ConnectionId, str], Coroutine[Any, Any, None]] | None = None
         self._local: dict[ConnectionId, LocalMember] = {}
@@ -87,6 +112,7 @@ class ClusterRoomStore(RoomStore):
         self._empty_until: dict[RoomName, float] = {}
         self._pending: dict[int, tuple[asyncio.Future[Any], int, Callable[[Any], None] | None]] = {}
         self._next_request = 0
+        self._answering: set[asyncio.Task[Any]] = set()
 
     # -- identity and routing --------------------------------------------------------------------
 
@@ -94,26 +120,55 @@ class ClusterRoomStore(RoomStore):
         return home_of(room, self.shards)
 
     def new_connection_id(self) -> ConnectionId:
-        """A UUID4 whose first byte names this shard, so any shard can route to it."""
+        """A UUID4 whose first byte names this shard (and, with Redis, the last four this
+        node), so any shard of any node can route to it. The rest stays random: the
+        first characters still tell connections apart."""
         raw = bytearray(uuid.uuid4().bytes)
         raw[0] = self.shard
+        if self.node:
+            raw[12:16] = bytes.fromhex(self.node)
         return str(uuid.UUID(bytes=bytes(raw)))
 
-    def owner_of(self, conn_id: str) -> int | None:
+    def locate(self, conn_id: str) -> tuple[str, int] | None:
+        """The node ("" without Redis) and shard a connection id names."""
         if len(conn_id) != 36 or conn_id[14] != "4" or conn_id[8] != "-":
             return None
         try:
             shard = int(conn_id[:2], 16)
         except ValueError:
             return None
+        node = conn_id[28:] if self.node else ""
+        return node, shard
+
+    def owner_of(self, conn_id: str) -> int | None:
+        """The shard of this node holding ``conn_id``; None for another node's or no one's."""
+        located = self.locate(conn_id)
+        if located is None:
+            return None
+        node, shard = located
+        if node != self.node:
+            return None
         return shard if shard < self.shards else None
+
+    def _remote(self, conn_id: str) -> tuple[str, int] | None:
+        """Another node's connection: its node and shard (only with Redis)."""
+        if self.bridge is None:
+            return None
+        located = self.locate(conn_id)
+        if located is None or located[0] == self.node:
+            return None
+        return located
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
         await self.links.start()
+        if self.bridge is not None:
+            await self.bridge.start()
 
     async def close(self) -> None:
+        if self.bridge is not None:
+            await self.bridge.close()
         await self.links.close()
 
     # -- RoomStore -------------------------------------------------------------------------------
@@ -144,8 +199,11 @@ class ClusterRoomStore(RoomStore):
         home = self.home_of(room)
         info = self._info(conn_id)
         if home == self.shard:
-            result = self._home_join(room, conn_id, self.shard, self.generation, max_members, info)
-            if result is not JoinResult.FULL:
+            pending = self._begin_join(
+                room, conn_id, self.shard, self.generation, max_members, info
+            )
+            result = await self._finish_join(room, conn_id, max_members, pending)
+            if result is not JoinResult.FULL and conn_id in self._local:
                 self._index_local(room, conn_id)
             return result
 
@@ -177,13 +235,16 @@ class ClusterRoomStore(RoomStore):
             return [own.conn]
         home = self.home_of(room)
         if home == self.shard:
-            entries = self._home_members(room)
+            entries = await self._listed_members(room)
         else:
             entries = await self._ask(home, lambda request: MembersRequest(request, room))
         out: list[Connection] = []
-        for conn_id, shard, info in entries:
+        for conn_id, shard, info, node in entries:
             member = self._local.get(conn_id)
-            out.append(member.conn if member is not None else self._proxy(conn_id, shard, info))
+            if member is not None:
+                out.append(member.conn)
+            else:
+                out.append(self._proxy(conn_id, shard, info, node))
         return out
 
     async def exists(self, room: RoomName) -> bool:
@@ -191,7 +252,7 @@ class ClusterRoomStore(RoomStore):
             return True
         home = self.home_of(room)
         if home == self.shard:
-            return self._home_exists(room)
+            return await self._exists_at_home(room)
         return bool(await self._ask(home, lambda request: ExistsRequest(request, room)))
 
     async def publish(
@@ -204,6 +265,11 @@ class ClusterRoomStore(RoomStore):
         if owner is not None and owner != self.shard:
             # A connection on another shard: handed to its shard counts as one delivery.
             return int(room not in exclude and self.links.send(owner, EmitTo(0, room, frame)))
+        remote = self._remote(room)
+        if remote is not None and self.bridge is not None:
+            # A connection on another node: handed to Redis counts as one delivery.
+            node, shard = remote
+            return int(room not in exclude and self.bridge.send_direct(node, shard, room, frame))
         home = self.home_of(room)
         excluded = sorted(exclude)
         if home == self.shard:
@@ -214,6 +280,8 @@ class ClusterRoomStore(RoomStore):
         TALLY.add(_DEGRADED_BROADCASTS)
         for peer in self.links.live_peers():
             self.links.send(peer, Deliver(room, excluded, None, frame))
+        if self.bridge is not None:
+            self.bridge.publish_room(room, excluded, frame)
         return self._deliver_local(room, frame, exclude)
 
     async def send_to(self, conn_id: ConnectionId, frame: bytes) -> bool:
@@ -222,6 +290,9 @@ class ClusterRoomStore(RoomStore):
             return _deliver(member, frame)
         owner = self.owner_of(conn_id)
         if owner is None or owner == self.shard:
+            remote = self._remote(conn_id)
+            if remote is not None and self.bridge is not None:
+                return self.bridge.send_direct(remote[0], remote[1], conn_id, frame)
             return False
         try:
             return bool(await self._ask(owner, lambda request: EmitTo(request, conn_id, frame)))
@@ -237,6 +308,8 @@ class ClusterRoomStore(RoomStore):
         excluded = sorted(exclude)
         for peer in self.links.live_peers():
             self.links.send(peer, Deliver(None, excluded, namespace, frame))
+        if self.bridge is not None:
+            self.bridge.publish_all(excluded, namespace, frame)
         return self._deliver_all_local(frame, exclude, namespace)
 
     def local_connections(self) -> Iterable[Connection]:
@@ -309,8 +382,11 @@ class ClusterRoomStore(RoomStore):
             "metadata": metadata,
         }
 
-    def _proxy(self, conn_id: ConnectionId, shard: int, info: dict[str, Any]) -> Connection:
-        """A member on another shard: its id, identity and metadata; emit and disconnect work."""
+    def _proxy(
+        self, conn_id: ConnectionId, shard: int, info: dict[str, Any], node: str = ""
+    ) -> Connection:
+        """A member on another shard or node: its id, identity and metadata; emit and
+        disconnect work."""
         now = utcnow()
         conn = Connection(
             id=conn_id,
@@ -328,6 +404,19 @@ class ClusterRoomStore(RoomStore):
             namespace=info.get("namespace") or "/",
         )
         conn.metadata.setdefault("shard", shard)
+        bridge = self.bridge
+        if node and node != self.node and bridge is not None:
+            conn.metadata.setdefault("node", node)
+
+            async def emit_remote(event: str, payload: Any) -> None:
+                bridge.send_direct(node, shard, conn_id, envelope.encode(event, payload))
+
+            async def disconnect_remote(reason: str) -> None:
+                bridge.kick(node, shard, conn_id, reason)
+
+            conn._emit_fn = emit_remote
+            conn._disconnect_fn = disconnect_remote
+            return conn
 
         async def emit(event: str, payload: Any) -> None:
             self.links.send(shard, EmitTo(0, conn_id, envelope.encode(event, payload)))
@@ -362,15 +451,73 @@ class ClusterRoomStore(RoomStore):
         self._empty_until.pop(room, None)
         return JoinResult.JOINED
 
+    def _begin_join(
+        self,
+        room: RoomName,
+        conn_id: ConnectionId,
+        shard: int,
+        generation: int,
+        max_members: int,
+        info: dict[str, Any],
+    ) -> PendingJoin:
+        """The part of a join that happens in arrival order (before any later leave): decided
+        here, or recorded here and queued at Redis, which decides ``max_members``."""
+        bridge = self.bridge
+        if bridge is None:
+            return self._home_join(room, conn_id, shard, generation, max_members, info)
+        members = self._homed.get(room)
+        if members is not None and conn_id in members:
+            return JoinResult.ALREADY_MEMBER
+        future = bridge.join(room, conn_id, shard, info, max_members)
+        if future is None:  # Redis is down: this node decides alone
+            return self._home_join(room, conn_id, shard, generation, max_members, info)
+        self._home_join(room, conn_id, shard, generation, 0, info)
+        return future
+
+    async def _finish_join(
+        self, room: RoomName, conn_id: ConnectionId, max_members: int, pending: PendingJoin
+    ) -> JoinResult:
+        if isinstance(pending, JoinResult):
+            return pending
+        result = await pending
+        if result is None:  # Redis did not answer: as if it were down
+            members = self._homed.get(room)
+            if max_members and members is not None and len(members) > max_members:
+                self._home_leave(room, conn_id)
+                return JoinResult.FULL
+            return JoinResult.JOINED
+        if result is JoinResult.FULL:
+            self._home_leave(room, conn_id)
+        return JoinResult(result)
+
+    async def _listed_members(self, room: RoomName) -> list[ListedMember]:
+        """At the home: the room's members on every node (Redis), or on this node."""
+        if self.bridge is not None:
+            remote = await self.bridge.members(room)
+            if remote is not None:
+                return [_listed(member, self.node) for member in remote]
+        return [(conn_id, shard, info, "") for conn_id, shard, info in self._home_members(room)]
+
+    async def _exists_at_home(self, room: RoomName) -> bool:
+        if self._home_exists(room):
+            return True
+        if self.bridge is not None:
+            remote = await self.bridge.members(room)
+            return bool(remote)
+        return False
+
     def _home_leave(self, room: RoomName, conn_id: ConnectionId) -> None:
         members = self._homed.get(room)
         if members is None:
             return
-        members.pop(conn_id, None)
+        if members.pop(conn_id, None) is not None and self.bridge is not None:
+            self.bridge.leave(room, conn_id)
         if not members:
             self._home_emptied(room)
 
     def _home_emptied(self, room: RoomName) -> None:
+        if self.bridge is not None:
+            self.bridge.room_emptied(room)
         if room in self._static:
             return
         del self._homed[room]
@@ -392,8 +539,14 @@ class ClusterRoomStore(RoomStore):
         ]
 
     def _home_publish(self, room: RoomName, frame: bytes, exclude: list[str]) -> int:
-        members = self._homed.get(room)
         TALLY.add(_HOME_BROADCASTS)
+        if self.bridge is not None:
+            self.bridge.publish_room(room, exclude, frame)
+        return self._fan_out(room, frame, exclude)
+
+    def _fan_out(self, room: RoomName, frame: bytes, exclude: list[str]) -> int:
+        """This node's part of a broadcast: one Deliver per shard with members."""
+        members = self._homed.get(room)
         if not members:
             return 0
         delivered = 0
@@ -403,6 +556,55 @@ class ClusterRoomStore(RoomStore):
             else:
                 self.links.send(shard, Deliver(room, exclude, None, frame))
         return delivered
+
+    # -- replies that wait for Redis ---------------------------------------------------------------
+
+    async def _join_value(self, message: JoinRequest, pending: PendingJoin) -> str:
+        result = await self._finish_join(
+            message.room, message.conn_id, message.max_members, pending
+        )
+        return result.value
+
+    def _answer_later(self, peer: int, request: int, answer: Coroutine[Any, Any, Any]) -> None:
+        async def reply() -> None:
+            try:
+                value = await answer
+            except Exception:
+                logger.exception("shard %s: answering shard %s failed", self.shard, peer)
+                return  # the asker's own timeout tells it
+            self.links.send(peer, Reply(request, value))
+
+        task = asyncio.get_running_loop().create_task(reply())
+        self._answering.add(task)
+        task.add_done_callback(self._answering.discard)
+
+    # -- BridgeHandler: what other nodes send ----------------------------------------------------
+
+    def on_room_message(self, room: RoomName, exclude: frozenset[str], frame: bytes) -> None:
+        self._fan_out(room, frame, sorted(exclude))
+
+    def on_all_message(
+        self, exclude: frozenset[str], namespace: Namespace | None, frame: bytes
+    ) -> None:
+        self._deliver_all_local(frame, exclude, namespace)
+
+    def on_direct(self, conn_id: ConnectionId, frame: bytes) -> None:
+        member = self._local.get(conn_id)
+        if member is not None:
+            _deliver(member, frame)
+
+    def on_kick(self, conn_id: ConnectionId, reason: str) -> None:
+        if self.kick is not None and conn_id in self._local:
+            task = asyncio.get_running_loop().create_task(self.kick(conn_id, reason))
+            self._answering.add(task)
+            task.add_done_callback(self._answering.discard)
+
+    def homed_members(self) -> list[tuple[RoomName, ConnectionId, int, dict[str, Any]]]:
+        return [
+            (room, conn_id, shard, info)
+            for room, members in self._homed.items()
+            for conn_id, (shard, _, info) in members.items()
+        ]
 
     # -- asks ------------------------------------------------------------------------------------
 
@@ -456,10 +658,13 @@ class ClusterRoomStore(RoomStore):
                 if not future.done():
                     future.set_result(message.value)
         elif isinstance(message, JoinRequest):
-            result = self._home_join(
+            joining = self._begin_join(
                 message.room, message.conn_id, peer, generation, message.max_members, message.info
             )
-            self.links.send(peer, Reply(message.request, result.value))
+            if isinstance(joining, JoinResult):
+                self.links.send(peer, Reply(message.request, joining.value))
+            else:
+                self._answer_later(peer, message.request, self._join_value(message, joining))
         elif isinstance(message, Leave):
             self._home_leave(message.room, message.conn_id)
         elif isinstance(message, EmitTo):
@@ -468,14 +673,24 @@ class ClusterRoomStore(RoomStore):
             if message.request:
                 self.links.send(peer, Reply(message.request, delivered))
         elif isinstance(message, MembersRequest):
-            self.links.send(peer, Reply(message.request, self._home_members(message.room)))
+            if self.bridge is None:
+                entries = self._home_members(message.room)
+                listed = [(conn_id, shard, info, "") for conn_id, shard, info in entries]
+                self.links.send(peer, Reply(message.request, listed))
+            else:
+                self._answer_later(peer, message.request, self._listed_members(message.room))
         elif isinstance(message, ExistsRequest):
-            self.links.send(peer, Reply(message.request, self._home_exists(message.room)))
+            if self.bridge is None:
+                self.links.send(peer, Reply(message.request, self._home_exists(message.room)))
+            else:
+                self._answer_later(peer, message.request, self._exists_at_home(message.room))
         elif isinstance(message, Rejoin):
             for room, conn_id, info in message.members:
                 if self.home_of(room) == self.shard:
                     self._homed.setdefault(room, {})[conn_id] = (peer, generation, info)
                     self._empty_until.pop(room, None)
+                    if self.bridge is not None:
+                        self.bridge.announce(room, conn_id, peer, info)
             metrics.rooms.set(len(self._homed))
         elif isinstance(message, Kick):
             if self.kick is not None and message.conn_id in self._local:
@@ -501,6 +716,8 @@ class ClusterRoomStore(RoomStore):
             gone = [c for c, (s, g, _) in members.items() if s == peer and g <= generation]
             for conn_id in gone:
                 del members[conn_id]
+                if self.bridge is not None:
+                    self.bridge.leave(room, conn_id)
             if gone and not members:
                 self._home_emptied(room)
         for request, (future, target, _) in list(self._pending.items()):
@@ -511,6 +728,11 @@ class ClusterRoomStore(RoomStore):
                     )
                 )
                 del self._pending[request]
+
+
+def _listed(member: RemoteMember, own_node: str) -> ListedMember:
+    node = "" if member.node == own_node else member.node
+    return (member.conn_id, member.shard, member.info, node)
 
 
 def _deliver(member: LocalMember, frame: bytes) -> bool:

@@ -13,10 +13,12 @@ that fails while booting stops the whole cluster with its reason.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import importlib
 import logging
 import os
+import secrets
 import select
 import shutil
 import signal
@@ -28,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from socketspec import metrics
 from socketspec.app import SocketApp
@@ -74,6 +77,10 @@ class Supervisor:
         metrics_port: int | None = 9100,
     ) -> None:
         self.app = app
+        if config.redis_url and not config.node_id:
+            # Names this node in Redis and in its connection ids; fresh on every start, so a
+            # restarted node is not mistaken for the one that died.
+            config = dataclasses.replace(config, node_id=secrets.token_hex(4))
         self.config = config
         self.workers = workers
         self.app_spec = app_spec
@@ -326,6 +333,12 @@ class Supervisor:
                 f"{self.app.docs_url}",
                 flush=True,
             )
+        if config.redis_url:
+            print(
+                f"socketspec-cluster: node {config.node_id} shares rooms through "
+                f"{_redacted(config.redis_url)}",
+                flush=True,
+            )
         if self.metrics is not None:
             print(
                 f"socketspec-cluster: metrics at http://{self.metrics.host}:{self.metrics.port}"
@@ -447,3 +460,13 @@ def enable_request_migration() -> None:
             "net.ipv4.tcp_migrate_req unavailable: a restarting shard may drop "
             "connections queued at that instant"
         )
+
+
+def _redacted(url: str) -> str:
+    """A Redis URL without its password, for the log."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + netloc))

@@ -1,7 +1,8 @@
 """A shard's life after fork: links, room store, listener, readiness, serving, exit.
 
-Owns booting one shard inside a forked child: the cluster room store and its
-links to the other shards (when there are several), binding this shard's own
+Owns booting one shard inside a forked child: the cluster room store, its
+links to the other shards (when there are several) and its bridge to Redis
+(with ``--redis``; a Redis that is down does not stop the boot), binding this shard's own
 SO_REUSEPORT listener, telling the supervisor it is ready (or why it could not
 boot) over its pipe, serving until SIGTERM/SIGINT, draining, and the exit
 code. Does not own restarts or signals to other shards (the supervisor does).
@@ -71,8 +72,16 @@ def run_worker(
     async def main() -> None:
         nonlocal ready
         store: ClusterRoomStore | None = None
-        if app is not None and shards > 1:
-            store = ClusterRoomStore(index, shards, generation, run_dir)
+        if app is not None and (shards > 1 or config.redis_url):
+            store = ClusterRoomStore(
+                index,
+                shards,
+                generation,
+                run_dir,
+                redis_url=config.redis_url,
+                node=config.node_id,
+                node_ttl=config.redis_node_ttl,
+            )
             app.use_store(store)
             store.kick = lambda conn_id, reason: kick(app, conn_id, reason)
             await store.start()

@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 from socketspec import logs, metrics
 from socketspec.app import SocketApp
+from socketspec.backends.redis import DEFAULT_NODE_TTL, check_redis_url
 from socketspec.cluster.metrics_http import MULTIPROC_ENV, OWNED_ENV
 from socketspec.cluster.supervisor import Supervisor, enable_request_migration, reloader
 from socketspec.errors import ConfigurationError
@@ -86,6 +87,23 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
+def redis_url(text: str) -> str:
+    try:
+        return check_redis_url(text)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def positive_ttl(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
     return value
 
 
@@ -203,6 +221,22 @@ def build_parser() -> OneLineParser:
         help="serve a bare echo endpoint instead of an app (env SOCKETSPEC_ECHO=1)",
     )
     parser.add_argument(
+        "--redis",
+        metavar="URL",
+        type=redis_url,
+        default=env_default("redis", None),
+        help="share rooms with every node on this Redis, e.g. redis://127.0.0.1:6379/0 "
+        "(env SOCKETSPEC_REDIS; default: the app's RedisBackend, if any)",
+    )
+    parser.add_argument(
+        "--redis-node-ttl",
+        metavar="SECONDS",
+        type=positive_ttl,
+        default=env_default("redis-node-ttl", None),
+        help="a node that stops refreshing its liveness key for this long no longer counts "
+        "its members (default 15, or the app's RedisBackend's; env SOCKETSPEC_REDIS_NODE_TTL)",
+    )
+    parser.add_argument(
         "--log-level",
         default=env_default("log-level", "info"),
         choices=["debug", "info", "warning", "error", "critical"],
@@ -217,8 +251,17 @@ def build_parser() -> OneLineParser:
     return parser
 
 
-def config_from(args: argparse.Namespace) -> ServerConfig:
+def config_from(args: argparse.Namespace, app: SocketApp | None = None) -> ServerConfig:
+    """The flags, falling back to the app's own ``RedisBackend`` for the Redis settings."""
+    backend = app.redis if app is not None else None
+    redis = args.redis or (backend.url if backend is not None else None)
+    if args.redis_node_ttl is not None:
+        node_ttl = args.redis_node_ttl
+    else:
+        node_ttl = backend.node_ttl if backend is not None else DEFAULT_NODE_TTL
     return ServerConfig(
+        redis_url=None if args.echo else redis,
+        redis_node_ttl=node_ttl,
         host=args.host,
         port=args.port,
         path="/" + args.path.strip("/"),
@@ -269,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     enable_request_migration()
     supervisor = Supervisor(
         app,
-        config_from(args),
+        config_from(args, app),
         args.workers,
         app_spec=args.app,
         reload_app=None if args.echo else reloader(args.app),

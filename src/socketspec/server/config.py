@@ -1,7 +1,9 @@
 """Server settings: what a shard needs to know besides the application.
 
 Owns the defaults and bounds of the transport (sizes, timeouts, TLS files,
-compression). Parsing them from flags and the environment is ``cli``'s job.
+compression) and where the node meets other nodes (the Redis URL, the node's
+liveness TTL, and its id, which the supervisor draws). Parsing them from
+flags and the environment is ``cli``'s job.
 """
 
 from __future__ import annotations
@@ -30,3 +32,6 @@ class ServerConfig:
     backlog: int = 2048
     log_level: str = "info"
     log_json: bool = False
+    redis_url: str | None = None  # rooms shared with other nodes through this Redis
+    redis_node_ttl: float = 15.0  # seconds a dead node's members keep counting, at most
+    node_id: str = ""  # 8 hex characters, drawn by the supervisor when Redis is used

@@ -24,6 +24,10 @@ BAD = {
     "missing-attribute": ["ss_drain_app:no_such_attribute"],
     "not-an-app-spec": ["ss_drain_app"],
     "duplicate-event": ["ss_duplicate_app:socket"],
+    "redis-not-a-redis-url": ["ss_drain_app:socket", "--redis", "http://127.0.0.1:6379"],
+    "redis-without-host": ["ss_drain_app:socket", "--redis", "redis://"],
+    "redis-node-ttl-0": ["ss_drain_app:socket", "--redis-node-ttl", "0"],
+    "redis-node-ttl-banana": ["ss_drain_app:socket", "--redis-node-ttl", "banana"],
 }
 
 

@@ -1,0 +1,619 @@
+"""Rooms across nodes: one shard's link to the other nodes, through Redis.
+
+Owns, for one shard of one node (a node is one ``socketspec-cluster``):
+
+- the Redis connections: one for commands, one for pub/sub (redis-py asyncio);
+- the node's liveness key, ``socketspec:node:<node>``, set with a TTL of
+  ``node_ttl`` seconds and refreshed every third of it by every shard of the
+  node, so that it expires at most ``node_ttl`` after the node dies;
+- the cluster-wide membership of the rooms homed on this shard: one hash per
+  room, ``socketspec:members:<room>``, ``conn_id -> "<node>:<shard>:<info>"``.
+  Joins run a Lua script that counts only members of live nodes, drops the
+  others and checks ``max_members`` atomically; listing members does the same,
+  so a dead node's members stop counting within ``node_ttl`` and leave no ghosts;
+- subscriptions: the room's home actor on each node is that node's single
+  subscriber for the room, while the node has members in it; every shard also
+  listens on its own direct channel (emits and kicks for its connections) and
+  on the channel of ``broadcast`` to every connection;
+- publishing and membership writes in order, through one bounded queue;
+- the connection's state machine (``BridgeState``, one transition table):
+  while Redis is down broadcasts stay on this node and are counted as
+  ``socketspec_broadcasts_total{path="undelivered_remote"}``, joins are decided
+  by this node alone and leaves are remembered; the bridge reconnects with
+  backoff, then re-announces this node's members of the rooms homed here,
+  replays the leaves and resubscribes.
+
+Messages from Redis carrying this node's id are dropped (the node delivered
+them itself when it published). Does not own membership on this node (the
+cluster store's home actors do) or framing: the frame built once by the sender
+crosses Redis as bytes and each receiving node writes it to its members.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from enum import Enum
+from typing import Any, Protocol
+
+import orjson
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from socketspec import metrics
+from socketspec.backends.base import JoinResult
+from socketspec.metrics import TALLY
+from socketspec.types import ConnectionId, Namespace, RoomName
+
+logger = logging.getLogger("socketspec.redis")
+
+PREFIX = "socketspec:"
+NODE_ID_LENGTH = 8  # hex characters; the Lua scripts read a member's node from them
+QUEUE_LIMIT = 10_000  # ordered operations waiting for Redis; past it, broadcasts are dropped
+PENDING_LEAVES_LIMIT = 100_000
+BACKOFF_FIRST = 0.1
+BACKOFF_MAX = 5.0
+CONNECT_TIMEOUT = 2.0
+
+_UNDELIVERED_REMOTE = metrics.broadcasts.labels(path="undelivered_remote")
+_PUBLISHED = {kind: metrics.redis_published.labels(kind=kind) for kind in ("room", "all", "direct")}
+_RECEIVED = {kind: metrics.redis_received.labels(kind=kind) for kind in ("room", "all", "direct")}
+
+# KEYS[1] the room's hash; ARGV: conn_id, value, max_members, node key prefix.
+_JOIN = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 'already' end
+local max = tonumber(ARGV[3])
+if max > 0 then
+  local entries = redis.call('HGETALL', KEYS[1])
+  local alive = {}
+  local count = 0
+  for i = 1, #entries, 2 do
+    local node = string.sub(entries[i + 1], 1, 8)
+    local live = alive[node]
+    if live == nil then
+      live = redis.call('EXISTS', ARGV[4] .. node) == 1
+      alive[node] = live
+    end
+    if live then count = count + 1 else redis.call('HDEL', KEYS[1], entries[i]) end
+  end
+  if count >= max then return 'full' end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 'joined'
+"""
+
+# KEYS[1] the room's hash; ARGV[1] the node key prefix. Returns conn_id, value, ... of live
+# members and removes the rest.
+_MEMBERS = """
+local entries = redis.call('HGETALL', KEYS[1])
+local alive = {}
+local out = {}
+for i = 1, #entries, 2 do
+  local node = string.sub(entries[i + 1], 1, 8)
+  local live = alive[node]
+  if live == nil then
+    live = redis.call('EXISTS', ARGV[1] .. node) == 1
+    alive[node] = live
+  end
+  if live then
+    out[#out + 1] = entries[i]
+    out[#out + 1] = entries[i + 1]
+  else
+    redis.call('HDEL', KEYS[1], entries[i])
+  end
+end
+return out
+"""
+
+
+class BridgeState(Enum):
+    CONNECTING = "connecting"
+    UP = "up"
+    DOWN = "down"
+    CLOSED = "closed"
+
+
+TRANSITIONS: dict[BridgeState, frozenset[BridgeState]] = {
+    BridgeState.CONNECTING: frozenset({BridgeState.UP, BridgeState.DOWN, BridgeState.CLOSED}),
+    BridgeState.UP: frozenset({BridgeState.DOWN, BridgeState.CLOSED}),
+    BridgeState.DOWN: frozenset({BridgeState.UP, BridgeState.CLOSED}),
+    BridgeState.CLOSED: frozenset(),
+}
+
+
+class BridgeHandler(Protocol):
+    """What the bridge hands to the cluster store of its shard."""
+
+    def on_room_message(self, room: RoomName, exclude: frozenset[str], frame: bytes) -> None: ...
+
+    def on_all_message(
+        self, exclude: frozenset[str], namespace: Namespace | None, frame: bytes
+    ) -> None: ...
+
+    def on_direct(self, conn_id: ConnectionId, frame: bytes) -> None: ...
+
+    def on_kick(self, conn_id: ConnectionId, reason: str) -> None: ...
+
+    def homed_members(self) -> list[tuple[RoomName, ConnectionId, int, dict[str, Any]]]:
+        """This node's members of the rooms homed on this shard: room, conn, shard, info."""
+        ...
+
+
+class RemoteMember:
+    """A member of a room as Redis lists it."""
+
+    __slots__ = ("conn_id", "info", "node", "shard")
+
+    def __init__(self, conn_id: str, node: str, shard: int, info: dict[str, Any]) -> None:
+        self.conn_id = conn_id
+        self.node = node
+        self.shard = shard
+        self.info = info
+
+
+def member_value(node: str, shard: int, info: dict[str, Any]) -> bytes:
+    return f"{node}:{shard}:".encode() + orjson.dumps(info)
+
+
+def parse_member(conn_id: bytes | str, value: bytes | str) -> RemoteMember | None:
+    raw = value.encode() if isinstance(value, str) else value
+    try:
+        node, shard, info = raw.split(b":", 2)
+        return RemoteMember(
+            conn_id.decode() if isinstance(conn_id, bytes) else conn_id,
+            node.decode(),
+            int(shard),
+            orjson.loads(info),
+        )
+    except ValueError:
+        return None
+
+
+def encode_message(header: dict[str, Any], frame: bytes) -> bytes:
+    return orjson.dumps(header) + b"\n" + frame
+
+
+def decode_message(data: bytes) -> tuple[dict[str, Any], bytes] | None:
+    head, sep, frame = data.partition(b"\n")
+    if not sep:
+        return None
+    try:
+        header = orjson.loads(head)
+    except orjson.JSONDecodeError:
+        return None
+    return (header, frame) if isinstance(header, dict) else None
+
+
+Operation = Callable[[aioredis.Redis], Awaitable[Any]]
+
+
+class RedisBridge:
+    def __init__(
+        self, url: str, node: str, shard: int, node_ttl: float, handler: BridgeHandler
+    ) -> None:
+        if len(node) != NODE_ID_LENGTH:
+            raise ValueError(f"a node id is {NODE_ID_LENGTH} hex characters, got {node!r}")
+        self.url = url
+        self.node = node
+        self.shard = shard
+        self.node_ttl = node_ttl
+        self.handler = handler
+        self.state = BridgeState.CONNECTING
+        self.up = asyncio.Event()  # set while the state is UP
+        self._client: aioredis.Redis | None = None
+        self._pubsub: Any = None
+        self._rooms: set[RoomName] = set()  # rooms this shard's home actor listens to
+        self._subscribed: set[RoomName] = set()
+        # Operation, the future of its result (or None), and what to count if it is lost.
+        self._queue: asyncio.Queue[
+            tuple[Operation, asyncio.Future[Any] | None, Callable[[], None] | None]
+        ] = asyncio.Queue(QUEUE_LIMIT)
+        self._pending_leaves: dict[tuple[RoomName, ConnectionId], None] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._failed = asyncio.Event()
+        self._scripts: dict[str, Any] = {}
+
+    # -- naming ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def members_key(room: RoomName) -> str:
+        return f"{PREFIX}members:{room}"
+
+    @staticmethod
+    def room_channel(room: RoomName) -> str:
+        return f"{PREFIX}room:{room}"
+
+    @staticmethod
+    def direct_channel(node: str, shard: int) -> str:
+        return f"{PREFIX}shard:{node}:{shard}"
+
+    ALL_CHANNEL = f"{PREFIX}all"
+
+    @property
+    def node_key(self) -> str:
+        return f"{PREFIX}node:{self.node}"
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def _move(self, state: BridgeState) -> None:
+        if state not in TRANSITIONS[self.state]:
+            raise RuntimeError(f"Redis bridge cannot move from {self.state.value} to {state.value}")
+        self.state = state
+        if state is BridgeState.UP:
+            self.up.set()
+            metrics.redis_up.set(1)
+        else:
+            self.up.clear()
+            metrics.redis_up.set(0)
+
+    def _closed(self) -> bool:
+        # A method, not an inline comparison: close() changes the state while this task waits.
+        return self.state is BridgeState.CLOSED
+
+    @property
+    def is_up(self) -> bool:
+        return self.state is BridgeState.UP
+
+    def _error(self, op: str, exc: BaseException) -> None:
+        metrics.redis_errors.labels(op=op).inc()
+        if self.is_up:
+            logger.warning(
+                "Redis %s failed (%s): serving this node alone until it returns", op, exc
+            )
+            self._failed.set()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self, wait: float = CONNECT_TIMEOUT) -> None:
+        """Connect in the background; wait up to ``wait`` seconds for the first connection."""
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._connection_loop()),
+            loop.create_task(self._writer()),
+            loop.create_task(self._heartbeat()),
+        ]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.up.wait(), wait)
+
+    async def close(self, flush_timeout: float = 2.0) -> None:
+        """Let queued writes (leaves of closed connections) reach Redis, then disconnect."""
+        if self.is_up:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), flush_timeout)
+        if self.state is not BridgeState.CLOSED:
+            self._move(BridgeState.CLOSED)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self._teardown()
+
+    async def _connection_loop(self) -> None:
+        backoff = BACKOFF_FIRST
+        while not self._closed():
+            try:
+                await self._connect()
+                self._move(BridgeState.UP)
+                backoff = BACKOFF_FIRST
+                logger.info(
+                    "Redis at %s: node %s shard %s connected", self.url, self.node, self.shard
+                )
+                await self._read()
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                metrics.redis_errors.labels(op="connection").inc()
+                if self.is_up:
+                    logger.warning("Redis connection lost (%s); reconnecting", exc)
+                else:
+                    logger.debug("Redis not reachable (%s); retrying in %.1fs", exc, backoff)
+            finally:
+                await self._teardown()
+            if self._closed():
+                return
+            if self.state is not BridgeState.DOWN:
+                self._move(BridgeState.DOWN)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _connect(self) -> None:
+        self._failed.clear()
+        client = aioredis.Redis.from_url(
+            self.url,
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+        self._client = client
+        await client.ping()
+        self._scripts = {
+            "join": client.register_script(_JOIN),
+            "members": client.register_script(_MEMBERS),
+        }
+        await self._announce(client)
+        pubsub = client.pubsub()
+        self._pubsub = pubsub
+        channels = [self.direct_channel(self.node, self.shard), self.ALL_CHANNEL]
+        channels += [self.room_channel(room) for room in self._rooms]
+        await pubsub.subscribe(*channels)
+        self._subscribed = set(self._rooms)
+
+    async def _announce(self, client: aioredis.Redis) -> None:
+        """This node is alive, and these are its members of the rooms homed here."""
+        pipe = client.pipeline(transaction=False)
+        pipe.set(self.node_key, b"1", ex=max(1, round(self.node_ttl)))
+        for room, conn_id, shard, info in self.handler.homed_members():
+            pipe.hset(self.members_key(room), conn_id, member_value(self.node, shard, info))
+        leaves = list(self._pending_leaves)
+        for room, conn_id in leaves:
+            pipe.hdel(self.members_key(room), conn_id)
+        await pipe.execute()
+        for leave in leaves:
+            self._pending_leaves.pop(leave, None)
+
+    async def _teardown(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        client, self._client = self._client, None
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    async def _read(self) -> None:
+        pubsub = self._pubsub
+        assert pubsub is not None
+        failed = asyncio.get_running_loop().create_task(self._failed.wait())
+        try:
+            while True:
+                reading = asyncio.ensure_future(
+                    pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                )
+                done, _ = await asyncio.wait({reading, failed}, return_when=asyncio.FIRST_COMPLETED)
+                if failed in done:
+                    reading.cancel()
+                    with contextlib.suppress(BaseException):
+                        await reading
+                    raise RedisError("an operation failed")
+                message = reading.result()
+                if message is not None and message.get("type") == "message":
+                    self._dispatch(message["channel"], message["data"])
+        finally:
+            failed.cancel()
+
+    def _dispatch(self, channel: bytes, data: bytes) -> None:
+        decoded = decode_message(data)
+        if decoded is None:
+            logger.warning("unreadable message on %r", channel)
+            return
+        header, frame = decoded
+        kind = header.get("k")
+        if kind == "room":
+            if header.get("n") == self.node:
+                return  # published by this node, which delivered it already
+            TALLY.add(_RECEIVED["room"])
+            sent = header.get("t")
+            if isinstance(sent, float):
+                TALLY.observe(metrics.redis_lag, max(0.0, time.time() - sent))
+            self.handler.on_room_message(header["r"], frozenset(header.get("x") or ()), frame)
+        elif kind == "all":
+            if header.get("n") == self.node:
+                return
+            TALLY.add(_RECEIVED["all"])
+            self.handler.on_all_message(frozenset(header.get("x") or ()), header.get("ns"), frame)
+        elif kind == "emit":
+            TALLY.add(_RECEIVED["direct"])
+            self.handler.on_direct(header["c"], frame)
+        elif kind == "kick":
+            TALLY.add(_RECEIVED["direct"])
+            self.handler.on_kick(header["c"], str(header.get("reason") or "server_close"))
+
+    async def _heartbeat(self) -> None:
+        interval = max(0.2, self.node_ttl / 3)
+        ttl = max(1, round(self.node_ttl))
+        while True:
+            await asyncio.sleep(interval)
+            client = self._client
+            if self.is_up and client is not None:
+                try:
+                    await client.set(self.node_key, b"1", ex=ttl)
+                except (RedisError, OSError) as exc:
+                    self._error("heartbeat", exc)
+
+    async def _writer(self) -> None:
+        """Runs queued operations one at a time, so that they reach Redis in order."""
+        queue = self._queue
+        while True:
+            operation, future, on_lost = await queue.get()
+            try:
+                client = self._client
+                if not self.is_up or client is None:
+                    raise RedisError("not connected")
+                result = await operation(client)
+            except asyncio.CancelledError:
+                if future is not None and not future.done():
+                    future.cancel()
+                raise
+            except (RedisError, OSError) as exc:
+                self._error("write", exc)
+                if on_lost is not None:
+                    on_lost()
+                if future is not None and not future.done():
+                    future.set_result(None)
+            except Exception as exc:  # a bug, not Redis: say so, keep the queue going
+                logger.exception("Redis operation failed")
+                if future is not None and not future.done():
+                    future.set_exception(exc)
+            else:
+                if future is not None and not future.done():
+                    future.set_result(result)
+            finally:
+                queue.task_done()
+
+    def _enqueue(
+        self,
+        operation: Operation,
+        want_result: bool,
+        on_lost: Callable[[], None] | None = None,
+    ) -> asyncio.Future[Any] | None:
+        future: asyncio.Future[Any] | None = None
+        if want_result:
+            future = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait((operation, future, on_lost))
+        except asyncio.QueueFull:
+            metrics.redis_errors.labels(op="overflow").inc()
+            if future is not None:
+                future.set_result(None)
+            return future
+        return future
+
+    # -- membership ------------------------------------------------------------------------------
+
+    def join(
+        self,
+        room: RoomName,
+        conn_id: ConnectionId,
+        shard: int,
+        info: dict[str, Any],
+        max_members: int,
+    ) -> asyncio.Future[Any] | None:
+        """Queue a join; the future gives a ``JoinResult``, or None when Redis did not answer
+        (the caller decides on this node alone). None at once while Redis is down."""
+        if not self.is_up:
+            self._rooms.add(room)
+            return None
+        self._rooms.add(room)
+        value = member_value(self.node, shard, info)
+        node_prefix = f"{PREFIX}node:"
+
+        async def run(client: aioredis.Redis) -> JoinResult:
+            answer = await self._scripts["join"](
+                keys=[self.members_key(room)], args=[conn_id, value, max_members, node_prefix]
+            )
+            if room in self._rooms and room not in self._subscribed and self._pubsub is not None:
+                await self._pubsub.subscribe(self.room_channel(room))
+                self._subscribed.add(room)
+            text = answer.decode() if isinstance(answer, bytes) else str(answer)
+            return {
+                "joined": JoinResult.JOINED,
+                "already": JoinResult.ALREADY_MEMBER,
+                "full": JoinResult.FULL,
+            }[text]
+
+        return self._enqueue(run, want_result=True)
+
+    def announce(
+        self, room: RoomName, conn_id: ConnectionId, shard: int, info: dict[str, Any]
+    ) -> None:
+        """A member this node already admitted (a restarted shard's rejoin): record it."""
+        self._rooms.add(room)
+        if not self.is_up:
+            return  # re-announced on reconnect
+        value = member_value(self.node, shard, info)
+
+        async def run(client: aioredis.Redis) -> None:
+            await client.hset(self.members_key(room), conn_id, value)
+            if room in self._rooms and room not in self._subscribed and self._pubsub is not None:
+                await self._pubsub.subscribe(self.room_channel(room))
+                self._subscribed.add(room)
+
+        self._enqueue(run, want_result=False)
+
+    def leave(self, room: RoomName, conn_id: ConnectionId) -> None:
+        if not self.is_up:
+            if len(self._pending_leaves) < PENDING_LEAVES_LIMIT:
+                self._pending_leaves[(room, conn_id)] = None
+            return
+
+        async def run(client: aioredis.Redis) -> None:
+            await client.hdel(self.members_key(room), conn_id)
+
+        self._enqueue(run, want_result=False)
+
+    def room_emptied(self, room: RoomName) -> None:
+        """This node has no members left in ``room``: stop listening to it."""
+        self._rooms.discard(room)
+        if not self.is_up:
+            return
+
+        async def run(client: aioredis.Redis) -> None:
+            if room not in self._rooms and room in self._subscribed and self._pubsub is not None:
+                self._subscribed.discard(room)
+                await self._pubsub.unsubscribe(self.room_channel(room))
+
+        self._enqueue(run, want_result=False)
+
+    async def members(self, room: RoomName) -> list[RemoteMember] | None:
+        """Live members of ``room`` on every node; None while Redis cannot say."""
+        client = self._client
+        if not self.is_up or client is None:
+            return None
+        try:
+            flat = await self._scripts["members"](
+                keys=[self.members_key(room)], args=[f"{PREFIX}node:"]
+            )
+        except (RedisError, OSError) as exc:
+            self._error("members", exc)
+            return None
+        out: list[RemoteMember] = []
+        for index in range(0, len(flat) - 1, 2):
+            member = parse_member(flat[index], flat[index + 1])
+            if member is not None:
+                out.append(member)
+        return out
+
+    # -- messages --------------------------------------------------------------------------------
+
+    def _publish(
+        self, kind: str, channel: str, data: bytes, on_lost: Callable[[], None] | None = None
+    ) -> bool:
+        if not self.is_up:
+            return False
+
+        async def run(client: aioredis.Redis) -> None:
+            await client.publish(channel, data)
+            TALLY.add(_PUBLISHED[kind])
+
+        if self._queue.full():
+            metrics.redis_errors.labels(op="overflow").inc()
+            return False
+        self._enqueue(run, want_result=False, on_lost=on_lost)
+        return True
+
+    def publish_room(self, room: RoomName, exclude: list[str], frame: bytes) -> None:
+        """A broadcast this node's home actor ordered: to every other node with members."""
+        header = {"k": "room", "n": self.node, "t": time.time(), "r": room, "x": exclude}
+        data = encode_message(header, frame)
+        if not self._publish("room", self.room_channel(room), data, _count_undelivered):
+            _count_undelivered()
+
+    def publish_all(self, exclude: list[str], namespace: Namespace | None, frame: bytes) -> None:
+        header = {"k": "all", "n": self.node, "x": exclude, "ns": namespace}
+        data = encode_message(header, frame)
+        if not self._publish("all", self.ALL_CHANNEL, data, _count_undelivered):
+            _count_undelivered()
+
+    def send_direct(self, node: str, shard: int, conn_id: ConnectionId, frame: bytes) -> bool:
+        header = {"k": "emit", "c": conn_id}
+        return self._publish(
+            "direct", self.direct_channel(node, shard), encode_message(header, frame)
+        )
+
+    def kick(self, node: str, shard: int, conn_id: ConnectionId, reason: str) -> bool:
+        header = {"k": "kick", "c": conn_id, "reason": reason}
+        return self._publish(
+            "direct", self.direct_channel(node, shard), encode_message(header, b"")
+        )
+
+
+def _count_undelivered() -> None:
+    """A broadcast that stayed on this node: Redis was down, or lost it on the way."""
+    TALLY.add(_UNDELIVERED_REMOTE)
