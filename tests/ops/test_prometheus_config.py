@@ -56,6 +56,11 @@ PANELS: dict[str, tuple[str, set[str]]] = {
     "slow-consumer closes": ("slow-consumer", {"socketspec_slow_consumer_closes_total"}),
     "shard restarts": ("restarts", {"socketspec_shard_restarts_total"}),
     "shards up": ("shards up", {"socketspec_shards_up"}),
+    "messages between nodes": (
+        "redis): messages",
+        {"socketspec_redis_published_total", "socketspec_redis_received_total"},
+    ),
+    "lag between nodes": ("redis): lag", {"socketspec_redis_lag_seconds_bucket"}),
 }
 
 NAME = re.compile(r"\bsocketspec_[a-z0-9_]+")
