@@ -86,7 +86,7 @@ bench-broadcast: $(STAMP)
 
 # Room broadcast across two nodes through Redis: socketspec beside python-socketio's
 # AsyncRedisManager, 3 runs each (a redis-server of its own on a free port, nothing on disk; needs
-# redis-server, see system-deps); about 2 minutes. Writes bench/results/nodes-<date>.json and .md,
+# redis-server, see system-deps); about 1.5 minutes. Writes bench/results/nodes-<date>.json and .md,
 # bench/results/nodes-latest.md and its table in docs/performance.md.
 # Options: make bench-nodes NODES_ARGS="--runs 1 --members 500".
 bench-nodes: $(STAMP)

@@ -22,15 +22,22 @@ import uvloop
 STARTUP_TIMEOUT = 30.0
 
 
-def parse_args(description: str) -> argparse.Namespace:
+def parse_args(description: str, *, redis: bool = False) -> argparse.Namespace:
+    """``--host``, ``--port``, and ``--redis URL`` for a peer that can share rooms."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    if redis:
+        parser.add_argument(
+            "--redis", metavar="URL", help="share rooms with other nodes through this Redis"
+        )
     return parser.parse_args()
 
 
-def serve(app: Any, name: str, path: str, description: str) -> None:
-    args = parse_args(description)
+def serve(
+    app: Any, name: str, path: str, description: str, args: argparse.Namespace | None = None
+) -> None:
+    args = args or parse_args(description)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))

@@ -11,7 +11,11 @@ v5), as its users write them:
 
 Everything else is the library's defaults (pings every 25 s, handlers run as tasks).
 
-    python bench/peers/socketio_app.py [--port 0]
+With ``--redis URL`` (bench/nodes.py runs two such nodes), the server's client manager is
+``socketio.AsyncRedisManager(URL)``: rooms and broadcasts shared with every node on that
+Redis, as python-socketio's documentation sets it up.
+
+    python bench/peers/socketio_app.py [--port 0] [--redis redis://127.0.0.1:6379/0]
 
 Prints "python-socketio VERSION on uvicorn VERSION (pid N) listening on
 ws://127.0.0.1:PORT/socket.io/" (clients connect to
@@ -25,11 +29,18 @@ from importlib.metadata import version
 from typing import Any
 
 import socketio
-from serving import serve
+from serving import parse_args, serve
 
 ROOM = "hall"
+DESCRIPTION = "python-socketio peer for the benchmarks"
+ARGS = parse_args(DESCRIPTION, redis=True)
 
-sio = socketio.AsyncServer(async_mode="asgi", logger=False, engineio_logger=False)
+sio = socketio.AsyncServer(
+    async_mode="asgi",
+    client_manager=socketio.AsyncRedisManager(ARGS.redis) if ARGS.redis else None,
+    logger=False,
+    engineio_logger=False,
+)
 app = socketio.ASGIApp(sio)
 
 
@@ -50,9 +61,7 @@ async def shout(sid: str, data: Any) -> None:
 
 
 if __name__ == "__main__":
-    serve(
-        app,
-        f"python-socketio {version('python-socketio')}",
-        "/socket.io/",
-        "python-socketio peer for the benchmarks",
-    )
+    name = f"python-socketio {version('python-socketio')}"
+    if ARGS.redis:
+        name += f" with AsyncRedisManager (redis {version('redis')})"
+    serve(app, name, "/socket.io/", DESCRIPTION, ARGS)

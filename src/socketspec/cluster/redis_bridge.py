@@ -383,8 +383,12 @@ class RedisBridge:
                         await reading
                     raise RedisError("an operation failed")
                 message = reading.result()
-                if message is not None and message.get("type") == "message":
-                    self._dispatch(message["channel"], message["data"])
+                # Take every message already read in this turn, so that a burst of
+                # broadcasts reaches each member's queue in one turn: one write per member.
+                while message is not None:
+                    if message.get("type") == "message":
+                        self._dispatch(message["channel"], message["data"])
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.0)
         finally:
             failed.cancel()
 
