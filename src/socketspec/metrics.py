@@ -143,8 +143,9 @@ redis_lag = Histogram(
 )
 redis_up = Gauge(
     PREFIX + "redis_up",
-    "Whether this shard's connection to Redis serves (1) or is being re-established (0).",
-    multiprocess_mode="livemin",
+    "Whether a shard's connection to Redis serves (1) or is being re-established (0).",
+    ["shard"],
+    multiprocess_mode="livemax",
 )
 
 # -- supervisor ---------------------------------------------------------------------------------

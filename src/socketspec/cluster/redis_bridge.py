@@ -204,6 +204,8 @@ class RedisBridge:
         self.node_ttl = node_ttl
         self.handler = handler
         self.state = BridgeState.CONNECTING
+        # Labelled by shard: only shards have the series (the supervisor would report 0).
+        self._up_gauge = metrics.redis_up.labels(shard=str(shard))
         self.up = asyncio.Event()  # set while the state is UP
         self._client: aioredis.Redis | None = None
         self._pubsub: Any = None
@@ -246,10 +248,10 @@ class RedisBridge:
         self.state = state
         if state is BridgeState.UP:
             self.up.set()
-            metrics.redis_up.set(1)
+            self._up_gauge.set(1)
         else:
             self.up.clear()
-            metrics.redis_up.set(0)
+            self._up_gauge.set(0)
 
     def _closed(self) -> bool:
         # A method, not an inline comparison: close() changes the state while this task waits.
@@ -556,16 +558,20 @@ class RedisBridge:
         self._enqueue(run, want_result=False)
 
     async def members(self, room: RoomName) -> list[RemoteMember] | None:
-        """Live members of ``room`` on every node; None while Redis cannot say."""
-        client = self._client
-        if not self.is_up or client is None:
+        """Live members of ``room`` on every node; None while Redis cannot say. Read through
+        the ordered queue, after every membership write queued before it."""
+        if not self.is_up:
             return None
-        try:
-            flat = await self._scripts["members"](
+
+        async def run(client: aioredis.Redis) -> Any:
+            return await self._scripts["members"](
                 keys=[self.members_key(room)], args=[f"{PREFIX}node:"]
             )
-        except (RedisError, OSError) as exc:
-            self._error("members", exc)
+
+        pending = self._enqueue(run, want_result=True)
+        assert pending is not None
+        flat = await pending
+        if flat is None:
             return None
         out: list[RemoteMember] = []
         for index in range(0, len(flat) - 1, 2):

@@ -1,5 +1,6 @@
 """Helpers for the cluster over real processes: a ``socketspec-cluster`` subprocess whose
-stdout and stderr are read by threads, a pool of clients placed on chosen shards, tokens."""
+stdout and stderr are read by threads, a pool of clients placed on chosen shards, tokens; and
+for several nodes sharing rooms, a real ``redis-server`` and clusters started against it."""
 
 from __future__ import annotations
 
@@ -10,17 +11,20 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple
 
 import jwt
+from prometheus_client.parser import text_string_to_metric_families
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import Request, TextMessage
 
@@ -249,12 +253,13 @@ def run_cli(args: list[str], *, timeout: float = 30.0, **kwargs: Any) -> Run:
 class Pool:
     """Clients of one cluster, closed together at the end: ``async with Pool(url) as pool``.
 
-    ``token`` makes each client's JWT from a counter (``user-1``, ``user-2``, ...), so every
-    client has its own user id (``pool.user_of[client]``)."""
+    ``token`` makes each client's JWT from a counter (``user-1``, ``user-2``, ...; the prefix
+    is ``users``), so every client has its own user id (``pool.user_of[client]``)."""
 
-    def __init__(self, url: str, *, token: bool = False) -> None:
+    def __init__(self, url: str, *, token: bool = False, users: str = "user") -> None:
         self.url = url
         self.token = token
+        self.users = users  # user ids are f"{users}-{n}": pools of several nodes stay apart
         self.clients: list[Client] = []
         self.user_of: dict[str, str] = {}  # conn_id -> user id
         self._count = 0
@@ -276,7 +281,7 @@ class Pool:
 
     async def open(self, url: str | None = None) -> Client:
         self._count += 1
-        user = f"user-{self._count}"
+        user = f"{self.users}-{self._count}"
         client = await connect(
             url or self.url, token=token_for(user) if self.token else None, open_timeout=10
         )
@@ -376,3 +381,201 @@ async def receive_n(client: Client, event: str, count: int, timeout: float) -> l
                 f"{client.conn_id} got {len(out)} of {count} {event!r} within {timeout:g}s"
             ) from None
     return out
+
+
+# -- several nodes sharing a Redis -----------------------------------------------------------------
+
+NODE_LINE = re.compile(r"socketspec-cluster: node ([0-9a-f]{8}) shares rooms through (\S+)")
+METRICS_LINE = re.compile(r"socketspec-cluster: metrics at (http://127\.0\.0\.1:\d+/metrics)")
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """A real ``redis-server`` on 127.0.0.1 that keeps nothing on disk (no RDB, no AOF, its
+    directory a temporary one). ``stop()`` then ``start()`` brings it back on the same port,
+    empty. ``kill()`` (idempotent) is for the end of a test."""
+
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        self.binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.directory = directory
+        self.port = port or free_port()
+        self.log = directory / "redis.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start it and wait until it answers PING."""
+        assert not self.running(), "redis-server is already running"
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    self.binary,
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.directory),
+                ],
+                cwd=str(self.directory),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while not self.ping():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError(
+                    f"redis-server on port {self.port} did not answer PING within {timeout:g}s "
+                    f"(rc={self.proc.returncode}):\n{self.log_text()[-2000:]}"
+                )
+            time.sleep(0.02)
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM (a clean shutdown, which saves nothing here) and wait for the exit."""
+        assert self.proc is not None and self.running(), "redis-server is not running"
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"redis-server did not stop within {timeout:g}s") from None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(10)
+
+    def log_text(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+class Node:
+    """One announced ``socketspec-cluster`` of several sharing a Redis: its node id (from its
+    "node ... shares rooms through ..." line) and its /metrics URL."""
+
+    def __init__(self, process: ClusterProcess, node_id: str, redis_url: str, metrics_url: str):
+        self.process = process
+        self.node_id = node_id
+        self.redis_url = redis_url
+        self.metrics_url = metrics_url
+
+    def url(self, namespace: str = "") -> str:
+        return self.process.url(namespace)
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def scrape(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        """Every sample of the node's /metrics (summed over its shards), by name and labels."""
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+            text = response.read().decode()
+        out: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                out[(sample.name, frozenset(sample.labels.items()))] = sample.value
+        return out
+
+    async def metric(self, name: str, **labels: str) -> float:
+        """One sample's value (0 when not exposed yet)."""
+        samples = await asyncio.to_thread(self.scrape)
+        return samples.get((name, frozenset(labels.items())), 0.0)
+
+    async def wait_metric(
+        self, name: str, check: Callable[[float], bool], timeout: float = 10.0, **labels: str
+    ) -> float:
+        """Scrape until ``check(value)`` holds (shards flush their tallies once a second)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = await self.metric(name, **labels)
+            if check(found):
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{name}{labels or ''} on node {self.node_id} still {found} after {timeout:g}s"
+                )
+            await asyncio.sleep(0.1)
+
+
+def node_of(conn_id: str) -> str:
+    """The node id a connection id carries, read the way the cluster store routes by it."""
+    from types import SimpleNamespace
+
+    from socketspec.cluster.store import ClusterRoomStore
+
+    # locate() reads only ``self.node`` (non-empty: a store that uses Redis).
+    located = ClusterRoomStore.locate(SimpleNamespace(node="?"), conn_id)  # type: ignore[arg-type]
+    assert located is not None, f"not a cluster connection id: {conn_id!r}"
+    return located[0]
+
+
+def _wait_node_lines(process: ClusterProcess, timeout: float) -> tuple[str, str, str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        text = process.stdout_text()
+        node = NODE_LINE.search(text)
+        metrics_at = METRICS_LINE.search(text)
+        if node and metrics_at:
+            return node.group(1), node.group(2), metrics_at.group(1)
+        assert time.monotonic() < deadline, (
+            f"no 'node ... shares rooms' and 'metrics at' lines within {timeout:g}s: "
+            f"stdout={text!r} stderr={process.stderr_text()[-3000:]}"
+        )
+        time.sleep(0.02)
+
+
+def start_nodes(
+    count: int,
+    app: str,
+    workers: int,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 60.0,
+) -> list[Node]:
+    """Start ``count`` clusters at once (each on its own free port, metrics on a free port),
+    wait until every one announced itself, its node id and its metrics; on any failure every
+    one of them is killed."""
+    args = [app, "--workers", str(workers), "--port", "0", "--graceful-timeout", "2", *extra]
+    processes: list[ClusterProcess] = []
+    try:
+        for _ in range(count):
+            processes.append(ClusterProcess(args, env=env))
+        nodes = []
+        for process in processes:
+            process.wait_announced(timeout)
+            nodes.append(Node(process, *_wait_node_lines(process, 10)))
+    except BaseException:
+        for process in processes:
+            process.kill()
+        raise
+    return nodes
