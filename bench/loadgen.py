@@ -17,21 +17,26 @@ import asyncio
 import base64
 import hashlib
 import os
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-HOST = "127.0.0.1"
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+# Frames are built as the harness's generator builds them.
+from generator import (
+    CLOSE_FRAME,
+    GUID,
+    HOST,
+    MAX_BUFFER,
+    MAX_HEAD,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    client_frame,
+)
+
 ECHO_PREFIX = b'{"event":"echo"'
 HEARTBEAT_PREFIX = b'{"event":"__ping__"'
-MAX_HEAD = 16 * 1024
-MAX_BUFFER = 4 * 1024 * 1024
-OP_TEXT = 0x1
-OP_CLOSE = 0x8
-OP_PING = 0x9
-OP_PONG = 0xA
 
 
 def echo_message(size: int) -> bytes:
@@ -42,29 +47,6 @@ def echo_message(size: int) -> bytes:
     return base[:-3] + b"x" * (size - len(base)) + base[-3:]
 
 
-def mask(payload: bytes, key: bytes) -> bytes:
-    if not payload:
-        return b""
-    repeated = (key * (len(payload) // 4 + 1))[: len(payload)]
-    return (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(
-        len(payload), "big"
-    )
-
-
-def client_frame(opcode: int, payload: bytes, key: bytes | None = None) -> bytes:
-    """One masked, final client frame."""
-    key = key or os.urandom(4)
-    length = len(payload)
-    if length < 126:
-        header = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
-    elif length < 1 << 16:
-        header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
-    else:
-        header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, length)
-    return header + key + mask(payload, key)
-
-
-CLOSE_FRAME = client_frame(OP_CLOSE, struct.pack("!H", 1000))
 HEARTBEAT_REPLY = client_frame(OP_TEXT, b'{"event":"__pong__"}')
 
 
