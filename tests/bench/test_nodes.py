@@ -10,7 +10,6 @@ performance. Skipped without redis-server (``make system-deps`` installs it).
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,12 +21,6 @@ REPO = Path(__file__).resolve().parents[2]
 NODES = REPO / "bench" / "nodes.py"
 TIMEOUT = 120.0
 CLEAN_EXITS = (0, -15)
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("redis-server") is None and not Path("/usr/bin/redis-server").exists(),
-    reason="redis-server is not installed",
-)
-
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
