@@ -382,10 +382,6 @@ class SocketApp:
         if rt is not None and self._pipeline is not None and rt.machine.accepts_events:
             self._pipeline.refuse_oversize(rt)
 
-    async def handle_oversize(self, conn: Connection) -> None:
-        """``refuse_oversize`` for callers that await."""
-        self.refuse_oversize(conn)
-
     async def drain(self, timeout: float) -> None:
         """Server shutdown: no new events, ``__server_shutdown__`` to everyone, running
         handlers get ``timeout`` seconds to finish, then every connection closes with 1001."""

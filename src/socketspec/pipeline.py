@@ -99,25 +99,19 @@ class EventPipeline:
         connection is in use; the caller offers it again after ``rt.when_slot_free``."""
         if not rt.machine.accepts_events:
             return True  # dropped: the connection is closing
-        if not rt.take_slot():
+        if not rt.slot_free():
             return False
-        try:
-            self._admit(rt, raw)
-        except BaseException:
-            rt.release_slot()
-            raise
+        self._admit(rt, raw)
         return True
 
     def _admit(self, rt: ConnectionRuntime, raw: str | bytes) -> None:
-        """With a slot taken: checks, then the handler task (which releases the slot), or
-        release it at once when the message ends here."""
+        """A slot is free: the checks, then the handler's task, which takes the slot (nothing
+        in between can: this runs without yielding) and releases it when done."""
         if envelope.exceeds(raw, self.max_payload_size):
-            rt.release_slot()
             self.refuse_oversize(rt)
             return
         message = envelope.decode(raw)
         if isinstance(message, envelope.DecodeFailure):
-            rt.release_slot()
             rt.send_error(
                 message.code,
                 message.message,
@@ -129,7 +123,6 @@ class EventPipeline:
         event = message.event
         # Heartbeat replies are exempt: refusing them would turn a rate limit into a 4005 close.
         if rt.bucket is not None and event != PONG and not rt.bucket.consume():
-            rt.release_slot()
             rt.send_error(
                 ErrorCode.RATE_LIMIT_ERROR,
                 "rate limit exceeded",
@@ -140,14 +133,11 @@ class EventPipeline:
             return
         rt.touch(is_pong=event == PONG)
         if event == PONG:
-            rt.release_slot()
             return
         if event == REFRESH_AUTH:
-            rt.release_slot()  # not a handler: it has no slot, like the checks above
             rt.spawn(self._refresh_auth(rt, message.payload, message.ack))
             return
         if event in RESERVED_EVENTS:
-            rt.release_slot()
             rt.send_error(
                 ErrorCode.UNKNOWN_EVENT,
                 f"{event!r} is a reserved system event",
@@ -161,6 +151,7 @@ class EventPipeline:
         )
         ordered = definition is not None and definition.ordered
         previous = rt.ordered_tails.get(event) if ordered else None
+        rt.take_slot()
         task = rt.spawn(self._run(rt, event, message.payload, message.ack, previous))
         if ordered:
             rt.ordered_tails[event] = task

@@ -98,12 +98,12 @@ class ConnectionRuntime:
 
     # -- handler slots -------------------------------------------------------------------------
 
-    def take_slot(self) -> bool:
-        """Reserve a handler slot; False when all are in use (the caller waits)."""
-        if self.inflight >= MAX_INFLIGHT_EVENTS:
-            return False
+    def slot_free(self) -> bool:
+        """A handler may start; False while all slots are in use (the caller waits)."""
+        return self.inflight < MAX_INFLIGHT_EVENTS
+
+    def take_slot(self) -> None:
         self.inflight += 1
-        return True
 
     def release_slot(self) -> None:
         self.inflight -= 1

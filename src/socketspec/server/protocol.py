@@ -216,8 +216,8 @@ class WebSocketProtocol(asyncio.Protocol):
             return
         config = ctx.config
         extensions: list[Extension] = []
-        deflate = PerMessageDeflate()
-        if config.compression:
+        deflate = PerMessageDeflate() if config.compression else None
+        if deflate is not None:
             extensions.append(deflate)
         transport = self._transport
         assert transport is not None
@@ -225,7 +225,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._cancel_timer()
         soft = ctx.app.max_payload_size if ctx.app is not None else config.max_message_size
         params = None
-        if deflate.enabled():
+        if deflate is not None and deflate.enabled():
             params = DeflateParams(
                 client_no_context_takeover=deflate.client_no_context_takeover,
                 client_max_window_bits=deflate.client_max_window_bits,
