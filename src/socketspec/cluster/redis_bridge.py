@@ -64,51 +64,45 @@ _UNDELIVERED_REMOTE = metrics.broadcasts.labels(path="undelivered_remote")
 _PUBLISHED = {kind: metrics.redis_published.labels(kind=kind) for kind in ("room", "all", "direct")}
 _RECEIVED = {kind: metrics.redis_received.labels(kind=kind) for kind in ("room", "all", "direct")}
 
-# KEYS[1] the room's hash; ARGV: conn_id, value, max_members, node key prefix.
-_JOIN = """
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 'already' end
-local max = tonumber(ARGV[3])
-if max > 0 then
-  local entries = redis.call('HGETALL', KEYS[1])
+# The members of live nodes in a room's hash (conn_id, value, ...); the others are deleted.
+# A member's value starts with its node's id, whose liveness key is prefix .. id.
+_LIVE_ENTRIES = """
+local function live_entries(key, prefix)
+  local entries = redis.call('HGETALL', key)
   local alive = {}
-  local count = 0
+  local out = {}
   for i = 1, #entries, 2 do
     local node = string.sub(entries[i + 1], 1, 8)
     local live = alive[node]
     if live == nil then
-      live = redis.call('EXISTS', ARGV[4] .. node) == 1
+      live = redis.call('EXISTS', prefix .. node) == 1
       alive[node] = live
     end
-    if live then count = count + 1 else redis.call('HDEL', KEYS[1], entries[i]) end
+    if live then
+      out[#out + 1] = entries[i]
+      out[#out + 1] = entries[i + 1]
+    else
+      redis.call('HDEL', key, entries[i])
+    end
   end
-  if count >= max then return 'full' end
+  return out
 end
+"""
+
+# KEYS[1] the room's hash; ARGV: conn_id, value, max_members, node key prefix.
+_JOIN = (
+    _LIVE_ENTRIES
+    + """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 'already' end
+local max = tonumber(ARGV[3])
+if max > 0 and #live_entries(KEYS[1], ARGV[4]) / 2 >= max then return 'full' end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 'joined'
 """
+)
 
-# KEYS[1] the room's hash; ARGV[1] the node key prefix. Returns conn_id, value, ... of live
-# members and removes the rest.
-_MEMBERS = """
-local entries = redis.call('HGETALL', KEYS[1])
-local alive = {}
-local out = {}
-for i = 1, #entries, 2 do
-  local node = string.sub(entries[i + 1], 1, 8)
-  local live = alive[node]
-  if live == nil then
-    live = redis.call('EXISTS', ARGV[1] .. node) == 1
-    alive[node] = live
-  end
-  if live then
-    out[#out + 1] = entries[i]
-    out[#out + 1] = entries[i + 1]
-  else
-    redis.call('HDEL', KEYS[1], entries[i])
-  end
-end
-return out
-"""
+# KEYS[1] the room's hash; ARGV[1] the node key prefix.
+_MEMBERS = _LIVE_ENTRIES + "return live_entries(KEYS[1], ARGV[1])\n"
 
 
 class BridgeState(Enum):
@@ -493,10 +487,9 @@ class RedisBridge:
     ) -> asyncio.Future[Any] | None:
         """Queue a join; the future gives a ``JoinResult``, or None when Redis did not answer
         (the caller decides on this node alone). None at once while Redis is down."""
-        if not self.is_up:
-            self._rooms.add(room)
-            return None
         self._rooms.add(room)
+        if not self.is_up:
+            return None
         value = member_value(self.node, shard, info)
         node_prefix = f"{PREFIX}node:"
 
@@ -504,9 +497,7 @@ class RedisBridge:
             answer = await self._scripts["join"](
                 keys=[self.members_key(room)], args=[conn_id, value, max_members, node_prefix]
             )
-            if room in self._rooms and room not in self._subscribed and self._pubsub is not None:
-                await self._pubsub.subscribe(self.room_channel(room))
-                self._subscribed.add(room)
+            await self._listen_to(room)
             text = answer.decode() if isinstance(answer, bytes) else str(answer)
             return {
                 "joined": JoinResult.JOINED,
@@ -527,11 +518,15 @@ class RedisBridge:
 
         async def run(client: aioredis.Redis) -> None:
             await client.hset(self.members_key(room), conn_id, value)
-            if room in self._rooms and room not in self._subscribed and self._pubsub is not None:
-                await self._pubsub.subscribe(self.room_channel(room))
-                self._subscribed.add(room)
+            await self._listen_to(room)
 
         self._enqueue(run, want_result=False)
+
+    async def _listen_to(self, room: RoomName) -> None:
+        """Subscribe to ``room``'s channel if this node still has members there."""
+        if room in self._rooms and room not in self._subscribed and self._pubsub is not None:
+            await self._pubsub.subscribe(self.room_channel(room))
+            self._subscribed.add(room)
 
     def leave(self, room: RoomName, conn_id: ConnectionId) -> None:
         if not self.is_up:

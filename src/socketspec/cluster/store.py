@@ -574,7 +574,11 @@ class ClusterRoomStore(RoomStore):
                 return  # the asker's own timeout tells it
             self.links.send(peer, Reply(request, value))
 
-        task = asyncio.get_running_loop().create_task(reply())
+        self._run_later(reply())
+
+    def _run_later(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in a task this store keeps a reference to until it ends."""
+        task = asyncio.get_running_loop().create_task(work)
         self._answering.add(task)
         task.add_done_callback(self._answering.discard)
 
@@ -594,10 +598,9 @@ class ClusterRoomStore(RoomStore):
             _deliver(member, frame)
 
     def on_kick(self, conn_id: ConnectionId, reason: str) -> None:
+        """Another shard or node called ``disconnect`` on a proxy of our connection."""
         if self.kick is not None and conn_id in self._local:
-            task = asyncio.get_running_loop().create_task(self.kick(conn_id, reason))
-            self._answering.add(task)
-            task.add_done_callback(self._answering.discard)
+            self._run_later(self.kick(conn_id, reason))
 
     def homed_members(self) -> list[tuple[RoomName, ConnectionId, int, dict[str, Any]]]:
         return [
@@ -693,8 +696,7 @@ class ClusterRoomStore(RoomStore):
                         self.bridge.announce(room, conn_id, peer, info)
             metrics.rooms.set(len(self._homed))
         elif isinstance(message, Kick):
-            if self.kick is not None and message.conn_id in self._local:
-                asyncio.get_running_loop().create_task(self.kick(message.conn_id, message.reason))
+            self.on_kick(message.conn_id, message.reason)
         else:
             logger.warning("shard %s: unexpected %s from shard %s", self.shard, message.KIND, peer)
 
