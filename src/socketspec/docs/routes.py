@@ -4,7 +4,8 @@ Owns which paths belong to the docs (``<docs_url>``, ``<docs_url>/schema``,
 ``<docs_url>/static/<asset>``, ``/asyncapi.json``), the ``docs_access_token``
 check (``Authorization: Bearer`` or ``?token=``, compared in constant time;
 401 without it), and caching the documents (an app's registry does not change
-once it has started). Returns complete HTTP responses; the shard writes them.
+once it has started). Returns ``http.Reply`` values: the shard writes them as
+HTTP/1.1 bytes, the ASGI adapter hands their parts to its server.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ _CONTENT_TYPES = {
     ".svg": b"image/svg+xml",
     ".json": b"application/json",
 }
-_NO_STORE = [(b"cache-control", b"no-store")]
+_NO_STORE = ((b"cache-control", b"no-store"),)
 
 
 def _asset(name: str) -> bytes | None:
@@ -53,6 +54,48 @@ def is_docs_path(app: SocketApp, path: str) -> bool:
     return app.docs and (path in (base, base + "/", ASYNCAPI_PATH) or path.startswith(base + "/"))
 
 
+def docs_reply(
+    app: SocketApp,
+    path: str,
+    headers: dict[str, str],
+    query: dict[str, str],
+    *,
+    ws_path: str = "/ws",
+) -> http.Reply:
+    """The answer to a docs path (``is_docs_path`` was true)."""
+    token = app.docs_access_token
+    if token is not None:
+        presented = bearer_token(headers, query) or ""
+        if not hmac.compare_digest(presented.encode(), token.encode()):
+            return http.Reply(
+                401,
+                b"a docs access token is required (Authorization: Bearer or ?token=)\n",
+                extra=((b"www-authenticate", b'Bearer realm="socket-docs"'),),
+            )
+    base = app.docs_url.rstrip("/")
+    schema, asyncapi = _documents(id(app), app, ws_path)
+    if path == ASYNCAPI_PATH:
+        return http.Reply(200, asyncapi, b"application/json")
+    if path == base + "/schema":
+        return http.Reply(200, schema, b"application/json")
+    if path in (base, base + "/"):
+        page = _asset("index.html")
+        if page is not None:
+            # The page learns where the WebSocket endpoint and the assets are from the server.
+            page = page.replace(b"__WS_PATH__", ws_path.encode()).replace(
+                b"__DOCS_URL__", base.encode()
+            )
+            return http.Reply(200, page, _CONTENT_TYPES[".html"], extra=_NO_STORE)
+    prefix = base + "/static/"
+    if path.startswith(prefix):
+        name = path[len(prefix) :]
+        body = _asset(name)
+        if body is not None:
+            kind = _CONTENT_TYPES.get("." + name.rsplit(".", 1)[-1], b"application/octet-stream")
+            return http.Reply(200, body, kind)
+    return http.text_reply(404, f"not found: {path}")
+
+
 def docs_response(
     app: SocketApp,
     path: str,
@@ -61,35 +104,5 @@ def docs_response(
     *,
     ws_path: str = "/ws",
 ) -> bytes:
-    """The answer to a docs path (``is_docs_path`` was true)."""
-    token = app.docs_access_token
-    if token is not None:
-        presented = bearer_token(headers, query) or ""
-        if not hmac.compare_digest(presented.encode(), token.encode()):
-            return http.response(
-                401,
-                b"a docs access token is required (Authorization: Bearer or ?token=)\n",
-                extra=[(b"www-authenticate", b'Bearer realm="socket-docs"')],
-            )
-    base = app.docs_url.rstrip("/")
-    schema, asyncapi = _documents(id(app), app, ws_path)
-    if path == ASYNCAPI_PATH:
-        return http.response(200, asyncapi, b"application/json")
-    if path == base + "/schema":
-        return http.response(200, schema, b"application/json")
-    if path in (base, base + "/"):
-        page = _asset("index.html")
-        if page is not None:
-            # The page learns where the WebSocket endpoint and the assets are from the server.
-            page = page.replace(b"__WS_PATH__", ws_path.encode()).replace(
-                b"__DOCS_URL__", base.encode()
-            )
-            return http.response(200, page, _CONTENT_TYPES[".html"], extra=_NO_STORE)
-    prefix = base + "/static/"
-    if path.startswith(prefix):
-        name = path[len(prefix) :]
-        body = _asset(name)
-        if body is not None:
-            kind = _CONTENT_TYPES.get("." + name.rsplit(".", 1)[-1], b"application/octet-stream")
-            return http.response(200, body, kind)
-    return http.text_response(404, f"not found: {path}")
+    """``docs_reply`` as the HTTP/1.1 bytes the shard writes."""
+    return docs_reply(app, path, headers, query, ws_path=ws_path).encode()

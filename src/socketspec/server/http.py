@@ -98,6 +98,35 @@ class RequestHeadReader:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A plain response before it is framed: the shard encodes it as HTTP/1.1 bytes, an ASGI
+    server is handed its parts."""
+
+    status: int
+    body: bytes
+    content_type: bytes = b"text/plain; charset=utf-8"
+    extra: tuple[tuple[bytes, bytes], ...] = ()
+
+    def encode(self) -> bytes:
+        return response(self.status, self.body, self.content_type, list(self.extra))
+
+
+def text_reply(status: int, reason: str) -> Reply:
+    return Reply(status, reason.encode() + b"\n")
+
+
+def namespace_at(base: str, path: str) -> str | None:
+    """The namespace a WebSocket path names under the endpoint ``base``: ``<base>`` is "/",
+    ``<base>/x`` is "/x"; None outside ``base``."""
+    base = base.rstrip("/") or "/"
+    if path == base or path == base + "/":
+        return "/"
+    if path.startswith(base + "/") if base != "/" else path.startswith("/"):
+        return "/" + path[len(base) :].strip("/")
+    return None
+
+
 def response(
     status: int,
     body: bytes,

@@ -98,12 +98,8 @@ class ShardContext:
         """The namespace served at ``path``: ``<path>`` is "/", ``<path>/x`` is "/x"."""
         if self.app is None:
             return "/"  # echo mode answers on every path
-        base = self._path
-        if path == base or path == base + "/":
-            namespace = "/"
-        elif path.startswith(base + "/") if base != "/" else path.startswith("/"):
-            namespace = "/" + path[len(base) :].strip("/")
-        else:
+        namespace = http.namespace_at(self._path, path)
+        if namespace is None:
             return None
         return namespace if self.app.serves_namespace(namespace) else None
 
