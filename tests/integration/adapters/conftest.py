@@ -1,54 +1,33 @@
 """Fixtures for the ASGI adapter over real sockets: uvicorn in the test's own event loop on
-a free port (its signal handling left to the test runner), stopped at the end of the test."""
+a free port (its signal handling left to the test runner), or in a subprocess; each is
+stopped at the end of the test."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
 
-READY_TIMEOUT = 10.0
+# The test modules import the helpers beside this file as top-level modules.
+# (and the shard tests' raw WebSocket client, for a client that stops reading at the socket).
+HERE = Path(__file__).resolve().parent
+for helpers in (str(HERE), str(HERE.parent / "server")):
+    if helpers not in sys.path:
+        sys.path.insert(0, helpers)
 
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield  # the test runner keeps its own SIGINT/SIGTERM
-
-
-@dataclass
-class Running:
-    server: uvicorn.Server
-    task: asyncio.Task[None]
-    port: int
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def stop(self) -> None:
-        self.server.should_exit = True
-        await asyncio.wait_for(self.task, 15)
-
-
-StartUvicorn = Callable[..., Awaitable[Running]]
-
-
-def free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
+from asgikit import (  # noqa: E402
+    READY_TIMEOUT,
+    QuietServer,
+    Running,
+    StartUvicorn,
+    UvicornProcess,
+    free_socket,
+)
 
 
 @pytest.fixture
@@ -56,18 +35,19 @@ async def start_uvicorn() -> AsyncIterator[StartUvicorn]:
     """``await start_uvicorn(asgi_app, **uvicorn.Config fields)`` → a serving uvicorn."""
     running: list[Running] = []
 
-    async def start(app: Any, **settings: Any) -> Running:
+    async def start(app: Any, *, sndbuf: int | None = None, **settings: Any) -> Running:
         settings.setdefault("log_level", "warning")
         settings.setdefault("lifespan", "on")
-        sock = free_socket()
-        server = _Server(uvicorn.Config(app, **settings))
+        sock = free_socket(sndbuf)
+        server = QuietServer(uvicorn.Config(app, **settings))
         task = asyncio.ensure_future(server.serve(sockets=[sock]))
-        deadline = asyncio.get_running_loop().time() + READY_TIMEOUT
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READY_TIMEOUT
         while not server.started:
             if task.done():
                 task.result()
                 raise RuntimeError("uvicorn stopped before it started")
-            if asyncio.get_running_loop().time() > deadline:
+            if loop.time() > deadline:
                 raise TimeoutError("uvicorn did not start")
             await asyncio.sleep(0.01)
         entry = Running(server, task, sock.getsockname()[1])
@@ -78,3 +58,18 @@ async def start_uvicorn() -> AsyncIterator[StartUvicorn]:
     for entry in running:
         if not entry.task.done():
             await entry.stop()
+
+
+@pytest.fixture
+def spawn_uvicorn() -> Iterator[Callable[..., UvicornProcess]]:
+    """``spawn_uvicorn(args, cwd)`` → a UvicornProcess, stopped at the end of the test."""
+    started: list[UvicornProcess] = []
+
+    def spawn(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> UvicornProcess:
+        process = UvicornProcess(args, cwd, env)
+        started.append(process)
+        return process
+
+    yield spawn
+    for process in started:
+        process.stop()
