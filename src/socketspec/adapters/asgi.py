@@ -10,8 +10,12 @@ WebSocket path; 404 elsewhere) and ``lifespan`` (startup validation; on shutdown
 cluster's drain: ``__server_shutdown__``, running handlers finish, close 1001). Since
 uvicorn closes its WebSocket connections (1012) before it tells the application to shut
 down, the entry also takes the server's SIGINT/SIGTERM first, drains, then hands the
-signal on. Does not own frames, the HTTP upgrade or the frame-size cap: the ASGI server
-does (uvicorn's ``ws_max_size``, 16 MiB by default, closes a larger message with 1009).
+signal on. Does not own frames or the HTTP upgrade: the ASGI server does, and it buffers a
+whole message before handing it over (uvicorn's ``ws_max_size``, 16 MiB by default, closes a
+larger one with 1009 itself); the entry closes with 1009 any message it is handed above
+``max_message_size`` (the cluster's ``--max-message-size``), whatever the server's own cap.
+The entry records the frame, byte and close metrics the shard records, and folds the
+per-message tally into Prometheus once a second while the lifespan runs.
 
 ``with_socket(app, socket)`` puts the entry in front of another ASGI application;
 ``socketspec.adapters.fastapi.mount`` does it with FastAPI's routes.
@@ -35,6 +39,7 @@ from socketspec.app import SocketApp
 from socketspec.connection import Connection
 from socketspec.docs.routes import docs_reply, is_docs_path
 from socketspec.errors import CloseCode, ConnectionAuthError, ConnectRejected
+from socketspec.metrics import TALLY
 from socketspec.server import http
 
 logger = logging.getLogger("socketspec.asgi")
@@ -47,8 +52,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MIB = 1024 * 1024
 DEFAULT_MAX_OUTBOUND = MIB  # as the cluster's --max-outbound
+DEFAULT_MAX_MESSAGE_SIZE = 16 * MIB  # as the cluster's --max-message-size
 DEFAULT_GRACEFUL_TIMEOUT = 30.0  # as the cluster's --graceful-timeout
 DEFAULT_CLOSE_TIMEOUT = 5.0  # for the peer's close frame after ours, then the connection is left
+METRICS_FLUSH_INTERVAL = 1.0  # as a shard's
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # Closing before the accept makes the server refuse the upgrade (403); the code is not sent.
@@ -153,9 +160,11 @@ class ASGIConnection:
         queue = self._queue
         send = self._send
         while True:
-            message = queue.pop()
-            if message is not None:
-                await send({"type": "websocket.send", "text": message})
+            item = queue.pop()
+            if item is not None:
+                await send({"type": "websocket.send", "text": item[0]})
+                TALLY.add(metrics.frames_sent)
+                TALLY.add(metrics.bytes_sent, item[1])
                 continue
             if self._close is not None:
                 code, reason = self._close
@@ -178,9 +187,9 @@ class _StopSignals:
     reaches the server's own handler; a second one during the drain reaches it at once.
 
     The handler only enqueues; the loop dispatches. Only handlers installed with
-    ``signal.signal`` (uvicorn's) are taken over: a loop's own signal handling (hypercorn's)
-    is left alone, and those servers tell the lifespan to shut down while connections are
-    still open.
+    ``signal.signal`` (uvicorn's) are taken over. Servers that stop their workers another
+    way (hypercorn's and granian's supervisors) are left alone: they end the connections
+    before the lifespan's shutdown, so the drain there finds none (docs/asgi.md).
     """
 
     def __init__(self, drain: Callable[[], Awaitable[None]]) -> None:
@@ -238,6 +247,7 @@ class SocketASGI:
 
     Args:
         max_outbound: bytes of messages waiting for a client before it is closed with 4008.
+        max_message_size: a received message above it closes the connection with 1009.
         graceful_timeout: seconds running handlers get to finish on shutdown.
         close_timeout: seconds to wait for the peer's close frame after ours.
         drain_on_signal: take the server's SIGINT/SIGTERM first to drain (see the module).
@@ -249,17 +259,21 @@ class SocketASGI:
         *,
         path: str = "/ws",
         max_outbound: int = DEFAULT_MAX_OUTBOUND,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
         drain_on_signal: bool = True,
     ) -> None:
         if max_outbound <= 0:
             raise ValueError("max_outbound must be positive")
+        if max_message_size <= 0:
+            raise ValueError("max_message_size must be positive")
         if not path.startswith("/"):
             raise ValueError(f"path must start with '/', got {path!r}")
         self.socket = socket
         self.path = path.rstrip("/") or "/"
         self.max_outbound = max_outbound
+        self.max_message_size = max_message_size
         self.graceful_timeout = graceful_timeout
         self.close_timeout = close_timeout
         self.texts = _TextCache()
@@ -269,6 +283,7 @@ class SocketASGI:
         self._no_connections.set()
         self._draining: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._flusher: asyncio.TimerHandle | None = None
 
     @property
     def app_required(self) -> SocketApp:
@@ -312,11 +327,25 @@ class SocketASGI:
             self.socket.startup()
         if self._signals is not None:
             self._signals.install()
+        self._flusher = asyncio.get_running_loop().call_later(
+            METRICS_FLUSH_INTERVAL, self._flush_metrics
+        )
 
     async def shutdown(self) -> None:
         if self._signals is not None:
             self._signals.restore()
         await self.drain()
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
+        TALLY.flush()
+
+    def _flush_metrics(self) -> None:
+        """Fold the per-message tally into Prometheus (see socketspec.metrics)."""
+        TALLY.flush()
+        self._flusher = asyncio.get_running_loop().call_later(
+            METRICS_FLUSH_INTERVAL, self._flush_metrics
+        )
 
     async def drain(self) -> None:
         """The cluster's drain, once: ``__server_shutdown__``, handlers finish within
@@ -497,8 +526,16 @@ class SocketASGI:
                     continue  # after our close, messages are not read
                 text = message.get("text")
                 data: str | bytes | None = text if text is not None else message.get("bytes")
-                if data is not None:
-                    await socket.handle_event(conn, data)
+                if data is None:
+                    continue
+                TALLY.add(metrics.frames_received)
+                TALLY.add(metrics.bytes_received, len(data))
+                if len(data) > self.max_message_size:
+                    # The server already buffered it; the application never sees it.
+                    metrics.connection_closes.labels(code=str(int(CloseCode.MESSAGE_TOO_BIG))).inc()
+                    connection.close_now(CloseCode.MESSAGE_TOO_BIG, "message too big")
+                    continue
+                await socket.handle_event(conn, data)
             elif kind == "websocket.disconnect":
                 return "client_close" if connection.phase is Phase.OPEN else "server_close"
 
@@ -541,13 +578,18 @@ def with_socket(
     *,
     path: str = "/ws",
     max_outbound: int = DEFAULT_MAX_OUTBOUND,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT,
 ) -> ASGIApp:
     """An ASGI application serving ``socket`` at ``path`` and its docs in front of ``app``,
     which gets every other request; the lifespan is both's (ours starts first and drains
     before ``app`` shuts down)."""
     entry = SocketASGI(
-        socket, path=path, max_outbound=max_outbound, graceful_timeout=graceful_timeout
+        socket,
+        path=path,
+        max_outbound=max_outbound,
+        max_message_size=max_message_size,
+        graceful_timeout=graceful_timeout,
     )
 
     async def combined(scope: Scope, receive: Receive, send: Send) -> None:

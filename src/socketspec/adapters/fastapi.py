@@ -15,7 +15,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-from socketspec.adapters.asgi import DEFAULT_GRACEFUL_TIMEOUT, DEFAULT_MAX_OUTBOUND, SocketASGI
+from socketspec.adapters.asgi import (
+    DEFAULT_GRACEFUL_TIMEOUT,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_OUTBOUND,
+    SocketASGI,
+)
 from socketspec.app import SocketApp
 from socketspec.docs.routes import ASYNCAPI_PATH
 
@@ -35,6 +40,7 @@ def mount(
     path: str = "/ws",
     *,
     max_outbound: int = DEFAULT_MAX_OUTBOUND,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT,
     drain_on_signal: bool = True,
 ) -> SocketASGI:
@@ -44,6 +50,7 @@ def mount(
     Args:
         app: a FastAPI or Starlette application (or a Starlette ``Router``).
         max_outbound: bytes of messages waiting for one client before it is closed with 4008.
+        max_message_size: a received message above it closes the connection with 1009.
         graceful_timeout: seconds running handlers get to finish on shutdown.
         drain_on_signal: take the server's SIGINT/SIGTERM first to drain (uvicorn).
     """
@@ -51,6 +58,7 @@ def mount(
         socket,
         path=path,
         max_outbound=max_outbound,
+        max_message_size=max_message_size,
         graceful_timeout=graceful_timeout,
         drain_on_signal=drain_on_signal,
     )

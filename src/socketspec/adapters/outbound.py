@@ -45,10 +45,10 @@ class OutboundQueue:
         self.pending_bytes += size
         return True
 
-    def pop(self) -> str | None:
-        """The oldest message, or None when nothing waits."""
+    def pop(self) -> tuple[str, int] | None:
+        """The oldest message and its size, or None when nothing waits."""
         if not self._items:
             return None
-        message, size = self._items.popleft()
-        self.pending_bytes -= size
-        return message
+        item = self._items.popleft()
+        self.pending_bytes -= item[1]
+        return item

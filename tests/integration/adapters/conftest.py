@@ -24,6 +24,7 @@ from asgikit import (  # noqa: E402
     READY_TIMEOUT,
     QuietServer,
     Running,
+    ServerProcess,
     StartUvicorn,
     UvicornProcess,
     free_socket,
@@ -73,3 +74,21 @@ def spawn_uvicorn() -> Iterator[Callable[..., UvicornProcess]]:
     yield spawn
     for process in started:
         process.stop()
+        process.cleanup()
+
+
+@pytest.fixture
+def spawn_server() -> Iterator[Callable[..., ServerProcess]]:
+    """``spawn_server(argv, cwd)`` → a ServerProcess (``{uds}`` in argv names its Unix
+    socket), stopped at the end of the test."""
+    started: list[ServerProcess] = []
+
+    def spawn(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> ServerProcess:
+        process = ServerProcess(argv, cwd, env)
+        started.append(process)
+        return process
+
+    yield spawn
+    for process in started:
+        process.stop()
+        process.cleanup()

@@ -55,3 +55,23 @@ def test_responses_close_the_connection_and_carry_length() -> None:
     assert b"content-length: %d" % len(body) in head
     assert body == b'{"ok":true}'
     assert http.text_response(403, "forbidden: origin").endswith(b"forbidden: origin\n")
+
+
+def test_reply_encodes_as_the_response_with_its_extra_headers() -> None:
+    reply = http.Reply(401, b"no\n", extra=((b"www-authenticate", b"Bearer"),))
+    assert reply.encode() == http.response(401, b"no\n", extra=[(b"www-authenticate", b"Bearer")])
+    assert http.text_reply(404, "not found: /x") == http.Reply(404, b"not found: /x\n")
+
+
+def test_namespace_at_a_base_path() -> None:
+    assert http.namespace_at("/ws", "/ws") == "/"
+    assert http.namespace_at("/ws/", "/ws/") == "/"
+    assert http.namespace_at("/ws", "/ws/admin") == "/admin"
+    assert http.namespace_at("/ws", "/ws/admin/") == "/admin"
+    assert http.namespace_at("/ws", "/wsx") is None
+    assert http.namespace_at("/ws", "/other") is None
+
+
+def test_namespace_at_the_root_path() -> None:
+    assert http.namespace_at("/", "/") == "/"
+    assert http.namespace_at("/", "/admin") == "/admin"
