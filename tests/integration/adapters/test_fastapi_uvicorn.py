@@ -25,6 +25,7 @@ from socketspec.adapters.fastapi import mount
 from socketspec.security.auth import APIKeyAuth
 from socketspec.security.ratelimit import RateLimit
 from socketspec.session import SessionConfig
+from socketspec.testing import TestClient
 
 
 class Say(BaseModel):
@@ -349,3 +350,26 @@ def test_startup_validation_stops_the_server(
     server = spawn_uvicorn(["main:app"], tmp_path)
     assert server.process.wait(30) == 3  # uvicorn's startup failure
     assert "'__ping__' is a reserved system event" in server.output()
+
+
+async def test_session_limits_close_with_4004_and_4003(start_uvicorn: StartUvicorn) -> None:
+    idle = SessionConfig(idle_timeout=0.3, heartbeat_interval=0)
+    server = await start_uvicorn(fastapi_app(chat_socket(session=idle)))
+    async with connect(server.ws + "/ws") as ws:
+        await recv(ws)
+        assert await close_code(ws) == 4004
+    expiring = SessionConfig(max_duration=0.5, heartbeat_interval=0, idle_timeout=0)
+    server = await start_uvicorn(fastapi_app(chat_socket(session=expiring)))
+    async with connect(server.ws + "/ws") as ws:
+        await recv(ws)
+        await send(ws, "echo", {"text": "busy"})  # activity does not extend the session
+        assert await close_code(ws) == 4003
+
+
+async def test_the_in_process_test_client_on_a_mounted_socket() -> None:
+    socket = chat_socket()
+    fastapi_app(socket)
+    async with TestClient(socket).connect() as conn:
+        await conn.emit("echo", {"text": "in process"})
+        reply = await conn.receive("echo_response", timeout=2)
+        assert reply == {"text": "in process", "from": conn.id}
