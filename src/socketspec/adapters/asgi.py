@@ -157,6 +157,15 @@ class ASGIConnection:
     # -- the writer task ---------------------------------------------------------------------
 
     async def write_loop(self) -> None:
+        try:
+            await self._write_all()
+        except Exception as exc:
+            # The server refuses further sends once the client is gone (uvicorn raises
+            # ClientDisconnected); what was still queued has no one to go to.
+            logger.debug("send failed, leaving the connection: %r", exc)
+            self.done.set()
+
+    async def _write_all(self) -> None:
         queue = self._queue
         send = self._send
         while True:
