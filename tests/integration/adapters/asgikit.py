@@ -24,6 +24,7 @@ from websockets.asyncio.client import ClientConnection
 
 READY_TIMEOUT = 10.0
 BIN = Path(sys.executable).parent
+STARTED = "Application startup complete"
 RUNNING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 
@@ -135,7 +136,8 @@ class ServerProcess:
 
 
 class UvicornProcess(ServerProcess):
-    """``uvicorn ARGS --port 0``; ``port`` is read from its log line."""
+    """``uvicorn ARGS --port 0``; ``port`` is read from its log; ready once the lifespan has
+    started."""
 
     def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
         super().__init__(
@@ -145,10 +147,13 @@ class UvicornProcess(ServerProcess):
 
     def wait_ready(self, timeout: float = 30.0) -> int:
         def announced() -> bool:
-            match = RUNNING.search(self.output())
+            # The port comes first (from the reloader's process with --reload), the worker's
+            # lifespan after it.
+            log = self.output()
+            match = RUNNING.search(log)
             if match:
                 self.port = int(match.group(1))
-            return match is not None
+            return match is not None and STARTED in log
 
         self.wait_for(announced, timeout)
         return self.port
