@@ -613,6 +613,12 @@ def with_socket(
     return combined
 
 
+def echo_app() -> SocketASGI:
+    """An entry that echoes every message on every path, for the conformance suite:
+    ``uvicorn --factory socketspec.adapters.asgi:echo_app``."""
+    return SocketASGI(None, path="/")
+
+
 def _failure(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
