@@ -48,6 +48,11 @@ system-deps:
 conformance: $(STAMP)
 	$(BIN)/python bench/conformance.py
 
+# Sections 1-10 against the ASGI adapter on uvicorn; rewrites that section of the page.
+.PHONY: conformance-asgi
+conformance-asgi: $(STAMP)
+	$(BIN)/python bench/conformance.py --asgi
+
 # The benchmark harness's own dependencies (matplotlib for the charts), kept out of `make test`.
 BENCH_STAMP := $(VENV)/.installed-bench
 $(BENCH_STAMP): pyproject.toml $(STAMP)

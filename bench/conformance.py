@@ -264,7 +264,7 @@ def render_asgi(
         "",
         "For a WebSocket layer with no FAILED case, run uvicorn with `--ws wsproto`. "
         "`tests/integration/adapters/test_conformance_uvicorn.py` runs these sections in "
-        "`make test`; `.venv/bin/python bench/conformance.py --asgi` rewrites this section.",
+        "`make test`; `make conformance-asgi` rewrites this section.",
         "",
     ]
     return "\n".join(lines)
