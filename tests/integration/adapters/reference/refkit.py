@@ -1,0 +1,61 @@
+"""What the reference pages' tests over real sockets share: the first tutorial's adapter
+lines (the way every page's app is served), and small client steps over the websockets
+library."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from asgikit import recv
+from websockets.asyncio.client import ClientConnection, connect
+
+# "Register the Event" in the first tutorial ends with these lines; the pages after it
+# serve their app the same way.
+ADAPTER_LINES = """\
+from fastapi import FastAPI
+from socketspec.adapters.fastapi import mount
+
+app = FastAPI()
+mount(socket, app, path="/ws")
+"""
+
+
+@asynccontextmanager
+async def client(url: str, **options: Any) -> AsyncIterator[tuple[ClientConnection, str]]:
+    """A connection and its id, read from the ``__connect__`` greeting."""
+    async with connect(url, **options) as ws:
+        greeting = await recv(ws)
+        assert greeting["event"] == "__connect__", greeting
+        yield ws, greeting["payload"]["conn_id"]
+
+
+async def emit(ws: ClientConnection, event: str, payload: Any = None) -> None:
+    """What the JavaScript client of the first tutorial sends: one envelope per message."""
+    message: dict[str, Any] = {"event": event}
+    if payload is not None:
+        message["payload"] = payload
+    await ws.send(json.dumps(message))
+
+
+async def silent(ws: ClientConnection, timeout: float = 0.3) -> None:
+    """Nothing arrives within ``timeout``."""
+    try:
+        message = await asyncio.wait_for(ws.recv(), timeout)
+    except TimeoutError:
+        return
+    raise AssertionError(f"expected nothing, got {message!r}")
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
