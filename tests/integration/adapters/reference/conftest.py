@@ -1,5 +1,4 @@
-"""The reference pages' code served through the adapter: the helpers beside this file, and
-the page runner of the in-process reference tests (tests/unit/reference/pagecode.py), are
+"""The reference pages' code served through the adapter: the helpers beside this file are
 imported as top-level modules."""
 
 from __future__ import annotations
@@ -8,6 +7,5 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-for helpers in (HERE, HERE.parents[2] / "unit" / "reference"):
-    if str(helpers) not in sys.path:
-        sys.path.insert(0, str(helpers))
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from asgikit import recv
+from pages import block
 from websockets.asyncio.client import ClientConnection, connect
 
 # "Register the Event" in the first tutorial ends with these lines; the pages after it
@@ -24,6 +25,21 @@ from socketspec.adapters.fastapi import mount
 app = FastAPI()
 mount(socket, app, path="/ws")
 """
+
+
+def run_page(page: str, *parts: int | str) -> dict[str, Any]:
+    """One module made of the page's blocks (numbers) and the test's own code (strings), in
+    the order given, as a reader pastes them; its names. Each block keeps its name in
+    tracebacks. The blocks run as written, not under this module's ``from __future__
+    import annotations`` (pydantic reads their annotations)."""
+    names: dict[str, Any] = {"__name__": "page_" + page.replace("-", "_")}
+    for index, part in enumerate(parts):
+        if isinstance(part, int):
+            code, where = block(page, part), f"<{page}.md block {part}>"
+        else:
+            code, where = part, f"<{page} test code {index}>"
+        exec(compile(code, where, "exec", dont_inherit=True), names)
+    return names
 
 
 @asynccontextmanager
