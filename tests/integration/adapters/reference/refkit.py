@@ -27,12 +27,12 @@ mount(socket, app, path="/ws")
 """
 
 
-def run_page(page: str, *parts: int | str) -> dict[str, Any]:
+def run_page(page: str, *parts: int | str, given: dict[str, Any] | None = None) -> dict[str, Any]:
     """One module made of the page's blocks (numbers) and the test's own code (strings), in
-    the order given, as a reader pastes them; its names. Each block keeps its name in
-    tracebacks. The blocks run as written, not under this module's ``from __future__
-    import annotations`` (pydantic reads their annotations)."""
-    names: dict[str, Any] = {"__name__": "page_" + page.replace("-", "_")}
+    the order given, as a reader pastes them, starting with the names ``given``; its names.
+    Each block keeps its name in tracebacks. The blocks run as written, not under this
+    module's ``from __future__ import annotations`` (pydantic reads their annotations)."""
+    names: dict[str, Any] = {"__name__": "page_" + page.replace("-", "_"), **(given or {})}
     for index, part in enumerate(parts):
         if isinstance(part, int):
             code, where = block(page, part), f"<{page}.md block {part}>"
