@@ -116,8 +116,8 @@ class ASGIConnection:
         self.phase = phase
 
     async def accept(self) -> None:
-        await self._send({"type": "websocket.accept"})
         self._enter(Phase.OPEN)
+        await self._send({"type": "websocket.accept"})
 
     # -- the application's Transport ---------------------------------------------------------
 
