@@ -181,7 +181,7 @@ async def test_rate_limit_error(start_uvicorn: StartUvicorn) -> None:
 
 
 async def test_heartbeat_timeout_closes_with_4005(start_uvicorn: StartUvicorn) -> None:
-    session = SessionConfig(heartbeat_interval=0.2, heartbeat_timeout=0.3)
+    session = SessionConfig(heartbeat_interval=0.3, heartbeat_timeout=1.0)
     server = await start_uvicorn(fastapi_app(chat_socket(session=session)))
     async with connect(server.ws + "/ws") as silent, connect(server.ws + "/ws") as answering:
         await recv(silent)
