@@ -1,0 +1,57 @@
+"""Run a documentation page's Python blocks the way a reader uses them.
+
+A reader pastes a page's blocks, top to bottom, into one module: later blocks
+use the names earlier ones defined (``socket``, the models, ``pytest``). The
+blocks run here in that order, in one namespace that stands for that module,
+and each keeps its own name in tracebacks (``<tutorial-rooms.md block 3>``).
+What the page presumes without showing (an app from an earlier page, a
+handler it names but never writes) is given by the test, as a prelude.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+
+def run_blocks(
+    page: str, blocks: Mapping[int, str], namespace: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Execute ``blocks`` (block number on the page -> its code) in order; returns the
+    namespace they filled."""
+    names: dict[str, Any] = (
+        namespace if namespace is not None else {"__name__": f"page_{page.replace('-', '_')}"}
+    )
+    for number, code in blocks.items():
+        exec(compile(code, f"<{page}.md block {number}>", "exec"), names)
+    return names
+
+
+@contextmanager
+def importable_as(module_name: str, **attributes: Any) -> Iterator[None]:
+    """Make ``import <module_name>`` (dotted, e.g. ``myapp.main``) find ``attributes``
+    while the block that imports it runs; sys.modules is as before afterwards."""
+    parts = module_name.split(".")
+    created: list[str] = []
+    parent: types.ModuleType | None = None
+    for depth in range(1, len(parts) + 1):
+        name = ".".join(parts[:depth])
+        if name in sys.modules:
+            raise RuntimeError(f"{name} is already imported; pick another stand-in name")
+        module = types.ModuleType(name)
+        sys.modules[name] = module
+        created.append(name)
+        if parent is not None:
+            setattr(parent, parts[depth - 1], module)
+        parent = module
+    assert parent is not None
+    for key, value in attributes.items():
+        setattr(parent, key, value)
+    try:
+        yield
+    finally:
+        for name in reversed(created):
+            del sys.modules[name]
