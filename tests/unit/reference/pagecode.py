@@ -26,7 +26,9 @@ def run_blocks(
         namespace if namespace is not None else {"__name__": f"page_{page.replace('-', '_')}"}
     )
     for number, code in blocks.items():
-        exec(compile(code, f"<{page}.md block {number}>", "exec"), names)
+        # dont_inherit: the blocks run as written, not under this module's
+        # ``from __future__ import annotations`` (pydantic needs real annotations).
+        exec(compile(code, f"<{page}.md block {number}>", "exec", dont_inherit=True), names)
     return names
 
 
