@@ -18,17 +18,18 @@ from typing import Any
 
 
 def run_blocks(
-    page: str, blocks: Mapping[int, str], namespace: dict[str, Any] | None = None
+    page: str, blocks: Mapping[int | str, str], namespace: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Execute ``blocks`` (block number on the page -> its code) in order; returns the
-    namespace they filled."""
+    """Execute ``blocks`` in order and return the namespace they filled. A block is keyed
+    by its number on the page, or by a label for code the test supplies (a prelude)."""
     names: dict[str, Any] = (
         namespace if namespace is not None else {"__name__": f"page_{page.replace('-', '_')}"}
     )
-    for number, code in blocks.items():
+    for key, code in blocks.items():
+        where = f"<{page}.md block {key}>" if isinstance(key, int) else f"<{page} test: {key}>"
         # dont_inherit: the blocks run as written, not under this module's
         # ``from __future__ import annotations`` (pydantic needs real annotations).
-        exec(compile(code, f"<{page}.md block {number}>", "exec", dont_inherit=True), names)
+        exec(compile(code, where, "exec", dont_inherit=True), names)
     return names
 
 

@@ -88,7 +88,7 @@ async def log_events(conn, event, payload, next_handler):
 # The prelude's app authenticates with RoleAuth, handed to the page's namespace.
 page = run_blocks(
     PAGE,
-    {0: PRELUDE, 1: BLOCK_1, 2: BLOCK_2, 3: BLOCK_3},
+    {"prelude": PRELUDE, 1: BLOCK_1, 2: BLOCK_2, 3: BLOCK_3},
     {"__name__": "page_socketapp", "RoleAuth": RoleAuth},
 )
 socket = page["socket"]

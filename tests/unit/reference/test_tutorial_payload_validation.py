@@ -101,7 +101,9 @@ BLOCK_6 = """\
 socket = SocketApp(max_payload_size=1_048_576)  # 1 MB
 """
 
-page = run_blocks(PAGE, {0: PRELUDE, 1: BLOCK_1, 2: BLOCK_2, 3: BLOCK_3, 4: BLOCK_4, 5: BLOCK_5})
+page = run_blocks(
+    PAGE, {"prelude": PRELUDE, 1: BLOCK_1, 2: BLOCK_2, 3: BLOCK_3, 4: BLOCK_4, 5: BLOCK_5}
+)
 socket = page["socket"]
 BidPayload = page["BidPayload"]
 bids: list[Any] = []
@@ -223,7 +225,7 @@ async def test_the_default_limit_is_64_kb() -> None:
 
 
 async def test_a_larger_limit_is_set_on_the_app() -> None:
-    bigger = run_blocks(PAGE, {0: PRELUDE, 6: BLOCK_6})["socket"]
+    bigger = run_blocks(PAGE, {"prelude": PRELUDE, 6: BLOCK_6})["socket"]
 
     @bigger.on("upload")
     async def upload(conn: Any, payload: dict[str, Any]) -> None:

@@ -161,7 +161,7 @@ APP_BLOCKS = {
 }  # fmt: skip
 
 open_rooms = run_blocks(PAGE, {n: code for n, code in APP_BLOCKS.items() if n != 6})
-run_blocks(PAGE, {0: TEST_PRELUDE, 9: BLOCK_9}, open_rooms)
+run_blocks(PAGE, {"prelude": TEST_PRELUDE, 9: BLOCK_9}, open_rooms)
 test_broadcast = open_rooms["test_broadcast"]
 admin_room_entrance(open_rooms["socket"])
 
