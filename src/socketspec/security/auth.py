@@ -33,6 +33,20 @@ class AuthBackend(Protocol):
         ...
 
 
+def header_value(headers: Mapping[str, str], name: str) -> str | None:
+    """The value of header ``name`` (lower case), whatever the case of the keys.
+
+    The connect path hands over lower-cased headers, found at once; a caller of
+    ``authenticate`` with headers as a client spelled them is served too.
+    """
+    value = headers.get(name)
+    if value is None:
+        for key, candidate in headers.items():
+            if key.lower() == name:
+                return candidate
+    return value
+
+
 def bearer_token(
     headers: Mapping[str, str],
     query_params: Mapping[str, str],
@@ -44,7 +58,7 @@ def bearer_token(
     ``header`` (lower case) names where to look; its value is ``Bearer <token>`` or the
     bare token. Any other scheme (``Basic ...``) is not a token.
     """
-    value = headers.get(header)
+    value = header_value(headers, header)
     if value:
         scheme, _, rest = value.strip().partition(" ")
         if scheme.lower() == "bearer":
@@ -187,7 +201,7 @@ class APIKeyAuth:
     async def authenticate(
         self, headers: Mapping[str, str], query_params: Mapping[str, str]
     ) -> Identity:
-        presented = headers.get(self.header) or query_params.get(self.query_param)
+        presented = header_value(headers, self.header) or query_params.get(self.query_param)
         if not presented:
             raise AuthenticationError("missing API key")
         return self.authenticate_token(presented)

@@ -376,3 +376,11 @@ def test_bearer_token_reads_a_bare_token_but_no_other_scheme() -> None:
     assert bearer_token({"authorization": "eyJ.bare.token"}, {}) == "eyJ.bare.token"
     assert bearer_token({"x-access-token": " raw "}, {}, header="x-access-token") == "raw"
     assert bearer_token({"authorization": "Basic dXNlcjpwdw=="}, {}) is None
+
+
+async def test_headers_are_read_whatever_their_case() -> None:
+    token = sign({"sub": "cased"})
+    by_jwt = await JWTAuth(SECRET).authenticate({"Authorization": f"Bearer {token}"}, {})
+    assert by_jwt.user_id == "cased"
+    keyed = await APIKeyAuth("case-key").authenticate({"X-API-Key": "case-key"}, {})
+    assert keyed.is_authenticated
