@@ -80,6 +80,9 @@ class SocketApp:
         rooms: static rooms and room templates.
         namespace: the namespace this app's events belong to.
         debug: send handler exception text to clients (never in production).
+        debug_url: the reference's path for its debug log page. Accepted and kept (as
+            ``app.debug_url``) so reference code constructs unchanged; this project serves
+            no page there: what happens on a connection is in its logs and ``/metrics``.
     """
 
     def __init__(
@@ -97,9 +100,14 @@ class SocketApp:
         rooms: Iterable[Room] | None = None,
         namespace: Namespace = "/",
         debug: bool = False,
+        debug_url: str = "/socket-debug",
     ) -> None:
         if max_payload_size <= 0:
             raise ConfigurationError("max_payload_size must be positive")
+        if not debug_url.startswith("/"):
+            raise ConfigurationError(
+                f"debug_url must be a path starting with '/', got {debug_url!r}"
+            )
         if auth is not None and not callable(getattr(auth, "authenticate", None)):
             raise ConfigurationError("auth must have an authenticate(headers, query_params) method")
         self.docs = docs
@@ -113,6 +121,7 @@ class SocketApp:
         self.session = session if session is not None else SessionConfig()
         self.namespace = normalize_namespace(namespace)
         self.debug = debug
+        self.debug_url = debug_url
         # Read by socketspec-cluster, which gives its shards' room stores a bridge to Redis.
         self.redis: RedisBackend | None = None
         if backend == "memory":
@@ -122,6 +131,12 @@ class SocketApp:
             store = MemoryRoomStore()
         elif isinstance(backend, RoomStore):
             store = backend
+        elif callable(getattr(backend, "add_to_room", None)):
+            raise ConfigurationError(
+                f"backend {type(backend).__name__} has the reference's key-value methods "
+                "(add_to_room, get_room_members, ...); socketspec needs a RoomStore "
+                "(socketspec.backends.base.BackendAdapter), 'memory' or a RedisBackend"
+            )
         else:
             raise ConfigurationError(
                 f"backend must be 'memory', a RoomStore or a RedisBackend, got {backend!r}"
@@ -309,6 +324,9 @@ class SocketApp:
             try:
                 result = self.auth.authenticate(headers, query)
                 identity = await result if inspect.isawaitable(result) else result
+                if identity is None:
+                    # The reference's backends refuse by returning None.
+                    raise AuthenticationError("authentication failed")
                 if not isinstance(identity, Identity):
                     raise TypeError(
                         f"authenticate() returned {type(identity).__name__}, not Identity"

@@ -334,4 +334,8 @@ async def authenticate_token(auth: AuthBackend, token: str) -> Any:
         result = direct(token)
     else:
         result = auth.authenticate({"authorization": f"Bearer {token}"}, {"token": token})
-    return await result if inspect.isawaitable(result) else result
+    identity = await result if inspect.isawaitable(result) else result
+    if identity is None:
+        # A backend in the reference's style refuses by returning None.
+        raise AuthenticationError("invalid token")
+    return identity

@@ -97,3 +97,9 @@ class RoomStore(ABC):
     @abstractmethod
     def local_connections(self) -> Iterable[Connection]:
         """Connections served by this process."""
+
+
+# The reference's name for "what ``SocketApp(backend=...)`` accepts besides ``"memory"``".
+# Here that interface is ``RoomStore`` (membership and delivery of encoded frames), not the
+# reference's key-value methods; docs/compatibility.md says why.
+BackendAdapter = RoomStore
