@@ -109,8 +109,6 @@ class ClusterProcess:
         for name in list(full_env):
             if name.startswith("SOCKETSPEC_"):
                 del full_env[name]
-        # Every test cluster serves its metrics on a free port, never the default 9100.
-        full_env["SOCKETSPEC_METRICS_PORT"] = "0"
         full_env.update(env or {})
         self.args = args
         self.started = time.monotonic()
