@@ -63,7 +63,7 @@ def test_every_state_but_exited_can_end_and_exited_is_terminal() -> None:
         ends = (state, E.EXITED) in TRANSITIONS
         assert ends is (state is not S.EXITED), state
     assert not [pair for pair in TRANSITIONS if pair[0] is S.EXITED]
-    assert LIVE == {S.BOOTING, S.SERVING}
+    assert {S.BOOTING, S.SERVING} == LIVE
 
 
 def test_a_silent_shard_counts_a_timeout_and_a_failed_boot_counts_a_boot_failure() -> None:
