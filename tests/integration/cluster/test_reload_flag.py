@@ -54,7 +54,11 @@ async def test_a_changed_handler_file_restarts_the_shard_with_the_new_code(
     stamp = time.time()
     handlers = write_package(tmp_path, "v1", stamp)
     cluster = start_cluster("devapp.handlers:app", 1, "--reload", cwd=tmp_path)
-    assert WATCHING.search(cluster.stdout_text()), cluster.stdout_text()
+    deadline = time.monotonic() + 10
+    while not (watching := WATCHING.search(cluster.stdout_text())):
+        assert time.monotonic() < deadline, cluster.stdout_text()
+        await asyncio.sleep(0.02)
+    assert int(watching.group(1)) == 2  # __init__.py and handlers.py
     first = cluster.pids[0]
     assert await version_served(cluster.url()) == "v1"
 
