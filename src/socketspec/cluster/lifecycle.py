@@ -10,12 +10,20 @@ supervisor does, and feeds this module what it saw with the time it saw it).
 ::
 
     BOOTING --ready--> SERVING --retire--> RETIRING --exited--> EXITED
-       |                  |                    |
-       |                  +--silent--> KILLED <+--overdue
+       |                  |                  ^  |
+       |                  |         resumed  |  +--overdue--> KILLED
+       |                  +--silent--> HUNG -+
+       |                                 +--overdue--> KILLED
+       |                                 +--exited--> EXITED
        +--boot_timeout--> KILLED --exited--> EXITED
        +--retire--> RETIRING
        +--exited--> EXITED          (a boot failure)
     SERVING --exited--> EXITED      (a crash)
+
+A silent shard is not killed outright: it gets SIGTERM, and SIGKILL only if it is still
+silent after a short grace. If its loop turns again within the grace (a handler that
+blocked for a long while returned), it reports, runs its SIGTERM drain like any retiring
+shard, and its clients get their close frames.
 """
 
 from __future__ import annotations
@@ -30,7 +38,8 @@ class ShardState(enum.Enum):
     BOOTING = "booting"  # forked; has not said Ready
     SERVING = "serving"  # said Ready; reports at least every REPORT_INTERVAL
     RETIRING = "retiring"  # told to stop (SIGTERM: reload or shutdown); draining
-    KILLED = "killed"  # sent SIGKILL (hung, a boot that took too long, a drain overdue)
+    HUNG = "hung"  # silent for --shard-timeout: sent SIGTERM, SIGKILL after a short grace
+    KILLED = "killed"  # sent SIGKILL (still hung, a boot that took too long, a drain overdue)
     EXITED = "exited"  # reaped
 
 
@@ -38,8 +47,9 @@ class ShardEvent(enum.Enum):
     READY = "ready"  # the Ready message arrived
     RETIRE = "retire"  # the supervisor sent SIGTERM
     SILENT = "silent"  # no report for --shard-timeout: its event loop is blocked
+    RESUMED = "resumed"  # a hung shard reported again: its loop turns and drains
     BOOT_TIMEOUT = "boot_timeout"  # not ready within the boot timeout
-    OVERDUE = "overdue"  # still draining past the graceful, close and kill margins
+    OVERDUE = "overdue"  # still running past its deadline to stop (drain or grace)
     EXITED = "exited"  # waitpid returned it
 
 
@@ -56,10 +66,13 @@ TRANSITIONS: dict[tuple[ShardState, ShardEvent], ShardState] = {
     (ShardState.BOOTING, ShardEvent.BOOT_TIMEOUT): ShardState.KILLED,
     (ShardState.BOOTING, ShardEvent.EXITED): ShardState.EXITED,
     (ShardState.SERVING, ShardEvent.RETIRE): ShardState.RETIRING,
-    (ShardState.SERVING, ShardEvent.SILENT): ShardState.KILLED,
+    (ShardState.SERVING, ShardEvent.SILENT): ShardState.HUNG,
     (ShardState.SERVING, ShardEvent.EXITED): ShardState.EXITED,
     (ShardState.RETIRING, ShardEvent.OVERDUE): ShardState.KILLED,
     (ShardState.RETIRING, ShardEvent.EXITED): ShardState.EXITED,
+    (ShardState.HUNG, ShardEvent.RESUMED): ShardState.RETIRING,
+    (ShardState.HUNG, ShardEvent.OVERDUE): ShardState.KILLED,
+    (ShardState.HUNG, ShardEvent.EXITED): ShardState.EXITED,
     (ShardState.KILLED, ShardEvent.EXITED): ShardState.EXITED,
 }
 

@@ -6,7 +6,7 @@ directory every shard and the supervisor write to, and with ``--metrics-port``
 the supervisor also answers on a port of its own (``MetricsEndpoint``, served
 from inside its loop, which selects on it). Both want ``--metrics-token`` when
 it is set: ``Authorization: Bearer <token>`` or ``?token=<token>``, compared in
-constant time; anything else is 401. Also owns retiring a dead shard's files, so
+constant time; none is 401, a wrong one 403. Also owns retiring a dead shard's files, so
 that its gauges stop counting while its counters keep what it did. Does not own
 recording.
 """
@@ -87,18 +87,31 @@ def authorized(token: str | None, headers: Mapping[str, str], query: Mapping[str
     if token is None:
         return True
     expected = token.encode()
+    # Every offer is compared in full, so the time taken says nothing about the token.
+    matches = [
+        hmac.compare_digest(candidate.encode(), expected)
+        for candidate in offered_tokens(headers, query)
+    ]
+    return any(matches)
+
+
+def offered_tokens(headers: Mapping[str, str], query: Mapping[str, str]) -> list[str]:
+    """The tokens a request offers: a Bearer header's, then ``?token=``'s."""
     scheme, _, given = headers.get("authorization", "").partition(" ")
     offered = [given.strip()] if scheme.lower() == "bearer" else []
     if "token" in query:
         offered.append(query["token"])
-    # Every offer is compared in full, so the time taken says nothing about the token.
-    matches = [hmac.compare_digest(candidate.encode(), expected) for candidate in offered]
-    return any(matches)
+    return offered
 
 
 def answer(token: str | None, headers: Mapping[str, str], query: Mapping[str, str]) -> Scrape:
-    """The answer to ``GET /metrics``: (status, body, content type, extra headers)."""
+    """The answer to ``GET /metrics``: (status, body, content type, extra headers). Without
+    a token 401 (with the scheme to use), with a wrong one 403."""
     if not authorized(token, headers, query):
+        if offered_tokens(headers, query):
+            return Scrape(
+                403, b"the metrics token is wrong\n", b"text/plain; charset=utf-8", []
+            )
         return Scrape(
             401, b"a metrics token is required\n", b"text/plain; charset=utf-8", UNAUTHORIZED
         )
@@ -181,6 +194,7 @@ class MetricsEndpoint:
 REASONS = {
     200: b"OK",
     401: b"Unauthorized",
+    403: b"Forbidden",
     404: b"Not Found",
     405: b"Method Not Allowed",
     500: b"Internal Server Error",

@@ -11,8 +11,8 @@ supervisor does on each move:
   (or is killed while booting) is logged and started again with backoff.
 - A serving shard that dies is replaced at once, then with backoff while it
   keeps dying. One silent for ``--shard-timeout`` (its event loop is blocked)
-  is killed with SIGKILL and replaced: a blocked loop cannot run its SIGTERM
-  drain, so a grace would only keep its clients hanging longer.
+  gets SIGTERM and, still silent ``HUNG_GRACE`` later, SIGKILL; its replacement
+  starts at once. A loop that turns again within the grace drains as on a stop.
 - SIGTERM/SIGINT stop every shard (they drain) and exit 0, killing what remains
   after the graceful timeout. SIGHUP (or, with ``--reload``, a changed source
   file) reloads the application code and replaces the shards one by one, each
@@ -61,8 +61,14 @@ BOOT_TIMEOUT = 30.0
 STABLE_AFTER = 5.0  # a shard that lived this long after boot restarts at once when it dies
 MAX_BACKOFF = 10.0
 KILL_MARGIN = 5.0  # past graceful + close timeouts, what is left is killed
+# SIGTERM to SIGKILL for a shard that went silent: long enough for a loop that was blocked a
+# moment too long to report again and drain, short because its clients already waited.
+HUNG_GRACE = 3.0
+# SIGTERM to SIGKILL for a shard stopped before it was ready: it has no clients to drain.
+BOOTING_GRACE = 2.0
 DEFAULT_SHARD_TIMEOUT = 10.0
 MAX_TICK = 1.0  # the loop wakes at least this often (timers, --reload polling)
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 
 
 class ClusterBootError(Exception):
@@ -87,6 +93,7 @@ class ShardProcess:
     changed_at: float = 0.0  # when it entered its state
     ready_at: float | None = None
     failure: str | None = None  # the reason a BootFailed message gave
+    kill_at: float | None = None  # told to stop (RETIRING, HUNG): SIGKILL if alive by then
 
 
 class Supervisor:
@@ -137,7 +144,7 @@ class Supervisor:
             os.write(self._wake_w, b".")
 
     def _install_signals(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+        for signum in HANDLED_SIGNALS:
             signal.signal(signum, self._on_signal)
 
     def _stop_requested(self) -> bool:
@@ -150,7 +157,14 @@ class Supervisor:
         generation = self._generation
         pipe_r, pipe_w = os.pipe()
         supervisor_pid = os.getpid()
+        # Held back across the fork: a signal that reaches the child before it has reset the
+        # supervisor's handlers would be queued in the child's copy and lost (a SIGTERM sent
+        # to a shard in its first microseconds would not stop it). The child unblocks them
+        # once its own handlers are in place (``run_worker``); the parent at once.
+        previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
         pid = os.fork()
+        if pid != 0:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
         if pid == 0:  # the child
             code = 1
             try:
@@ -217,6 +231,15 @@ class Supervisor:
             if isinstance(message, Alive):
                 if process.pid in self.liveness:
                     self.liveness.heard(process.pid, now)
+                elif process.state is ShardState.HUNG:
+                    self._move(process, ShardEvent.RESUMED)
+                    process.kill_at = now + self._drain_limit()
+                    logger.warning(
+                        "shard %s (pid %s) reports again after SIGTERM; it drains (its "
+                        "replacement is already starting)",
+                        process.index,
+                        process.pid,
+                    )
             elif isinstance(message, Ready):
                 if process.state is ShardState.BOOTING:
                     process.ready_at = now
@@ -235,12 +258,36 @@ class Supervisor:
         with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, signal.SIGKILL)
         self._move(process, event)
+        process.kill_at = None
 
     def _retire(self, process: ShardProcess) -> None:
-        """SIGTERM: the shard drains and exits; its exit is expected."""
+        """SIGTERM: the shard drains and exits; its exit is expected. SIGKILL follows if it
+        is still running past the drain (or, before it was ready, a short grace)."""
+        grace = BOOTING_GRACE if process.state is ShardState.BOOTING else self._drain_limit()
         with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, signal.SIGTERM)
         self._move(process, ShardEvent.RETIRE)
+        process.kill_at = process.changed_at + grace
+
+    def _hang_up(self, process: ShardProcess, silent_for: float) -> None:
+        """A serving shard went silent: SIGTERM now, SIGKILL after ``HUNG_GRACE`` if it
+        stays silent, and its replacement starts at once."""
+        logger.error(
+            "shard %s (pid %s) sent no liveness report for %.1fs (its event loop is "
+            "blocked); sending SIGTERM, SIGKILL in %gs if it stays silent",
+            process.index,
+            process.pid,
+            silent_for,
+            HUNG_GRACE,
+        )
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGTERM)
+        self._move(process, ShardEvent.SILENT)
+        process.kill_at = process.changed_at + HUNG_GRACE
+        self._schedule_restart(process, "hung")
+
+    def _drain_limit(self) -> float:
+        return self.config.graceful_timeout + self.config.close_timeout + KILL_MARGIN
 
     def _reap(self) -> None:
         while True:
@@ -281,7 +328,8 @@ class Supervisor:
                 return
             self._schedule_restart(process, f"failed to boot ({reason})")
             return
-        if was is ShardState.KILLED:
+        if was in (ShardState.KILLED, ShardState.HUNG):
+            # A hung shard's replacement is already starting: this schedules nothing then.
             self._schedule_restart(process, f"was killed (exit code {code})")
             return
         self._schedule_restart(process, f"exited with code {code}")
@@ -311,19 +359,10 @@ class Supervisor:
                 self._spawn(index)
 
     def _check_timers(self) -> None:
-        """Boots that take too long, serving shards gone silent, drains that overrun."""
+        """Boots that take too long, serving shards gone silent, stops that overrun."""
         now = time.monotonic()
         for pid, silent_for in list(self.liveness.silent(now)):
-            process = self.processes[pid]
-            logger.error(
-                "shard %s (pid %s) sent no liveness report for %.1fs (its event loop is "
-                "blocked); killing it with SIGKILL (a blocked loop cannot drain) and replacing it",
-                process.index,
-                pid,
-                silent_for,
-            )
-            self._kill(process, ShardEvent.SILENT)
-        drain_limit = self.config.graceful_timeout + self.config.close_timeout + KILL_MARGIN
+            self._hang_up(self.processes[pid], silent_for)
         for process in list(self.processes.values()):
             age = now - process.changed_at
             if process.state is ShardState.BOOTING and age > BOOT_TIMEOUT:
@@ -336,11 +375,13 @@ class Supervisor:
                     BOOT_TIMEOUT,
                 )
                 self._kill(process, ShardEvent.BOOT_TIMEOUT)
-            elif process.state is ShardState.RETIRING and age > drain_limit:
+            elif process.kill_at is not None and now >= process.kill_at:
+                # RETIRING or HUNG: the only states with a deadline to stop
                 logger.warning(
-                    "killing shard %s (pid %s), still running %.0fs after it was told to stop",
+                    "shard %s (pid %s) still %s %.1fs after SIGTERM; sending SIGKILL",
                     process.index,
                     process.pid,
+                    "silent" if process.state is ShardState.HUNG else "running",
                     age,
                 )
                 self._kill(process, ShardEvent.OVERDUE)
@@ -381,6 +422,7 @@ class Supervisor:
     def _tick_timeout(self) -> float:
         now = time.monotonic()
         deadlines = list(self._restart_at.values())
+        deadlines += [p.kill_at for p in self.processes.values() if p.kill_at is not None]
         liveness = self.liveness.next_deadline()
         if liveness is not None:
             deadlines.append(liveness + 0.01)

@@ -64,8 +64,12 @@ def run_worker(
     supervisor_pid: int,
 ) -> int:
     """Runs in the forked child; returns its exit code."""
-    for signum in (signal.SIGHUP, signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+    inherited = (signal.SIGHUP, signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)
+    for signum in inherited:
         signal.signal(signum, signal.SIG_DFL)
+    # The supervisor forks with these blocked; now that the defaults are back, a SIGTERM
+    # that arrived meanwhile stops this shard as it should.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, inherited)
     die_with_parent(supervisor_pid)
     logs.set_shard(index)
     ready = False

@@ -256,7 +256,8 @@ def build_parser() -> OneLineParser:
         type=metrics_token,
         default=env_default("metrics-token", None),
         help="/metrics answers only with this token, as 'Authorization: Bearer TOKEN' or "
-        "?token=TOKEN; 401 otherwise (env SOCKETSPEC_METRICS_TOKEN; default: open)",
+        "?token=TOKEN; 401 without it, 403 with a wrong one (env SOCKETSPEC_METRICS_TOKEN; "
+        "default: open)",
     )
     parser.add_argument(
         "--shard-timeout",

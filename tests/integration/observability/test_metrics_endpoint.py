@@ -1,7 +1,7 @@
 """``/metrics`` is served on the cluster's own port by any shard, summed over every shard;
 two clusters on one host with the default flags both start; ``--metrics-token`` guards it
-(Bearer header or ``?token=``, 401 otherwise); ``--metrics-port`` also serves it on a port of
-the supervisor's."""
+(Bearer header or ``?token=``; 401 without one, 403 with a wrong one); ``--metrics-port``
+also serves it on a port of the supervisor's."""
 
 from __future__ import annotations
 
@@ -47,8 +47,8 @@ async def test_the_metrics_token_guards_both_endpoints(start_cluster: Any) -> No
     assert announced in cluster.process.stdout_text(), cluster.process.stdout_text()
     for port in (cluster.port, own_port[0]):
         assert (await scrape(port))[0] == 401
-        assert (await scrape(port, Authorization="Bearer wrong"))[0] == 401
-        assert (await scrape(port, "/metrics?token=wrong"))[0] == 401
+        assert (await scrape(port, Authorization="Bearer wrong"))[0] == 403
+        assert (await scrape(port, "/metrics?token=wrong"))[0] == 403
         for status, body in (
             await scrape(port, Authorization=f"Bearer {TOKEN}"),
             await scrape(port, f"/metrics?token={TOKEN}"),

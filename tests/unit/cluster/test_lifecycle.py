@@ -32,12 +32,15 @@ def counter(metric: object) -> float:
         (S.BOOTING, E.EXITED, S.EXITED),
         (S.BOOTING, E.BOOT_TIMEOUT, S.KILLED),
         (S.BOOTING, E.RETIRE, S.RETIRING),
-        (S.SERVING, E.SILENT, S.KILLED),
+        (S.SERVING, E.SILENT, S.HUNG),
         (S.SERVING, E.RETIRE, S.RETIRING),
         (S.SERVING, E.EXITED, S.EXITED),
         (S.RETIRING, E.OVERDUE, S.KILLED),
         (S.RETIRING, E.EXITED, S.EXITED),
         (S.KILLED, E.EXITED, S.EXITED),
+        (S.HUNG, E.RESUMED, S.RETIRING),
+        (S.HUNG, E.OVERDUE, S.KILLED),
+        (S.HUNG, E.EXITED, S.EXITED),
     ],
 )
 def test_legal_moves(state: ShardState, event: ShardEvent, target: ShardState) -> None:
@@ -45,7 +48,7 @@ def test_legal_moves(state: ShardState, event: ShardEvent, target: ShardState) -
 
 
 def test_the_table_holds_exactly_the_legal_moves() -> None:
-    assert len(TRANSITIONS) == 10
+    assert len(TRANSITIONS) == 13
 
 
 @pytest.mark.parametrize(
@@ -63,7 +66,13 @@ def test_every_state_but_exited_can_end_and_exited_is_terminal() -> None:
         ends = (state, E.EXITED) in TRANSITIONS
         assert ends is (state is not S.EXITED), state
     assert not [pair for pair in TRANSITIONS if pair[0] is S.EXITED]
-    assert {S.BOOTING, S.SERVING} == LIVE
+    assert {S.BOOTING, S.SERVING} == LIVE  # a hung shard is being replaced: not live
+
+
+def test_a_silent_shard_is_killed_only_through_its_grace() -> None:
+    # SERVING cannot go straight to KILLED: TERM, then grace, then KILL.
+    assert (S.SERVING, E.OVERDUE) not in TRANSITIONS
+    assert next_state(next_state(S.SERVING, E.SILENT), E.OVERDUE) is S.KILLED
 
 
 def test_a_silent_shard_counts_a_timeout_and_a_failed_boot_counts_a_boot_failure() -> None:
@@ -73,8 +82,11 @@ def test_a_silent_shard_counts_a_timeout_and_a_failed_boot_counts_a_boot_failure
     next_state(S.BOOTING, E.EXITED)
     next_state(S.BOOTING, E.BOOT_TIMEOUT)
     assert counter(metrics.shard_boot_failures) == boot_failures + 2
-    # Exits of serving, retiring and killed shards count neither.
-    for state in (S.SERVING, S.RETIRING, S.KILLED):
+    # Exits of serving, retiring, hung and killed shards count neither, nor does the end of
+    # a hung shard (the silence counted once).
+    next_state(S.HUNG, E.OVERDUE)
+    next_state(S.HUNG, E.RESUMED)
+    for state in (S.SERVING, S.RETIRING, S.HUNG, S.KILLED):
         next_state(state, E.EXITED)
     assert counter(metrics.shard_timeouts) == timeouts + 1
     assert counter(metrics.shard_boot_failures) == boot_failures + 2

@@ -1,4 +1,5 @@
-"""The supervisor's /metrics endpoint survives a failing scrape; --metrics-token guards it."""
+"""The supervisor's /metrics endpoint survives a failing scrape; --metrics-token guards it
+(401 without a token, 403 with a wrong one)."""
 
 from __future__ import annotations
 
@@ -69,5 +70,7 @@ def test_the_endpoint_wants_the_token_when_set(monkeypatch: pytest.MonkeyPatch) 
         assert b"www-authenticate: Bearer" in refused
         assert b"socketspec_up" not in refused
         assert scrape(endpoint, "/metrics?token=s3cret").endswith(b"socketspec_up 1\n")
+        wrong = scrape(endpoint, "/metrics?token=s3cre")
+        assert wrong.startswith(b"HTTP/1.1 403") and b"socketspec_up" not in wrong
     finally:
         endpoint.close()
