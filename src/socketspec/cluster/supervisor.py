@@ -68,6 +68,7 @@ HUNG_GRACE = 3.0
 BOOTING_GRACE = 2.0
 DEFAULT_SHARD_TIMEOUT = 10.0
 MAX_TICK = 1.0  # the loop wakes at least this often (timers, --reload polling)
+WATCH_INTERVAL = 1.0  # --reload: seconds between two snapshots of the sources
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 
 
@@ -123,6 +124,7 @@ class Supervisor:
         self.processes: dict[int, ShardProcess] = {}  # every child not yet reaped, by pid
         self.liveness = Liveness(shard_timeout)
         self.watcher = watcher
+        self._watch_at = 0.0  # when --reload next snapshots the sources
         self._generation = 0
         self._deaths: dict[int, int] = {}  # consecutive quick deaths per index
         self._restart_at: dict[int, float] = {}
@@ -463,10 +465,7 @@ class Supervisor:
                         return self._shutdown()
                     if signum == signal.SIGHUP:
                         self._reload("SIGHUP")
-                if self.watcher is not None:
-                    changed = self.watcher.poll()
-                    if changed:
-                        self._reload(f"{changed[0]} changed")
+                self._watch_sources()
         except ClusterBootError as exc:
             print(f"socketspec-cluster: error: {exc}", file=sys.stderr, flush=True)
             self._shutdown()
@@ -478,6 +477,17 @@ class Supervisor:
                 self.metrics.close()
             shutil.rmtree(self.run_dir, ignore_errors=True)
             metrics_http.remove_owned_metrics_dir()
+
+    def _watch_sources(self) -> None:
+        """--reload: at most one snapshot a second (the loop turns more often, on every
+        liveness report); a change reloads."""
+        now = time.monotonic()
+        if self.watcher is None or now < self._watch_at:
+            return
+        self._watch_at = now + WATCH_INTERVAL
+        changed = self.watcher.poll()
+        if changed:
+            self._reload(f"{changed[0]} changed")
 
     def _first_boot(self) -> None:
         """Until every index serves; a shard that cannot boot now stops the cluster."""
