@@ -1,12 +1,14 @@
 """``socketspec-cluster APP --reload``: a changed source file of the app's package restarts
 the shard with the new code; a change that does not import keeps the old shard serving and
-says why; ``--reload`` with ``--workers`` above 1 is refused unless asked for."""
+says why; ``--reload`` with ``--workers`` above 1 is refused unless asked for. Without
+``--reload``, a SIGHUP whose code does not import keeps every old shard serving too."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import re
+import signal
 import textwrap
 import time
 from pathlib import Path
@@ -106,5 +108,39 @@ async def test_reload_any_workers_reloads_every_shard(
     while any(is_running(pid) for pid in old):
         assert time.monotonic() < deadline, "the old shards did not stop"
         await asyncio.sleep(0.02)
+    for _ in range(4):
+        assert await version_served(cluster.url()) == "v2"
+
+
+async def test_a_sighup_whose_code_does_not_import_keeps_every_old_shard(
+    start_cluster: StartCluster, tmp_path: Path
+) -> None:
+    stamp = time.time()
+    handlers = write_package(tmp_path, "v1", stamp)
+    cluster = start_cluster("devapp.handlers:app", 2, cwd=tmp_path)
+    old = list(cluster.pids)
+    handlers.write_text("from nowhere import nothing\n")
+    cluster.send(signal.SIGHUP)
+    await cluster.wait_stderr(
+        re.compile(
+            r"reload \(SIGHUP\) failed, keeping the running code: .*"
+            r"ModuleNotFoundError: No module named 'nowhere'"
+        ),
+        lambda m: True,
+        10,
+    )
+    for _ in range(4):
+        assert await version_served(cluster.url()) == "v1"
+    assert all(is_running(pid) for pid in old) and cluster.proc.poll() is None
+    assert " ready (pid " not in cluster.stderr_text().split("failed, keeping")[1]
+
+    write_package(tmp_path, "v2", stamp + 2)
+    cluster.send(signal.SIGHUP)
+    new = [await cluster.wait_ready(shard, old, timeout=20) for shard in (0, 1)]
+    deadline = time.monotonic() + 20
+    while any(is_running(pid) for pid in old):
+        assert time.monotonic() < deadline, "the old shards did not stop"
+        await asyncio.sleep(0.02)
+    assert all(is_running(pid) for pid in new)
     for _ in range(4):
         assert await version_served(cluster.url()) == "v2"
