@@ -30,7 +30,9 @@ def test_text_frames_decode_with_a_real_parser(size: int) -> None:
 def test_header_lengths_follow_rfc6455() -> None:
     assert frames.frame_header(frames.OP_TEXT, 125) == bytes((0x81, 125))
     assert frames.frame_header(frames.OP_TEXT, 126) == struct.pack("!BBH", 0x81, 126, 126)
-    assert frames.frame_header(frames.OP_BINARY, 1 << 16) == struct.pack("!BBQ", 0x82, 127, 1 << 16)
+    assert frames.frame_header(frames.OP_BINARY, 1 << 16) == struct.pack(
+        "!BBQ", 0x82, 127, 1 << 16
+    )
 
 
 def test_cache_frames_one_payload_once() -> None:
