@@ -581,7 +581,8 @@ class Supervisor:
             self.app = app
         logger.info("rolling restart of %d shard(s) (%s)", self.workers, why)
         for index in range(self.workers):
-            old = self._serving(index)
+            # The new shard takes over a restart still waiting for its backoff, too.
+            self._restart_at.pop(index, None)
             new = self._spawn(index)
             while new.state is ShardState.BOOTING:
                 if self._stop_requested():
@@ -601,8 +602,11 @@ class Supervisor:
                     self.workers,
                 )
                 return
-            if old is not None and old.state is ShardState.SERVING:
-                self._retire(old)
+            # Its predecessor, and a replacement of a crashed one that was booting the old
+            # code meanwhile: one process serves each index.
+            for predecessor in self._live(index):
+                if predecessor is not new:
+                    self._retire(predecessor)
 
 
 def purge_application_modules(app_spec: str | None) -> None:
