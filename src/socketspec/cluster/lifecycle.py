@@ -9,16 +9,19 @@ supervisor does, and feeds this module what it saw with the time it saw it).
 
 ::
 
-    BOOTING --ready--> SERVING --retire--> RETIRING --exited--> EXITED
-       |                  |                  ^  |
-       |                  |         resumed  |  +--overdue--> KILLED
-       |                  +--silent--> HUNG -+
-       |                                 +--overdue--> KILLED
-       |                                 +--exited--> EXITED
-       +--boot_timeout--> KILLED --exited--> EXITED
-       +--retire--> RETIRING
-       +--exited--> EXITED          (a boot failure)
-    SERVING --exited--> EXITED      (a crash)
+    BOOTING  --ready-------->  SERVING
+    BOOTING  --retire------->  RETIRING
+    BOOTING  --boot_timeout->  KILLED
+    BOOTING  --exited------->  EXITED     a boot failure
+    SERVING  --retire------->  RETIRING   SIGTERM: a reload or a stop
+    SERVING  --silent------->  HUNG       SIGTERM; its replacement starts
+    SERVING  --exited------->  EXITED     a crash
+    RETIRING --overdue------>  KILLED     still draining past its deadline
+    RETIRING --exited------->  EXITED
+    HUNG     --resumed------>  RETIRING   it reported again: it drains
+    HUNG     --overdue------>  KILLED     still silent after the grace
+    HUNG     --exited------->  EXITED
+    KILLED   --exited------->  EXITED
 
 A silent shard is not killed outright: it gets SIGTERM, and SIGKILL only if it is still
 silent after a short grace. If its loop turns again within the grace (a handler that
