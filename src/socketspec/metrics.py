@@ -154,6 +154,14 @@ redis_up = Gauge(
 shard_restarts = Counter(
     PREFIX + "shard_restarts_total", "Shards the supervisor replaced after they died."
 )
+shard_timeouts = Counter(
+    PREFIX + "shard_timeouts_total",
+    "Shards killed because they sent no liveness report for --shard-timeout.",
+)
+shard_boot_failures = Counter(
+    PREFIX + "shard_boot_failures_total",
+    "Replacement shards that exited or timed out before they were ready.",
+)
 shards_up = Gauge(PREFIX + "shards_up", "Shards serving.", multiprocess_mode="livemax")
 shards_configured = Gauge(
     PREFIX + "shards_configured", "Shards the cluster runs.", multiprocess_mode="livemax"

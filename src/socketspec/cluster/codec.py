@@ -136,6 +136,15 @@ class Ready(PipeMessage):
 
 
 @dataclass(frozen=True, slots=True)
+class Alive(PipeMessage):
+    """From a serving shard to the supervisor, from its event loop, every report interval:
+    the loop turns. Silence past ``--shard-timeout`` gets the shard replaced."""
+
+    KIND = "alive"
+    shard: int
+
+
+@dataclass(frozen=True, slots=True)
 class BootFailed(PipeMessage):
     KIND = "boot_failed"
     shard: int
@@ -158,6 +167,7 @@ MESSAGES: dict[str, type[PipeMessage]] = {
         Rejoin,
         Ready,
         BootFailed,
+        Alive,
     )
 }
 _FIELDS: dict[type[PipeMessage], tuple[str, ...]] = {

@@ -20,11 +20,14 @@ from socketspec.app import SocketApp
 from socketspec.backends.redis import DEFAULT_NODE_TTL, check_redis_url
 from socketspec.cluster.metrics_http import MULTIPROC_ENV, OWNED_ENV
 from socketspec.cluster.supervisor import Supervisor, enable_request_migration, reloader
+from socketspec.cluster.watch import SourceWatcher, source_roots
+from socketspec.cluster.worker import REPORT_INTERVAL
 from socketspec.errors import ConfigurationError
 from socketspec.loader import AppLoadError, load_app
 from socketspec.server.config import ServerConfig
 
 ENV_PREFIX = "SOCKETSPEC_"
+MIN_SHARD_TIMEOUT = 4 * REPORT_INTERVAL  # a few late reports never get a shard killed
 _UNITS = {
     "": 1,
     "b": 1,
@@ -163,9 +166,9 @@ def build_parser() -> OneLineParser:
     parser.add_argument(
         "--metrics-port",
         type=parse_port,
-        default=env_default("metrics-port", "9100"),
-        help="port of the supervisor's Prometheus /metrics, summed over shards; 0 picks a "
-        "free one (env SOCKETSPEC_METRICS_PORT, default 9100)",
+        default=env_default("metrics-port", None),
+        help="also serve /metrics on this port of the supervisor's; 0 picks a free one "
+        "(env SOCKETSPEC_METRICS_PORT; default: none, /metrics is on the cluster's port)",
     )
     parser.add_argument(
         "--no-metrics",
@@ -176,7 +179,7 @@ def build_parser() -> OneLineParser:
     parser.add_argument(
         "--metrics-host",
         default=env_default("metrics-host", "127.0.0.1"),
-        help="address of /metrics (env SOCKETSPEC_METRICS_HOST, default 127.0.0.1)",
+        help="address of --metrics-port (env SOCKETSPEC_METRICS_HOST, default 127.0.0.1)",
     )
     parser.add_argument(
         "--certfile",
@@ -248,7 +251,57 @@ def build_parser() -> OneLineParser:
         default=env_flag("log-json"),
         help="one JSON object per log line (env SOCKETSPEC_LOG_JSON=1)",
     )
+    parser.add_argument(
+        "--metrics-token",
+        type=metrics_token,
+        default=env_default("metrics-token", None),
+        help="/metrics answers only with this token, as 'Authorization: Bearer TOKEN' or "
+        "?token=TOKEN; 401 without it, 403 with a wrong one (env SOCKETSPEC_METRICS_TOKEN; "
+        "default: open)",
+    )
+    parser.add_argument(
+        "--shard-timeout",
+        metavar="SECONDS",
+        type=shard_timeout,
+        default=env_default("shard-timeout", "10"),
+        help="a shard whose event loop sends no liveness report for this long is killed "
+        "and replaced (env SOCKETSPEC_SHARD_TIMEOUT, default 10)",
+    )
+    parser.add_argument(
+        "--reload",
+        action="store_true",
+        default=env_flag("reload"),
+        help="for development: restart the shards when a .py file of the app's package "
+        "changes (env SOCKETSPEC_RELOAD=1); refuses --workers above 1 unless "
+        "--reload-any-workers",
+    )
+    parser.add_argument(
+        "--reload-any-workers",
+        action="store_true",
+        default=env_flag("reload-any-workers"),
+        help="let --reload run with --workers above 1 (env SOCKETSPEC_RELOAD_ANY_WORKERS=1)",
+    )
     return parser
+
+
+def metrics_token(text: str) -> str:
+    token = text.strip()
+    if not token:
+        raise argparse.ArgumentTypeError("--metrics-token must not be empty")
+    return token
+
+
+def shard_timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= MIN_SHARD_TIMEOUT:  # NaN fails too
+        raise argparse.ArgumentTypeError(
+            f"must be at least {MIN_SHARD_TIMEOUT:g} seconds (shards report every "
+            f"{REPORT_INTERVAL:g}s), got {text!r}"
+        )
+    return value
 
 
 def config_from(args: argparse.Namespace, app: SocketApp | None = None) -> ServerConfig:
@@ -274,6 +327,8 @@ def config_from(args: argparse.Namespace, app: SocketApp | None = None) -> Serve
         echo=args.echo,
         log_level=args.log_level,
         log_json=args.log_json,
+        serve_metrics=not args.no_metrics,
+        metrics_token=args.metrics_token,
     )
 
 
@@ -296,6 +351,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.keyfile and not args.certfile:
         parser.error("--keyfile needs --certfile")
+    if args.reload and args.echo:
+        parser.error("--reload reloads an app; --echo serves none")
+    if args.reload and args.workers > 1 and not args.reload_any_workers:
+        parser.error(
+            f"--reload is a development flag for one shard, got --workers {args.workers} "
+            "(add --reload-any-workers to reload them all)"
+        )
     if args.no_metrics:
         metrics.TALLY.enabled = False
     else:
@@ -318,6 +380,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         reload_app=None if args.echo else reloader(args.app),
         metrics_host=args.metrics_host,
         metrics_port=None if args.no_metrics else args.metrics_port,
+        metrics_token=args.metrics_token,
+        shard_timeout=args.shard_timeout,
+        watcher=SourceWatcher(source_roots(args.app)) if args.reload else None,
     )
     return supervisor.run()
 

@@ -27,6 +27,7 @@ REASONS = {
     405: b"Method Not Allowed",
     426: b"Upgrade Required",
     431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
     503: b"Service Unavailable",
 }
 

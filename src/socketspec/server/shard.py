@@ -1,7 +1,8 @@
 """One shard: a uvloop event loop, its own SO_REUSEPORT listener, and its connections.
 
 Owns binding the listening socket (after fork, in the cluster), TLS, the
-plain HTTP answers (``/healthz``, ``/readyz``, 404), routing upgrade paths to
+plain HTTP answers (``/healthz``, ``/readyz``, ``/metrics`` summed over the
+cluster's shards by ``cluster.metrics_http``, 404), routing upgrade paths to
 namespaces, the state shared by the shard's connection protocols, and the
 graceful drain on SIGTERM/SIGINT: stop accepting, ``__server_shutdown__``,
 running handlers finish within the graceful timeout, close 1001, exit 0.
@@ -21,6 +22,7 @@ from typing import Any
 
 from socketspec import metrics
 from socketspec.app import SocketApp
+from socketspec.cluster import metrics_http
 from socketspec.docs.routes import docs_response, is_docs_path
 from socketspec.metrics import TALLY
 from socketspec.server import http
@@ -130,6 +132,9 @@ class ShardContext:
                     "connections": len(self.protocols),
                 },
             )
+        if head.path == "/metrics" and self.config.serve_metrics:
+            scrape = metrics_http.answer(self.config.metrics_token, head.header_map, head.query)
+            return http.response(scrape.status, scrape.body, scrape.content_type, scrape.headers)
         if self.app is not None and is_docs_path(self.app, head.path):
             return docs_response(
                 self.app, head.path, head.header_map, head.query, ws_path=self.config.path
