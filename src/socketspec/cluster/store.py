@@ -34,7 +34,7 @@ import uuid
 import zlib
 from collections.abc import Callable, Container, Coroutine, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -54,11 +54,13 @@ from socketspec.cluster.codec import (
     Reply,
 )
 from socketspec.cluster.links import LinkManager
-from socketspec.cluster.redis_bridge import RedisBridge, RemoteMember
 from socketspec.connection import Connection, Identity, SessionInfo, utcnow
 from socketspec.errors import ErrorCode, EventError
 from socketspec.metrics import TALLY
 from socketspec.types import ConnectionId, Namespace, RoomName
+
+if TYPE_CHECKING:  # redis is an extra: the bridge is imported only when a Redis URL is given
+    from socketspec.cluster.redis_bridge import RedisBridge, RemoteMember
 
 logger = logging.getLogger("socketspec.cluster")
 
@@ -99,6 +101,8 @@ class ClusterRoomStore(RoomStore):
         self.node = node  # 8 hex characters with Redis, "" without
         self.bridge: RedisBridge | None = None
         if redis_url is not None:
+            from socketspec.cluster.redis_bridge import RedisBridge
+
             self.bridge = RedisBridge(redis_url, node, shard, node_ttl, self)
         self.links = LinkManager(shard, shards, generation, run_dir, self)
         self.kick: Callable[[ConnectionId, str], Coroutine[Any, Any, None]] | None = None

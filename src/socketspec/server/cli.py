@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 from socketspec import logs, metrics
 from socketspec.app import SocketApp
-from socketspec.backends.redis import DEFAULT_NODE_TTL, check_redis_url
+from socketspec.backends.redis import DEFAULT_NODE_TTL, check_redis_url, require_redis_client
 from socketspec.cluster.metrics_http import MULTIPROC_ENV, OWNED_ENV
 from socketspec.cluster.supervisor import Supervisor, enable_request_migration, reloader
 from socketspec.errors import ConfigurationError
@@ -309,10 +309,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             app.startup()
         except (AppLoadError, ConfigurationError) as exc:
             parser.exit(2, f"socketspec-cluster: error: {exc}\n")
+    config = config_from(args, app)
+    if config.redis_url is not None:
+        try:
+            require_redis_client()
+        except ConfigurationError as exc:
+            parser.exit(2, f"socketspec-cluster: error: {exc}\n")
     enable_request_migration()
     supervisor = Supervisor(
         app,
-        config_from(args, app),
+        config,
         args.workers,
         app_spec=args.app,
         reload_app=None if args.echo else reloader(args.app),
