@@ -107,6 +107,19 @@ def positive_ttl(text: str) -> float:
     return value
 
 
+def connection_cap(text: str) -> int:
+    """A count of connections; 0 is no cap."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"takes a whole number of connections (0: no cap), got {text!r}"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative (0: no cap), got {value}")
+    return value
+
+
 class OneLineParser(argparse.ArgumentParser):
     """Errors are one line on stderr and exit code 2."""
 
@@ -209,6 +222,30 @@ def build_parser() -> OneLineParser:
         "(env SOCKETSPEC_MAX_OUTBOUND)",
     )
     parser.add_argument(
+        "--max-connections",
+        metavar="N",
+        type=connection_cap,
+        default=env_default("max-connections", "10000"),
+        help="WebSocket connections per shard; past it an upgrade is answered 503 with "
+        "Retry-After; 0: no cap (env SOCKETSPEC_MAX_CONNECTIONS, default 10000)",
+    )
+    parser.add_argument(
+        "--max-per-ip",
+        metavar="N",
+        type=connection_cap,
+        default=env_default("max-per-ip", "0"),
+        help="WebSocket connections per client address per shard; past it 429 with "
+        "Retry-After (env SOCKETSPEC_MAX_PER_IP, default 0: no cap)",
+    )
+    parser.add_argument(
+        "--handshake-timeout",
+        metavar="SECONDS",
+        type=positive_ttl,
+        default=env_default("handshake-timeout", "10"),
+        help="a connection that has not completed its HTTP upgrade by then is dropped "
+        "(env SOCKETSPEC_HANDSHAKE_TIMEOUT, default 10)",
+    )
+    parser.add_argument(
         "--compression",
         action="store_true",
         default=env_flag("compression"),
@@ -267,6 +304,9 @@ def config_from(args: argparse.Namespace, app: SocketApp | None = None) -> Serve
         path="/" + args.path.strip("/"),
         max_message_size=args.max_message_size,
         max_outbound=args.max_outbound,
+        max_connections=args.max_connections,
+        max_per_ip=args.max_per_ip,
+        handshake_timeout=args.handshake_timeout,
         compression=args.compression,
         graceful_timeout=args.graceful_timeout,
         certfile=args.certfile,
