@@ -126,8 +126,9 @@ class Cluster:
         )  # fmt: skip
         for stream in (self.proc.stdout, self.proc.stderr):
             threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
-        deadline = now() + 60
-        while not self.find(ANNOUNCE):
+        started = now()
+        deadline = started + 60
+        while not self.find(ANNOUNCE, after=started):  # not a line of an earlier start
             if self.proc.poll() is not None or now() > deadline:
                 raise RuntimeError("the cluster did not start:\n" + self.text()[-3000:])
             time.sleep(0.05)
