@@ -409,6 +409,7 @@ class Account:
     sessions: int = 0
     by_end: dict[str, int] = field(default_factory=dict)
     drained_lost: int = 0  # of lost: on drained connections, acked between notice and close
+    drained_expected: int = 0  # of expected: the same window
 
 
 def account(ledger: Ledger) -> Account:
@@ -432,15 +433,16 @@ def account(ledger: Ledger) -> Account:
             if sent < session.joined_at or acked > end:
                 continue
             result.expected += 1
+            notice = session.notice_at
+            after_notice = session.end == "drained" and notice is not None and acked >= notice
+            result.drained_expected += after_notice
             if (name, seq) in seen:
                 continue
             if session.end == "killed":
                 result.cut += 1
             else:
                 result.lost += 1
-                notice = session.notice_at
-                if session.end == "drained" and notice is not None and acked >= notice:
-                    result.drained_lost += 1
+                result.drained_lost += after_notice
     return result
 
 
@@ -646,7 +648,9 @@ def report(results: dict[str, Ledger], started: float, seconds: float) -> str:
     for name, ledger in results.items():
         a = account(ledger)
         ends = ", ".join(f"{k} {v}" for k, v in sorted(a.by_end.items()))
-        lost = f"{a.lost}" + (f" ({a.drained_lost} after the notice)" if a.drained_lost else "")
+        lost = f"{a.lost}"
+        if a.drained_expected:
+            lost += f" ({a.drained_lost} of {a.drained_expected} after the notice)"
         lines.append(
             f"| {name} | {a.sent} | {a.expected} | {lost} | {a.duplicated} | {a.reordered} | "
             f"{a.cut} | {ends} | {ledger.opens} ({ledger.failed_opens}) |"
@@ -683,10 +687,10 @@ async def campaign(args: argparse.Namespace) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--kills", type=int, default=6, help="kill -9 rounds (default 6)")
+    parser.add_argument("--kills", type=int, default=8, help="kill -9 rounds (default 8)")
     parser.add_argument("--every", type=float, default=8.0, help="seconds between faults")
     parser.add_argument("--boot-kills", type=int, default=4, help="boot kill rounds (default 4)")
-    parser.add_argument("--reloads", type=int, default=4, help="SIGHUP rounds (default 4)")
+    parser.add_argument("--reloads", type=int, default=6, help="SIGHUP rounds (default 6)")
     parser.add_argument("--stalled", type=int, default=3, help="stalled reader rounds (3)")
     parser.add_argument(
         "--stall",
