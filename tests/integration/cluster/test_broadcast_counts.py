@@ -41,10 +41,10 @@ def holds(client: Client, event: str, text: str) -> bool:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[ClusterProcess]:
-    from conftest import launch
-
-    started = launch(APP, SHARDS)
+    # Shared by the module's tests (each uses rooms of its own).
+    started = ClusterProcess([APP, "--workers", str(SHARDS), "--port", "0"])
     try:
+        started.wait_announced(60)
         yield started
     finally:
         started.kill()
