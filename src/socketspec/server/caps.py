@@ -23,6 +23,8 @@ from socketspec.server import http
 # Seconds a refused client is asked to wait. Slots free as connections close, and with
 # SO_REUSEPORT a retry may land on another shard: a short wait is enough.
 RETRY_AFTER_SECONDS = 1
+# Why an upgrade is refused: the label values of socketspec_connections_refused_total.
+REASONS = ("max_connections", "max_per_ip")
 
 
 class Refusal(NamedTuple):

@@ -52,6 +52,8 @@ logger = logging.getLogger("socketspec.server")
 
 
 _HTTP_RESPONSES: dict[str, Counter] = {}
+# Exposed at 0 from the start, so that a query or an alert on them finds a series.
+_REFUSED = {reason: metrics.connections_refused.labels(reason=reason) for reason in caps.REASONS}
 
 
 class Phase(Enum):
@@ -229,7 +231,7 @@ class WebSocketProtocol(asyncio.Protocol):
         address = caps.client_address(transport.get_extra_info("peername"))
         no_slot = ctx.caps.admit(address)
         if no_slot is not None:
-            metrics.connections_refused.labels(reason=no_slot.reason).inc()
+            _REFUSED[no_slot.reason].inc()
             self._reply(no_slot.response())
             return
         self._address = address

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from socketspec.server.caps import RETRY_AFTER_SECONDS, ConnectionCaps, client_address
+from socketspec.server.caps import REASONS, RETRY_AFTER_SECONDS, ConnectionCaps, client_address
 
 
 def test_no_caps_admit_everyone() -> None:
@@ -57,6 +57,17 @@ def test_releasing_a_slot_never_taken_is_an_error_naming_the_address() -> None:
     with pytest.raises(RuntimeError, match=r"10\.0\.0\.9"):
         caps.release("10.0.0.9")
     assert caps.total == 0
+
+
+def test_every_refusal_reason_is_declared() -> None:
+    refusals = [ConnectionCaps(max_connections=1), ConnectionCaps(max_per_ip=1)]
+    reasons = set()
+    for caps in refusals:
+        caps.admit("10.0.0.1")
+        refusal = caps.admit("10.0.0.1")
+        assert refusal is not None
+        reasons.add(refusal.reason)
+    assert reasons == set(REASONS)
 
 
 def test_negative_caps_are_refused() -> None:
