@@ -92,6 +92,15 @@ bench-broadcast: $(STAMP)
 bench-nodes: $(STAMP)
 	$(BIN)/python bench/nodes.py $(NODES_ARGS)
 
+# The fault campaign against a 2-shard cluster (kill -9 under broadcast load, a replacement
+# shard killed while it boots, SIGHUP reloads under connection churn, a stalled reader): lost,
+# duplicated and reordered messages per class; about 3 minutes, not part of `make test`.
+# Writes bench/results/chaos-latest.md (the figures docs/reliability.md records).
+# Options: make chaos CHAOS_ARGS="--kills 2 --reloads 2".
+.PHONY: chaos
+chaos: $(STAMP)
+	$(BIN)/python bench/chaos.py --out bench/results/chaos-latest.md $(CHAOS_ARGS)
+
 # The chat example on a 2-shard cluster; `make demo` prints an in-process TestClient conversation.
 run: $(STAMP)
 	$(BIN)/socketspec-cluster examples.chat:socket --workers 2 --port $${PORT:-8000}

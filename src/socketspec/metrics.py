@@ -51,6 +51,17 @@ http_responses = Counter(
     "Plain HTTP answers (health, refusals), by status.",
     ["status"],
 )
+connections_refused = Counter(
+    PREFIX + "connections_refused_total",
+    "Upgrades answered 503 (the shard holds --max-connections) or 429 (the client's address "
+    "holds --max-per-ip), by reason.",
+    ["reason"],
+)
+handshake_timeouts = Counter(
+    PREFIX + "handshake_timeouts_total",
+    "Connections dropped because their HTTP upgrade was not complete within "
+    "--handshake-timeout.",
+)
 
 # -- events -------------------------------------------------------------------------------------
 events_received = Counter(

@@ -224,7 +224,13 @@ class RoomManager:
         exclude: Iterable[ConnectionId | Connection] | None = None,
         strict: bool = False,
     ) -> int:
-        """Send ``event`` to every member of ``room``; returns the deliveries made here.
+        """Send ``event`` to every member of ``room``; returns the number of members it was
+        fanned out to (the excluded ones not counted).
+
+        In one process that is exact; on one node of several shards it is exact too, counted
+        by the room's home shard (a sender on another shard waits for it); across nodes
+        (Redis) it is a lower bound: this node's members plus one per other node that
+        received it (docs/cluster.md, "What broadcast returns").
 
         The envelope is serialised once, whatever the number of members. With
         ``strict=True`` a room that does not exist raises ``RoomNotFoundError``
@@ -242,7 +248,8 @@ class RoomManager:
         *,
         namespace: Namespace | None = None,
     ) -> int:
-        """Send ``event`` to every connection (of ``namespace`` when given)."""
+        """Send ``event`` to every connection (of ``namespace`` when given); returns how many
+        it went to, cluster-wide on one node (across nodes, this node's only: a lower bound)."""
         return await self._store.publish_all(envelope.encode(event, payload), namespace=namespace)
 
     async def broadcast_except(
@@ -251,7 +258,8 @@ class RoomManager:
         event: EventName,
         payload: PayloadDict | BaseModel,
     ) -> int:
-        """Send ``event`` to every connection except ``exclude`` (one or several)."""
+        """Send ``event`` to every connection except ``exclude`` (one or several); returns how
+        many it went to, as ``broadcast_all`` counts."""
         if isinstance(exclude, str | Connection):
             exclude = [exclude]
         return await self._store.publish_all(envelope.encode(event, payload), _ids(exclude))

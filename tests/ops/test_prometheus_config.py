@@ -32,6 +32,7 @@ ALERTS = (
     "SocketspecSlowConsumerSpike",
     "SocketspecMailboxSaturation",
     "SocketspecHeartbeatTimeouts",
+    "SocketspecConnectionsRefused",
 )
 
 # The twelve items of the issue: a word of the panel title and the metrics it must query.

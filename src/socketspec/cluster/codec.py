@@ -72,6 +72,7 @@ class Publish(PipeMessage):
     room: str
     exclude: list[str]
     frame: bytes
+    request: int = 0  # 0: no answer; otherwise Reply(request, members it was fanned out to)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,7 @@ class Deliver(PipeMessage):
     exclude: list[str]
     namespace: str | None
     frame: bytes
+    request: int = 0  # 0: no answer; otherwise Reply(request, deliveries made)
 
 
 @dataclass(frozen=True, slots=True)

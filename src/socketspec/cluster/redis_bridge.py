@@ -578,45 +578,61 @@ class RedisBridge:
     # -- messages --------------------------------------------------------------------------------
 
     def _publish(
-        self, kind: str, channel: str, data: bytes, on_lost: Callable[[], None] | None = None
-    ) -> bool:
+        self,
+        kind: str,
+        channel: str,
+        data: bytes,
+        on_lost: Callable[[], None] | None = None,
+        room: RoomName | None = None,
+    ) -> asyncio.Future[Any] | None:
+        """Queue one PUBLISH, in order with the membership writes. Returns the future of how
+        many subscribers besides this shard's own subscription to ``room`` received it (None
+        when Redis lost it), or None at once when it was not queued (Redis is down or the
+        queue is full)."""
         if not self.is_up:
-            return False
+            return None
 
-        async def run(client: aioredis.Redis) -> None:
-            await client.publish(channel, data)
+        async def run(client: aioredis.Redis) -> int:
+            receivers = int(await client.publish(channel, data))
             TALLY.add(_PUBLISHED[kind])
+            own = 1 if room is not None and room in self._subscribed else 0
+            return max(0, receivers - own)
 
         if self._queue.full():
             metrics.redis_errors.labels(op="overflow").inc()
-            return False
-        self._enqueue(run, want_result=False, on_lost=on_lost)
-        return True
+            return None
+        return self._enqueue(run, want_result=True, on_lost=on_lost)
 
-    def publish_room(self, room: RoomName, exclude: list[str], frame: bytes) -> None:
-        """A broadcast this node's home actor ordered: to every other node with members."""
+    def publish_room(
+        self, room: RoomName, exclude: list[str], frame: bytes
+    ) -> asyncio.Future[Any] | None:
+        """A broadcast this node's home actor ordered: to every other node with members.
+
+        Returns the future of the number of other nodes that received it (each has at least
+        one member in the room: its home actor subscribes while it has members; None when
+        Redis lost it), or None when it stayed on this node."""
         header = {"k": "room", "n": self.node, "t": time.time(), "r": room, "x": exclude}
         data = encode_message(header, frame)
-        if not self._publish("room", self.room_channel(room), data, _count_undelivered):
+        sent = self._publish("room", self.room_channel(room), data, _count_undelivered, room)
+        if sent is None:
             _count_undelivered()
+        return sent
 
     def publish_all(self, exclude: list[str], namespace: Namespace | None, frame: bytes) -> None:
         header = {"k": "all", "n": self.node, "x": exclude, "ns": namespace}
         data = encode_message(header, frame)
-        if not self._publish("all", self.ALL_CHANNEL, data, _count_undelivered):
+        if self._publish("all", self.ALL_CHANNEL, data, _count_undelivered) is None:
             _count_undelivered()
 
     def send_direct(self, node: str, shard: int, conn_id: ConnectionId, frame: bytes) -> bool:
         header = {"k": "emit", "c": conn_id}
-        return self._publish(
-            "direct", self.direct_channel(node, shard), encode_message(header, frame)
-        )
+        channel = self.direct_channel(node, shard)
+        return self._publish("direct", channel, encode_message(header, frame)) is not None
 
     def kick(self, node: str, shard: int, conn_id: ConnectionId, reason: str) -> bool:
         header = {"k": "kick", "c": conn_id, "reason": reason}
-        return self._publish(
-            "direct", self.direct_channel(node, shard), encode_message(header, b"")
-        )
+        channel = self.direct_channel(node, shard)
+        return self._publish("direct", channel, encode_message(header, b"")) is not None
 
 
 def _count_undelivered() -> None:

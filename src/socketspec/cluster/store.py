@@ -6,7 +6,9 @@ home shard's room actor is the single owner of that room's membership, checks
 ``max_members`` atomically, and orders the room's broadcasts: a broadcast goes
 to the home, which sends one ``Deliver`` per shard that has members (and
 delivers to its own), so every member sees a room's messages in one order and
-each shard frames a message once for all its members. Each shard keeps its own
+each shard frames a message once for all its members. The home also counts the
+members it fanned a broadcast out to and answers a sender on another shard with that
+count (docs/cluster.md, "What broadcast returns"). Each shard keeps its own
 index of which local connections are in which room, and a connection's id
 names its shard, so a direct emit goes straight there.
 
@@ -34,7 +36,7 @@ import uuid
 import zlib
 from collections.abc import Callable, Container, Coroutine, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -54,15 +56,20 @@ from socketspec.cluster.codec import (
     Reply,
 )
 from socketspec.cluster.links import LinkManager
-from socketspec.cluster.redis_bridge import RedisBridge, RemoteMember
 from socketspec.connection import Connection, Identity, SessionInfo, utcnow
 from socketspec.errors import ErrorCode, EventError
 from socketspec.metrics import TALLY
 from socketspec.types import ConnectionId, Namespace, RoomName
 
+if TYPE_CHECKING:  # redis is an extra: the bridge is imported only when a Redis URL is given
+    from socketspec.cluster.redis_bridge import RedisBridge, RemoteMember
+
 logger = logging.getLogger("socketspec.cluster")
 
 ASK_TIMEOUT = 5.0
+# How long a broadcast's home waits for Redis's reply to count the other nodes (the message
+# has gone out by then: only the count waits), shorter than the sender's ASK_TIMEOUT.
+REMOTE_COUNT_WAIT = 2.0
 _HOME_BROADCASTS = metrics.broadcasts.labels(path="home")
 _DEGRADED_BROADCASTS = metrics.broadcasts.labels(path="degraded")
 MemberEntry = tuple[int, int, dict[str, Any]]  # shard, generation, info
@@ -99,6 +106,8 @@ class ClusterRoomStore(RoomStore):
         self.node = node  # 8 hex characters with Redis, "" without
         self.bridge: RedisBridge | None = None
         if redis_url is not None:
+            from socketspec.cluster.redis_bridge import RedisBridge
+
             self.bridge = RedisBridge(redis_url, node, shard, node_ttl, self)
         self.links = LinkManager(shard, shards, generation, run_dir, self)
         self.kick: Callable[[ConnectionId, str], Coroutine[Any, Any, None]] | None = None
@@ -273,10 +282,22 @@ class ClusterRoomStore(RoomStore):
         home = self.home_of(room)
         excluded = sorted(exclude)
         if home == self.shard:
-            return self._home_publish(room, frame, excluded)
-        if self.links.send(home, Publish(room, excluded, frame)):
-            return 0  # the home orders it; this shard's members get it through the home
+            count, counting = self._home_publish(room, frame, excluded)
+            return await _with_remote(count, counting)
+        # The home orders it (this shard's members get it through the home too) and answers
+        # with the number of members it fanned it out to.
+        request, answer = self._new_request(home)
+        try:
+            if self.links.send(home, Publish(room, excluded, frame, request)):
+                try:
+                    return int(await asyncio.wait_for(answer, ASK_TIMEOUT))
+                except (TimeoutError, RoomUnavailableError):
+                    # Sent, but the count did not come back: what this shard can vouch for.
+                    return self._local_count(room, exclude)
+        finally:
+            self._pending.pop(request, None)
         # The home is down: reach every member that can be reached, in this sender's order.
+        # Counted: this shard's deliveries (the other shards' are not known here).
         TALLY.add(_DEGRADED_BROADCASTS)
         for peer in self.links.live_peers():
             self.links.send(peer, Deliver(room, excluded, None, frame))
@@ -306,11 +327,30 @@ class ClusterRoomStore(RoomStore):
         namespace: Namespace | None = None,
     ) -> int:
         excluded = sorted(exclude)
-        for peer in self.links.live_peers():
-            self.links.send(peer, Deliver(None, excluded, namespace, frame))
-        if self.bridge is not None:
-            self.bridge.publish_all(excluded, namespace, frame)
-        return self._deliver_all_local(frame, exclude, namespace)
+        # Every live shard delivers and answers with its count; one that does not answer in
+        # time counts 0. Other nodes' connections are not counted (Redis cannot say).
+        answers: list[asyncio.Future[Any]] = []
+        requests: list[int] = []
+        try:
+            for peer in self.links.live_peers():
+                request, answer = self._new_request(peer)
+                requests.append(request)
+                if self.links.send(peer, Deliver(None, excluded, namespace, frame, request)):
+                    answers.append(answer)
+            if self.bridge is not None:
+                self.bridge.publish_all(excluded, namespace, frame)
+            delivered = self._deliver_all_local(frame, exclude, namespace)
+            if answers:
+                done, _ = await asyncio.wait(answers, timeout=ASK_TIMEOUT)
+                delivered += sum(
+                    int(answer.result())
+                    for answer in done
+                    if answer.exception() is None and isinstance(answer.result(), int)
+                )
+            return delivered
+        finally:
+            for request in requests:
+                self._pending.pop(request, None)
 
     def local_connections(self) -> Iterable[Connection]:
         return [member.conn for member in self._local.values()]
@@ -352,6 +392,11 @@ class ClusterRoomStore(RoomStore):
                 delivered += 1
         TALLY.observe(metrics.broadcast_fanout, delivered)
         return delivered
+
+    def _local_count(self, room: RoomName, exclude: Container[str]) -> int:
+        """This shard's members of ``room`` not in ``exclude``."""
+        members = self._local_rooms.get(room, {})
+        return sum(1 for conn_id in members if conn_id not in exclude and conn_id in self._local)
 
     def _deliver_all_local(
         self, frame: bytes, exclude: Container[str], namespace: Namespace | None
@@ -538,26 +583,47 @@ class ClusterRoomStore(RoomStore):
             for conn_id, (shard, _, info) in self._homed.get(room, {}).items()
         ]
 
-    def _home_publish(self, room: RoomName, frame: bytes, exclude: list[str]) -> int:
+    def _home_publish(
+        self, room: RoomName, frame: bytes, exclude: list[str]
+    ) -> tuple[int, asyncio.Future[Any] | None]:
+        """A broadcast this home orders: the members of this node it was fanned out to, and
+        with Redis the future of how many other nodes received it."""
         TALLY.add(_HOME_BROADCASTS)
+        remote = None
         if self.bridge is not None:
-            self.bridge.publish_room(room, exclude, frame)
-        return self._fan_out(room, frame, exclude)
+            remote = self.bridge.publish_room(room, exclude, frame)
+        return self._fan_out(room, frame, exclude), remote
 
     def _fan_out(self, room: RoomName, frame: bytes, exclude: list[str]) -> int:
-        """This node's part of a broadcast: one Deliver per shard with members."""
+        """This node's part of a broadcast: one Deliver per shard with members not excluded.
+        Returns the members it went to: this shard's deliveries, and the members of every
+        shard whose Deliver was handed to its link."""
         members = self._homed.get(room)
         if not members:
             return 0
-        delivered = 0
-        for shard in {entry[0] for entry in members.values()}:
+        excluded = frozenset(exclude)
+        per_shard: dict[int, int] = {}
+        for conn_id, entry in members.items():
+            if conn_id not in excluded:
+                per_shard[entry[0]] = per_shard.get(entry[0], 0) + 1
+        fanned_out = 0
+        for shard, count in per_shard.items():
             if shard == self.shard:
-                delivered = self._deliver_local(room, frame, frozenset(exclude))
-            else:
-                self.links.send(shard, Deliver(room, exclude, None, frame))
-        return delivered
+                fanned_out += self._deliver_local(room, frame, excluded)
+            elif self.links.send(shard, Deliver(room, exclude, None, frame)):
+                fanned_out += count
+        return fanned_out
 
     # -- replies that wait for Redis ---------------------------------------------------------------
+
+    def _answer_publish(self, peer: int, message: Publish) -> None:
+        count, remote = self._home_publish(message.room, message.frame, message.exclude)
+        if not message.request:
+            return
+        if remote is None:
+            self.links.send(peer, Reply(message.request, count))
+        else:
+            self._answer_later(peer, message.request, _with_remote(count, remote))
 
     async def _join_value(self, message: JoinRequest, pending: PendingJoin) -> str:
         result = await self._finish_join(
@@ -611,16 +677,24 @@ class ClusterRoomStore(RoomStore):
 
     # -- asks ------------------------------------------------------------------------------------
 
+    def _new_request(
+        self, peer: int, on_reply: Callable[[Any], None] | None = None
+    ) -> tuple[int, asyncio.Future[Any]]:
+        """A request id and the future its Reply from ``peer`` completes (failed with
+        RoomUnavailableError if the peer goes down first). The caller removes the entry."""
+        self._next_request += 1
+        request = self._next_request
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request] = (future, peer, on_reply)
+        return request, future
+
     async def _ask(
         self,
         peer: int,
         build: Callable[[int], PipeMessage],
         on_reply: Callable[[Any], None] | None = None,
     ) -> Any:
-        self._next_request += 1
-        request = self._next_request
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[request] = (future, peer, on_reply)
+        request, future = self._new_request(peer, on_reply)
         if not self.links.send(peer, build(request)):
             self._pending.pop(request, None)
             raise RoomUnavailableError(
@@ -647,11 +721,13 @@ class ClusterRoomStore(RoomStore):
         if isinstance(message, Deliver):
             exclude = frozenset(message.exclude)
             if message.room is None:
-                self._deliver_all_local(message.frame, exclude, message.namespace)
+                delivered = self._deliver_all_local(message.frame, exclude, message.namespace)
             else:
-                self._deliver_local(message.room, message.frame, exclude)
+                delivered = self._deliver_local(message.room, message.frame, exclude)
+            if message.request:
+                self.links.send(peer, Reply(message.request, delivered))
         elif isinstance(message, Publish):
-            self._home_publish(message.room, message.frame, message.exclude)
+            self._answer_publish(peer, message)
         elif isinstance(message, Reply):
             pending = self._pending.pop(message.request, None)
             if pending is not None:
@@ -730,6 +806,18 @@ class ClusterRoomStore(RoomStore):
                     )
                 )
                 del self._pending[request]
+
+
+async def _with_remote(count: int, remote: asyncio.Future[Any] | None) -> int:
+    """``count`` plus the other nodes that Redis says received the broadcast (each has at
+    least one member there), when it says so within REMOTE_COUNT_WAIT."""
+    if remote is None:
+        return count
+    try:
+        others = await asyncio.wait_for(asyncio.shield(remote), REMOTE_COUNT_WAIT)
+    except TimeoutError:
+        return count
+    return count + (others if isinstance(others, int) else 0)
 
 
 def _listed(member: RemoteMember, own_node: str) -> ListedMember:

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 from socketspec import logs, metrics
 from socketspec.app import SocketApp
-from socketspec.backends.redis import DEFAULT_NODE_TTL, check_redis_url
+from socketspec.backends.redis import DEFAULT_NODE_TTL, check_redis_url, require_redis_client
 from socketspec.cluster.metrics_http import MULTIPROC_ENV, OWNED_ENV
 from socketspec.cluster.supervisor import Supervisor, enable_request_migration, reloader
 from socketspec.cluster.watch import SourceWatcher, source_roots
@@ -107,6 +107,19 @@ def positive_ttl(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def connection_cap(text: str) -> int:
+    """A count of connections; 0 is no cap."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"takes a whole number of connections (0: no cap), got {text!r}"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative (0: no cap), got {value}")
     return value
 
 
@@ -210,6 +223,30 @@ def build_parser() -> OneLineParser:
         default=env_default("max-outbound", "1MiB"),
         help="unsent bytes past which a connection is closed with 4008 "
         "(env SOCKETSPEC_MAX_OUTBOUND)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        metavar="N",
+        type=connection_cap,
+        default=env_default("max-connections", "10000"),
+        help="WebSocket connections per shard; past it an upgrade is answered 503 with "
+        "Retry-After; 0: no cap (env SOCKETSPEC_MAX_CONNECTIONS, default 10000)",
+    )
+    parser.add_argument(
+        "--max-per-ip",
+        metavar="N",
+        type=connection_cap,
+        default=env_default("max-per-ip", "0"),
+        help="WebSocket connections per client address per shard; past it 429 with "
+        "Retry-After (env SOCKETSPEC_MAX_PER_IP, default 0: no cap)",
+    )
+    parser.add_argument(
+        "--handshake-timeout",
+        metavar="SECONDS",
+        type=positive_ttl,
+        default=env_default("handshake-timeout", "10"),
+        help="a connection that has not completed its HTTP upgrade by then is dropped "
+        "(env SOCKETSPEC_HANDSHAKE_TIMEOUT, default 10)",
     )
     parser.add_argument(
         "--compression",
@@ -320,6 +357,9 @@ def config_from(args: argparse.Namespace, app: SocketApp | None = None) -> Serve
         path="/" + args.path.strip("/"),
         max_message_size=args.max_message_size,
         max_outbound=args.max_outbound,
+        max_connections=args.max_connections,
+        max_per_ip=args.max_per_ip,
+        handshake_timeout=args.handshake_timeout,
         compression=args.compression,
         graceful_timeout=args.graceful_timeout,
         certfile=args.certfile,
@@ -371,10 +411,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             app.startup()
         except (AppLoadError, ConfigurationError) as exc:
             parser.exit(2, f"socketspec-cluster: error: {exc}\n")
+    config = config_from(args, app)
+    if config.redis_url is not None:
+        try:
+            require_redis_client()
+        except ConfigurationError as exc:
+            parser.exit(2, f"socketspec-cluster: error: {exc}\n")
     enable_request_migration()
     supervisor = Supervisor(
         app,
-        config_from(args, app),
+        config,
         args.workers,
         app_spec=args.app,
         reload_app=None if args.echo else reloader(args.app),

@@ -26,6 +26,8 @@ class ServerConfig:
     keyfile: str | None = None
     echo: bool = False
     handshake_timeout: float = 10.0  # to finish the HTTP upgrade
+    max_connections: int = 10_000  # WebSocket connections per shard; past it 503 (0: no cap)
+    max_per_ip: int = 0  # WebSocket connections per client address per shard; 429 (0: no cap)
     close_timeout: float = 5.0  # to wait for the peer's close frame after ours
     mailbox_high_water: int = 64  # inbound messages queued before reading pauses
     mailbox_low_water: int = 16  # ... and resumes

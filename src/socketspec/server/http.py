@@ -26,6 +26,7 @@ REASONS = {
     404: b"Not Found",
     405: b"Method Not Allowed",
     426: b"Upgrade Required",
+    429: b"Too Many Requests",
     431: b"Request Header Fields Too Large",
     500: b"Internal Server Error",
     503: b"Service Unavailable",

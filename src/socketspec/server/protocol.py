@@ -2,7 +2,8 @@
 
 Owns the bytes of one connection: the HTTP request head (health answers,
 403/404/400/431, the handshake deadline), the upgrade (validated and
-negotiated by wsproto), the connection's phases, the frame reader (``codec``:
+negotiated by wsproto; refused with 503/429 when ``caps`` has no slot for it),
+the connection's phases, the frame reader (``codec``:
 parsing, reassembly within the size limits, inflation), the bounded inbound
 mailbox (reading pauses at the high-water mark and resumes at the low), the
 outbound path (frames written straight to the transport; past
@@ -32,7 +33,7 @@ from socketspec import metrics
 from socketspec.connection import Connection
 from socketspec.errors import CloseCode, ConnectionAuthError, ConnectRejected
 from socketspec.metrics import TALLY
-from socketspec.server import frames, http
+from socketspec.server import caps, frames, http
 from socketspec.server.codec import (
     OVERSIZE,
     DeflateParams,
@@ -51,6 +52,8 @@ logger = logging.getLogger("socketspec.server")
 
 
 _HTTP_RESPONSES: dict[str, Counter] = {}
+# Exposed at 0 from the start, so that a query or an alert on them finds a series.
+_REFUSED = {reason: metrics.connections_refused.labels(reason=reason) for reason in caps.REASONS}
 
 
 class Phase(Enum):
@@ -102,6 +105,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._out_bytes = 0
         self._timer: asyncio.TimerHandle | None = None
         self._pending: bytes = b""  # bytes read while the application admits the connection
+        self._address: str | None = None  # the client address holding a slot (server.caps)
 
     # -- phase -----------------------------------------------------------------------------------
 
@@ -125,7 +129,7 @@ class WebSocketProtocol(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self._transport = transport  # type: ignore[assignment]
         self.ctx.track(self)
-        self._set_timer(self.ctx.config.handshake_timeout, self._abort)
+        self._set_timer(self.ctx.config.handshake_timeout, self._handshake_expired)
 
     def data_received(self, data: bytes) -> None:
         phase = self.phase
@@ -155,6 +159,9 @@ class WebSocketProtocol(asyncio.Protocol):
         if self.phase is not Phase.CLOSED:
             self._enter(Phase.CLOSED)
         self.ctx.forget(self)
+        if self._address is not None:
+            self.ctx.caps.release(self._address)
+            self._address = None
         self._mailbox.clear()
         self._out = None
         if self.conn is not None:
@@ -221,6 +228,13 @@ class WebSocketProtocol(asyncio.Protocol):
             extensions.append(deflate)
         transport = self._transport
         assert transport is not None
+        address = caps.client_address(transport.get_extra_info("peername"))
+        no_slot = ctx.caps.admit(address)
+        if no_slot is not None:
+            _REFUSED[no_slot.reason].inc()
+            self._reply(no_slot.response())
+            return
+        self._address = address
         transport.write(ws.send(AcceptConnection(extensions=extensions)))
         self._cancel_timer()
         soft = ctx.app.max_payload_size if ctx.app is not None else config.max_message_size
@@ -509,6 +523,11 @@ class WebSocketProtocol(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def _handshake_expired(self) -> None:
+        """No complete upgrade within the handshake timeout (a stalled or slow client)."""
+        TALLY.add(metrics.handshake_timeouts)
+        self._abort()
 
     def _abort(self) -> None:
         self._timer = None

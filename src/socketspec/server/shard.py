@@ -26,6 +26,7 @@ from socketspec.cluster import metrics_http
 from socketspec.docs.routes import docs_response, is_docs_path
 from socketspec.metrics import TALLY
 from socketspec.server import http
+from socketspec.server.caps import ConnectionCaps
 from socketspec.server.config import ServerConfig
 from socketspec.server.frames import FrameCache
 from socketspec.server.protocol import WebSocketProtocol
@@ -51,6 +52,7 @@ class ShardContext:
         self.shard_id = shard_id
         self.frames = FrameCache()
         self.protocols: set[WebSocketProtocol] = set()
+        self.caps = ConnectionCaps(config.max_connections, config.max_per_ip)
         self.draining = False
         self.no_connections = asyncio.Event()
         self.no_connections.set()

@@ -148,3 +148,33 @@ async def slow(conn: Connection, payload: Sleep) -> dict[str, Any]:
     await conn.emit("slow_started", {"seconds": payload.seconds})
     await asyncio.sleep(payload.seconds)
     return {"slept": payload.seconds, "shard": here()}
+
+
+class CountedSay(BaseModel):
+    room: str
+    text: str
+    exclude_self: bool = False
+
+
+@app.on("say_counted")
+async def say_counted(conn: Connection, payload: CountedSay) -> dict[str, Any]:
+    """What ``broadcast`` returns: the members it was fanned out to, cluster-wide."""
+    delivered = await app.rooms.broadcast(
+        payload.room,
+        "said",
+        {"room": payload.room, "text": payload.text},
+        exclude=[conn] if payload.exclude_self else None,
+    )
+    return {"delivered": delivered, "shard": here()}
+
+
+@app.on("shout_except_counted")
+async def shout_except_counted(conn: Connection, payload: Text) -> dict[str, Any]:
+    delivered = await app.rooms.broadcast_except(conn, "shout", {"text": payload.text})
+    return {"delivered": delivered, "shard": here()}
+
+
+@app.on("shout_all_counted")
+async def shout_all_counted(conn: Connection, payload: Text) -> dict[str, Any]:
+    delivered = await app.rooms.broadcast_all("shout", {"text": payload.text})
+    return {"delivered": delivered, "shard": here()}
