@@ -5,7 +5,8 @@ cluster's run directory, connecting to every peer (retrying while the cluster
 boots), the ``Hello`` exchange that names a link's shard and generation,
 coalescing writes (one ``write`` per peer per event-loop iteration), the bound
 on unsent bytes and its overflow policy, and noticing a peer's death (its link
-closes) or replacement (a newer generation says hello). What the messages
+closes) or replacement (a newer generation says hello; the older one stays linked
+until it exits, for its draining connections). What the messages
 mean is the room store's business: it receives them through ``LinkHandler``.
 
 Overflow policy: a peer whose unsent bytes pass ``LINK_HIGH_WATER`` is not
@@ -139,6 +140,9 @@ class LinkManager:
         self.handler = handler
         # The link each peer's messages go out on: its newest generation's first link.
         self._current: dict[int, PipeLink] = {}
+        # One link per live instance (peer, generation): a draining predecessor of a peer
+        # stays reachable beside its replacement until it exits.
+        self._instances: dict[tuple[int, int], PipeLink] = {}
         self._links: set[PipeLink] = set()
         self._server: asyncio.AbstractServer | None = None
         self._bound: tuple[int, int] | None = None  # our socket file, to remove only ours
@@ -202,17 +206,15 @@ class LinkManager:
         peer = link.peer
         assert peer is not None
         self._links.add(link)
+        instance = (peer, link.generation)
+        self._instances.setdefault(instance, link)
         current = self._current.get(peer)
         if current is not None and current.generation >= link.generation:
             return  # a second link to the same instance: it still carries its messages in
         self._current[peer] = link
-        if current is not None:
-            # A newer instance of the peer said hello: the old one is gone for us.
-            self.handler.on_peer_down(peer, current.generation)
-            for old in [
-                lk for lk in self._links if lk.peer == peer and lk.generation < link.generation
-            ]:
-                old.close()
+        # A newer instance of the peer said hello: its predecessor is draining. Its links
+        # stay up, so that its connections keep receiving their rooms' messages until
+        # their close frames are sent; it is down for us when its last link closes.
         self.handler.on_peer_up(peer, link.generation)
         if len(self._current) == self.shards - 1:
             self.all_linked.set()
@@ -220,15 +222,22 @@ class LinkManager:
     def unregister(self, link: PipeLink) -> None:
         self._links.discard(link)
         peer = link.peer
-        if peer is None or self._current.get(peer) is not link:
+        if peer is None:
             return
+        instance = (peer, link.generation)
         # Another live link to the same instance can take over sending.
         for other in self._links:
             if other.peer == peer and other.generation == link.generation:
-                self._current[peer] = other
+                if self._instances.get(instance) is link:
+                    self._instances[instance] = other
+                if self._current.get(peer) is link:
+                    self._current[peer] = other
                 return
-        del self._current[peer]
-        self.all_linked.clear()
+        if self._instances.get(instance) is link:
+            del self._instances[instance]
+        if self._current.get(peer) is link:
+            del self._current[peer]
+            self.all_linked.clear()
         self.handler.on_peer_down(peer, link.generation)
 
     # -- sending ---------------------------------------------------------------------------------
@@ -239,6 +248,29 @@ class LinkManager:
             TALLY.add(metrics.pipe_dropped)
             return False
         return link.send(message)
+
+    def send_to_instance(self, peer: int, generation: int, message: PipeMessage) -> bool:
+        """Send to that very instance of ``peer`` (a member's shard as it was when it
+        joined), even while a newer instance has taken over the peer's other traffic."""
+        link = self._instances.get((peer, generation))
+        if link is None:
+            TALLY.add(metrics.pipe_dropped)
+            return False
+        return link.send(message)
+
+    def predecessors(self, peer: int) -> list[PipeLink]:
+        """Links to older instances of ``peer`` that are still draining."""
+        current = self._current.get(peer)
+        newest = current.generation if current is not None else None
+        return [
+            link
+            for (shard, generation), link in self._instances.items()
+            if shard == peer and generation != newest
+        ]
+
+    def instances(self) -> list[PipeLink]:
+        """One link to every live instance of every peer, draining ones included."""
+        return list(self._instances.values())
 
     def is_up(self, peer: int) -> bool:
         return peer in self._current

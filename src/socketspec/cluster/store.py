@@ -69,6 +69,7 @@ MemberEntry = tuple[int, int, dict[str, Any]]  # shard, generation, info
 # What a member listing carries: conn_id, shard, info, node ("" for this node).
 ListedMember = tuple[str, int, dict[str, Any], str]
 PendingJoin = JoinResult | asyncio.Future[Any]
+PendingAsk = tuple[asyncio.Future[Any], int, int | None, Callable[[Any], None] | None]
 
 
 class RoomUnavailableError(EventError):
@@ -110,7 +111,8 @@ class ClusterRoomStore(RoomStore):
         self._static: set[RoomName] = set()
         self._ttl: dict[RoomName, float] = {}
         self._empty_until: dict[RoomName, float] = {}
-        self._pending: dict[int, tuple[asyncio.Future[Any], int, Callable[[Any], None] | None]] = {}
+        # Asks waiting for a reply: the future, the peer and its instance asked, what to do.
+        self._pending: dict[int, PendingAsk] = {}
         self._next_request = 0
         self._answering: set[asyncio.Task[Any]] = set()
 
@@ -264,7 +266,11 @@ class ClusterRoomStore(RoomStore):
         owner = self.owner_of(room)
         if owner is not None and owner != self.shard:
             # A connection on another shard: handed to its shard counts as one delivery.
-            return int(room not in exclude and self.links.send(owner, EmitTo(0, room, frame)))
+            sent = room not in exclude and self.links.send(owner, EmitTo(0, room, frame))
+            if room not in exclude:  # the connection may be on the owner's draining predecessor
+                for link in self.links.predecessors(owner):
+                    link.send(EmitTo(0, room, frame))
+            return int(sent)
         remote = self._remote(room)
         if remote is not None and self.bridge is not None:
             # A connection on another node: handed to Redis counts as one delivery.
@@ -275,11 +281,16 @@ class ClusterRoomStore(RoomStore):
         if home == self.shard:
             return self._home_publish(room, frame, excluded)
         if self.links.send(home, Publish(room, excluded, frame)):
-            return 0  # the home orders it; this shard's members get it through the home
+            # The home orders it; this shard's members get it through the home. A draining
+            # predecessor of the home is not known to its successor: its members are
+            # reached directly until it exits.
+            for link in self.links.predecessors(home):
+                link.send(Deliver(room, excluded, None, frame))
+            return 0
         # The home is down: reach every member that can be reached, in this sender's order.
         TALLY.add(_DEGRADED_BROADCASTS)
-        for peer in self.links.live_peers():
-            self.links.send(peer, Deliver(room, excluded, None, frame))
+        for link in self.links.instances():
+            link.send(Deliver(room, excluded, None, frame))
         if self.bridge is not None:
             self.bridge.publish_room(room, excluded, frame)
         return self._deliver_local(room, frame, exclude)
@@ -306,8 +317,8 @@ class ClusterRoomStore(RoomStore):
         namespace: Namespace | None = None,
     ) -> int:
         excluded = sorted(exclude)
-        for peer in self.links.live_peers():
-            self.links.send(peer, Deliver(None, excluded, namespace, frame))
+        for link in self.links.instances():  # draining instances too: their members listen
+            link.send(Deliver(None, excluded, namespace, frame))
         if self.bridge is not None:
             self.bridge.publish_all(excluded, namespace, frame)
         return self._deliver_all_local(frame, exclude, namespace)
@@ -550,11 +561,13 @@ class ClusterRoomStore(RoomStore):
         if not members:
             return 0
         delivered = 0
-        for shard in {entry[0] for entry in members.values()}:
+        # Per shard instance: a shard's draining predecessor and its replacement each get
+        # the message for their own members.
+        for shard, generation in {(entry[0], entry[1]) for entry in members.values()}:
             if shard == self.shard:
                 delivered = self._deliver_local(room, frame, frozenset(exclude))
             else:
-                self.links.send(shard, Deliver(room, exclude, None, frame))
+                self.links.send_to_instance(shard, generation, Deliver(room, exclude, None, frame))
         return delivered
 
     # -- replies that wait for Redis ---------------------------------------------------------------
@@ -620,7 +633,7 @@ class ClusterRoomStore(RoomStore):
         self._next_request += 1
         request = self._next_request
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[request] = (future, peer, on_reply)
+        self._pending[request] = (future, peer, self.links.generation_of(peer), on_reply)
         if not self.links.send(peer, build(request)):
             self._pending.pop(request, None)
             raise RoomUnavailableError(
@@ -655,7 +668,7 @@ class ClusterRoomStore(RoomStore):
         elif isinstance(message, Reply):
             pending = self._pending.pop(message.request, None)
             if pending is not None:
-                future, _, on_reply = pending
+                future, _, _, on_reply = pending
                 if on_reply is not None:
                     on_reply(message.value)
                 if not future.done():
@@ -712,18 +725,19 @@ class ClusterRoomStore(RoomStore):
             self.links.send(peer, Rejoin(members))
 
     def on_peer_down(self, peer: int, generation: int) -> None:
-        """A shard instance died: its members leave the rooms homed here, its asks fail."""
+        """A shard instance exited or died: its members leave the rooms homed here, its asks
+        fail. (Its replacement, if any, is another instance: its members stay.)"""
         for room in list(self._homed):
             members = self._homed[room]
-            gone = [c for c, (s, g, _) in members.items() if s == peer and g <= generation]
+            gone = [c for c, (s, g, _) in members.items() if s == peer and g == generation]
             for conn_id in gone:
                 del members[conn_id]
                 if self.bridge is not None:
                     self.bridge.leave(room, conn_id)
             if gone and not members:
                 self._home_emptied(room)
-        for request, (future, target, _) in list(self._pending.items()):
-            if target == peer and not future.done():
+        for request, (future, target, asked, _) in list(self._pending.items()):
+            if target == peer and asked in (generation, None) and not future.done():
                 future.set_exception(
                     RoomUnavailableError(
                         "room service temporarily unavailable; retry", details={"retry": True}

@@ -1,0 +1,175 @@
+"""A connection told ``__server_shutdown__`` keeps receiving its rooms' messages until its
+close frame is sent, over a real cluster: through a SIGHUP rolling restart (old and new
+shards side by side) and through a SIGTERM drain (shards finishing at different times)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from clusterkit import ClusterProcess, Pool, StartCluster, is_running
+
+from socketspec.client import Client
+from socketspec.cluster.store import home_of
+
+SHARDS = 2
+# A broadcast acknowledged this close to a member's close may still be on its way between
+# shards when the member's own shard sends the close frame: not counted as owed.
+IN_FLIGHT = 0.2
+
+
+def rooms_homed_on_each_shard(prefix: str) -> list[str]:
+    found: dict[int, str] = {}
+    for i in range(1000):
+        found.setdefault(home_of(f"{prefix}-{i}", SHARDS), f"{prefix}-{i}")
+        if len(found) == SHARDS:
+            break
+    return [found[shard] for shard in range(SHARDS)]
+
+
+@dataclass
+class Member:
+    """What one member saw: its messages with their arrival times, the notice, the close."""
+
+    client: Client
+    said: list[tuple[float, tuple[str, str, int]]] = field(default_factory=list)
+    notice_at: float | None = None
+    closed_at: float | None = None
+
+    async def watch(self) -> None:
+        inbox = self.client.inbox
+        while True:
+            try:
+                message = await inbox.take(lambda m: True, 60, "any message")
+            except Exception:  # closed: everything before the close frame has been read
+                self.closed_at = time.monotonic()
+                return
+            event = message.get("event")
+            if event == "__server_shutdown__":
+                self.notice_at = time.monotonic()
+            elif event in ("said", "tick"):
+                p = message["payload"]
+                key = (p["room"], str(p.get("sender", "stream")), int(p["n"]))
+                self.said.append((time.monotonic(), key))
+
+    def received(self) -> set[tuple[str, str, int]]:
+        return {key for _, key in self.said}
+
+
+async def join_all(members: list[Member], rooms: list[str]) -> None:
+    for member in members:
+        for room in rooms:
+            await member.client.call("join", {"room": room}, timeout=10)
+
+
+def owed(member: Member, acked: list[tuple[float, tuple[str, str, int]]]) -> set[Any]:
+    """The broadcasts acknowledged to a sender between the member's notice and its close."""
+    assert member.notice_at is not None and member.closed_at is not None
+    return {
+        key for at, key in acked if member.notice_at <= at <= member.closed_at - IN_FLIGHT
+    }
+
+
+async def sender(
+    cluster: ClusterProcess,
+    name: str,
+    rooms: list[str],
+    acked: list[tuple[float, tuple[str, str, int]]],
+    stop: asyncio.Event,
+) -> None:
+    """``say`` to every room in turn, each acknowledged; when its connection is drained,
+    a new one carries on (a reload moves every client)."""
+    n = 0
+    while not stop.is_set():
+        async with Pool(cluster.url(), token=True, users=name) as pool:
+            client = await pool.open()
+            try:
+                while not stop.is_set():
+                    for room in rooms:
+                        await client.call(
+                            "say", {"room": room, "sender": name, "n": n}, timeout=10
+                        )
+                        acked.append((time.monotonic(), (room, name, n)))
+                        n += 1
+                    await asyncio.sleep(0.005)
+            except Exception:  # drained or refused: reconnect
+                await asyncio.sleep(0.02)
+
+
+async def test_a_sighup_reload_loses_no_broadcast_to_members_being_drained(
+    start_cluster: StartCluster,
+) -> None:
+    cluster = start_cluster("cluster_rooms_app:app", SHARDS, "--graceful-timeout", "10")
+    old_pids = list(cluster.pids)
+    rooms = rooms_homed_on_each_shard("reload-drain")
+    acked: list[tuple[float, tuple[str, str, int]]] = []
+    stop = asyncio.Event()
+    async with Pool(cluster.url(), token=True, users="member") as pool:
+        placed = await pool.on_shards(range(SHARDS), per_shard=2)
+        members = [Member(c) for clients in placed.values() for c in clients]
+        await join_all(members, rooms)
+        # One member per shard runs a handler through the drain: its shard keeps every
+        # member open (and in its rooms) for that long after the notice.
+        for clients in placed.values():
+            await clients[0].emit("slow", {"seconds": 2.0}, ack="slow")
+        watchers = [asyncio.create_task(m.watch()) for m in members]
+        senders = [
+            asyncio.create_task(sender(cluster, f"s{i}", rooms, acked, stop)) for i in range(2)
+        ]
+        await asyncio.sleep(0.5)
+        cluster.send(signal.SIGHUP)
+        deadline = time.monotonic() + 40
+        while any(is_running(pid) for pid in old_pids):
+            assert time.monotonic() < deadline, "the old shards did not stop"
+            await asyncio.sleep(0.05)
+        await asyncio.gather(*watchers)
+        await asyncio.sleep(0.3)
+        stop.set()
+        await asyncio.gather(*senders)
+    for member in members:
+        assert member.notice_at is not None, "a member was closed without the notice"
+        assert member.closed_at is not None and member.closed_at - member.notice_at > 0.5
+        due = owed(member, acked)
+        assert len(due) > 20, f"too few broadcasts during the drain to tell: {len(due)}"
+        missing = due - member.received()
+        assert not missing, f"{len(missing)} of {len(due)} lost: {sorted(missing)[:5]}"
+    assert "Traceback" not in cluster.stderr_text()
+
+
+async def test_a_sigterm_drain_loses_no_broadcast_while_other_shards_finish_first(
+    start_cluster: StartCluster,
+) -> None:
+    """Shard 1 has nothing running and closes its members at once, then exits; on shard 0 a
+    handler broadcasts through the drain to rooms homed on both shards: shard 0's members
+    get every tick, whether the room's home is alive or already gone."""
+    cluster = start_cluster("cluster_rooms_app:app", SHARDS, "--graceful-timeout", "10")
+    rooms = rooms_homed_on_each_shard("term-drain")
+    async with Pool(cluster.url(), token=True, users="member") as pool:
+        placed = await pool.on_shards(range(SHARDS), per_shard=2)
+        members = [Member(c) for clients in placed.values() for c in clients]
+        await join_all(members, rooms)
+        watchers = [asyncio.create_task(m.watch()) for m in members]
+        count = 60
+        streamer = placed[0][0]
+        await streamer.emit(
+            "stream", {"rooms": rooms, "count": count, "interval": 0.02}, ack="stream"
+        )
+        await asyncio.sleep(0.2)
+        cluster.send(signal.SIGTERM)
+        await asyncio.gather(*watchers)
+        assert await cluster.wait_exit(30) == 0
+    for member in members:
+        assert member.notice_at is not None and member.closed_at is not None
+    on_0 = [m for m in members if m.client.greeting["shard"] == 0]
+    every_tick = {(room, "stream", n) for room in rooms for n in range(count)}
+    for member in on_0:  # open until the stream handler ended
+        missing = every_tick - member.received()
+        assert not missing, f"{len(missing)} ticks lost: {sorted(missing)[:5]}"
+    for member in members:  # whatever a member got, it got without a gap
+        for room in rooms:
+            ns = sorted(n for r, _, n in member.received() if r == room)
+            assert ns == list(range(len(ns))), (room, ns[:10])
+    assert "Traceback" not in cluster.stderr_text()
