@@ -26,10 +26,13 @@ from typing import Protocol
 from socketspec import metrics
 from socketspec.cluster.codec import (
     MESSAGES,
+    Goodbye,
+    Handover,
     Hello,
     PipeDecoder,
     PipeMessage,
     PipeProtocolError,
+    Rejoin,
     encode,
 )
 from socketspec.metrics import TALLY
@@ -41,6 +44,8 @@ _SENT = {kind: metrics.pipe_sent.labels(kind=kind) for kind in MESSAGES}
 _RECEIVED = {kind: metrics.pipe_received.labels(kind=kind) for kind in MESSAGES}
 CONNECT_RETRY_INTERVAL = 0.05
 CONNECT_RETRY_WINDOW = 10.0
+PREDECESSOR_WAIT = 1.0
+GOODBYE_WAIT = 1.0
 
 
 class LinkHandler(Protocol):
@@ -51,8 +56,21 @@ class LinkHandler(Protocol):
     def on_peer_down(self, peer: int, generation: int) -> None: ...
 
 
-def socket_path(run_dir: Path, shard: int) -> Path:
-    return run_dir / f"shard-{shard}.sock"
+def socket_path(run_dir: Path, shard: int, generation: int) -> Path:
+    """Each instance of a shard listens on its own socket: during a rolling restart the
+    old and the new instance are both reachable."""
+    return run_dir / f"shard-{shard}-{generation}.sock"
+
+
+def instance_paths(run_dir: Path, shard: int) -> list[tuple[int, Path]]:
+    """The sockets of the instances of ``shard`` in the run directory, oldest first (a
+    killed instance's socket stays behind and refuses connections)."""
+    found: list[tuple[int, Path]] = []
+    for path in run_dir.glob(f"shard-{shard}-*.sock"):
+        generation = path.stem.rpartition("-")[2]
+        if generation.isdigit():
+            found.append((int(generation), path))
+    return sorted(found)
 
 
 class PipeLink(asyncio.Protocol):
@@ -67,6 +85,10 @@ class PipeLink(asyncio.Protocol):
         self._outbox: list[bytes] = []
         self._flush_scheduled = False
         self.closed = asyncio.get_running_loop().create_future()
+        self.said_goodbye = False  # we sent Goodbye: we are exiting, or answered the peer's
+        self.retired = False  # the manager no longer sends on it (see LinkManager._retire)
+        # The peer's Goodbye came: nothing more comes in on this link.
+        self.heard_goodbye = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -88,8 +110,14 @@ class PipeLink(asyncio.Protocol):
                 self.peer = message.shard
                 self.generation = message.generation
                 manager.register(self)
+            elif isinstance(message, Handover):
+                manager.handed_over(self)
+            elif isinstance(message, Goodbye):
+                manager.said_goodbye(self)
             elif self.peer is not None:
                 manager.handler.on_message(self.peer, self.generation, message)
+                if isinstance(message, Rejoin) and self.peer == manager.shard:
+                    manager.predecessor_ready.set()  # it handed us our rooms' members
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -143,9 +171,14 @@ class LinkManager:
         # One link per live instance (peer, generation): a draining predecessor of a peer
         # stays reachable beside its replacement until it exits.
         self._instances: dict[tuple[int, int], PipeLink] = {}
+        # A newer instance of this shard, once it linked to us: we are draining. Once it is
+        # linked to every peer it hands over, and is the home of this shard's rooms.
+        self._successor: PipeLink | None = None
+        self.superseded = False
+        # Set when our predecessor (if any) has handed us its members of our rooms.
+        self.predecessor_ready = asyncio.Event()
         self._links: set[PipeLink] = set()
         self._server: asyncio.AbstractServer | None = None
-        self._bound: tuple[int, int] | None = None  # our socket file, to remove only ours
         self._connectors: set[asyncio.Task[None]] = set()
         self.all_linked = asyncio.Event()
         if shards <= 1:
@@ -155,28 +188,46 @@ class LinkManager:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        path = socket_path(self.run_dir, self.shard)
+        path = socket_path(self.run_dir, self.shard, self.generation)
         with contextlib.suppress(FileNotFoundError):
-            path.unlink()  # a predecessor's; the new shard takes over its name
+            path.unlink()
         self._server = await loop.create_unix_server(lambda: PipeLink(self), path=str(path))
-        stat = path.stat()
-        self._bound = (stat.st_dev, stat.st_ino)
+        # A predecessor still serving (a rolling restart) is linked to first: it hands this
+        # instance its members of the rooms homed here (before any peer can send us a
+        # broadcast for them; bounded: a hung predecessor never answers) and drains beside it.
+        dialed = [
+            await self._dial(other)
+            for generation, other in instance_paths(self.run_dir, self.shard)
+            if generation < self.generation
+        ]
+        if any(dialed):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.predecessor_ready.wait(), PREDECESSOR_WAIT)
         for peer in range(self.shards):
             if peer != self.shard:
                 task = loop.create_task(self._connect(peer))
                 self._connectors.add(task)
                 task.add_done_callback(self._connectors.discard)
 
+    async def _dial(self, path: Path) -> bool:
+        with contextlib.suppress(OSError):
+            await asyncio.get_running_loop().create_unix_connection(
+                lambda: PipeLink(self), path=str(path)
+            )
+            return True
+        return False
+
     async def _connect(self, peer: int) -> None:
-        """Reach ``peer`` if it is up; if it is not, it will reach us when it starts."""
+        """Reach every live instance of ``peer`` (a draining one too); if none is up, the
+        peer will reach us when it starts."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + CONNECT_RETRY_WINDOW
-        path = str(socket_path(self.run_dir, peer))
+        dialed: set[Path] = set()
         while loop.time() < deadline and not self._linked_to(peer):
-            try:
-                await loop.create_unix_connection(lambda: PipeLink(self), path=path)
-                return
-            except OSError:
+            for _, path in instance_paths(self.run_dir, peer):
+                if path not in dialed and await self._dial(path):
+                    dialed.add(path)
+            if not self._linked_to(peer):
                 await asyncio.sleep(CONNECT_RETRY_INTERVAL)
 
     def _linked_to(self, peer: int) -> bool:
@@ -188,17 +239,20 @@ class LinkManager:
         if self._server is not None:
             self._server.close()
         links = list(self._links)
+        # Goodbye on every link, and wait (bounded) for every answer: what peers sent before
+        # it is handled (fanned out) before the links close.
+        for link in links:
+            self._goodbye(link)
+        answers = [link.heard_goodbye for link in links if link.peer is not None]
+        if answers:
+            await asyncio.wait(answers, timeout=GOODBYE_WAIT)
         for link in links:
             link.close()
         for link in links:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(link.closed), 1.0)
-        # A replacement may already have bound this path: remove the file only if it is ours.
-        path = socket_path(self.run_dir, self.shard)
         with contextlib.suppress(OSError):
-            stat = path.stat()
-            if (stat.st_dev, stat.st_ino) == self._bound:
-                path.unlink()
+            socket_path(self.run_dir, self.shard, self.generation).unlink()
 
     # -- registry --------------------------------------------------------------------------------
 
@@ -208,6 +262,16 @@ class LinkManager:
         self._links.add(link)
         instance = (peer, link.generation)
         self._instances.setdefault(instance, link)
+        if peer == self.shard:
+            # Another instance of this very shard: our successor (we drain, it is the home
+            # of our rooms now: they are handed over) or our predecessor (it drains).
+            if link.generation < self.generation:
+                if self.all_linked.is_set():
+                    link.send(Handover(self.shard, self.generation))
+            elif link.generation > self.generation and self._successor is None:
+                self._successor = link
+                self.handler.on_peer_up(peer, link.generation)
+            return
         current = self._current.get(peer)
         if current is not None and current.generation >= link.generation:
             return  # a second link to the same instance: it still carries its messages in
@@ -217,24 +281,61 @@ class LinkManager:
         # their close frames are sent; it is down for us when its last link closes.
         self.handler.on_peer_up(peer, link.generation)
         if len(self._current) == self.shards - 1:
-            self.all_linked.set()
+            self._all_linked()
+
+    def _all_linked(self) -> None:
+        self.all_linked.set()
+        for link in self._links:  # our predecessors: we are the home of our rooms now
+            if link.peer == self.shard and link.generation < self.generation:
+                link.send(Handover(self.shard, self.generation))
+
+    def _goodbye(self, link: PipeLink) -> None:
+        if not link.said_goodbye:
+            link.send(Goodbye(self.shard, self.generation))
+            link.said_goodbye = True
+
+    def said_goodbye(self, link: PipeLink) -> None:
+        """The instance on ``link`` exits: it is down for us from now on, and our answer
+        tells it that nothing more comes from us. (If we are exiting too, its Goodbye is
+        the answer to ours.) The link stays open: what it still sends (the fan-out of our
+        last broadcasts) is read until it closes the link."""
+        if not link.heard_goodbye.done():
+            link.heard_goodbye.set_result(None)
+        if not link.said_goodbye:
+            self._goodbye(link)
+            self._retire(link)
+
+    def handed_over(self, link: PipeLink) -> None:
+        """Our successor is linked to every peer: what this shard's home did goes to it."""
+        if link is self._successor:
+            self.superseded = True
 
     def unregister(self, link: PipeLink) -> None:
         self._links.discard(link)
+        self._retire(link)
+
+    def _retire(self, link: PipeLink) -> None:
+        """``link`` carries nothing more: another link to the same instance takes over, or
+        the instance is down for us (once, whether it said goodbye or its link closed)."""
         peer = link.peer
-        if peer is None:
+        if peer is None or link.retired:
             return
+        link.retired = True
         instance = (peer, link.generation)
         # Another live link to the same instance can take over sending.
         for other in self._links:
-            if other.peer == peer and other.generation == link.generation:
+            if other.peer == peer and other.generation == link.generation and not other.retired:
                 if self._instances.get(instance) is link:
                     self._instances[instance] = other
                 if self._current.get(peer) is link:
                     self._current[peer] = other
+                if self._successor is link:
+                    self._successor = other
                 return
         if self._instances.get(instance) is link:
             del self._instances[instance]
+        if self._successor is link:
+            self._successor = None  # it died: what it was home to is unreachable for now
         if self._current.get(peer) is link:
             del self._current[peer]
             self.all_linked.clear()
@@ -243,11 +344,23 @@ class LinkManager:
     # -- sending ---------------------------------------------------------------------------------
 
     def send(self, peer: int, message: PipeMessage) -> bool:
-        link = self._current.get(peer)
+        """Send to the newest instance of ``peer``; for this shard's own index, to the other
+        instance of it: our successor, else our newest predecessor."""
+        link = self._other_instance() if peer == self.shard else self._current.get(peer)
         if link is None:
             TALLY.add(metrics.pipe_dropped)
             return False
         return link.send(message)
+
+    def _other_instance(self) -> PipeLink | None:
+        if self._successor is not None:
+            return self._successor
+        older = [
+            link
+            for (shard, generation), link in self._instances.items()
+            if shard == self.shard and generation < self.generation
+        ]
+        return max(older, key=lambda link: link.generation, default=None)
 
     def send_to_instance(self, peer: int, generation: int, message: PipeMessage) -> bool:
         """Send to that very instance of ``peer`` (a member's shard as it was when it
@@ -259,13 +372,14 @@ class LinkManager:
         return link.send(message)
 
     def predecessors(self, peer: int) -> list[PipeLink]:
-        """Links to older instances of ``peer`` that are still draining."""
+        """Links to older instances of ``peer`` (another shard) that are still draining."""
         current = self._current.get(peer)
-        newest = current.generation if current is not None else None
+        if current is None or peer == self.shard:
+            return []
         return [
             link
             for (shard, generation), link in self._instances.items()
-            if shard == peer and generation != newest
+            if shard == peer and generation < current.generation
         ]
 
     def instances(self) -> list[PipeLink]:
@@ -279,5 +393,5 @@ class LinkManager:
         return list(self._current)
 
     def generation_of(self, peer: int) -> int | None:
-        link = self._current.get(peer)
+        link = self._successor if peer == self.shard else self._current.get(peer)
         return None if link is None else link.generation

@@ -69,7 +69,6 @@ MemberEntry = tuple[int, int, dict[str, Any]]  # shard, generation, info
 # What a member listing carries: conn_id, shard, info, node ("" for this node).
 ListedMember = tuple[str, int, dict[str, Any], str]
 PendingJoin = JoinResult | asyncio.Future[Any]
-PendingAsk = tuple[asyncio.Future[Any], int, int | None, Callable[[Any], None] | None]
 
 
 class RoomUnavailableError(EventError):
@@ -111,8 +110,7 @@ class ClusterRoomStore(RoomStore):
         self._static: set[RoomName] = set()
         self._ttl: dict[RoomName, float] = {}
         self._empty_until: dict[RoomName, float] = {}
-        # Asks waiting for a reply: the future, the peer and its instance asked, what to do.
-        self._pending: dict[int, PendingAsk] = {}
+        self._pending: dict[int, tuple[asyncio.Future[Any], int, Callable[[Any], None] | None]] = {}
         self._next_request = 0
         self._answering: set[asyncio.Task[Any]] = set()
 
@@ -120,6 +118,12 @@ class ClusterRoomStore(RoomStore):
 
     def home_of(self, room: RoomName) -> int:
         return home_of(room, self.shards)
+
+    def _is_home(self, home: int) -> bool:
+        """Whether this instance is the home for rooms homed on shard ``home``: not once a
+        successor of this shard has linked to us (a rolling restart), which is their home
+        from then on, while we drain."""
+        return home == self.shard and not self.links.superseded
 
     def new_connection_id(self) -> ConnectionId:
         """A UUID4 whose first byte names this shard (and, with Redis, the last four this
@@ -200,7 +204,7 @@ class ClusterRoomStore(RoomStore):
     async def join(self, room: RoomName, conn_id: ConnectionId, max_members: int) -> JoinResult:
         home = self.home_of(room)
         info = self._info(conn_id)
-        if home == self.shard:
+        if self._is_home(home):
             pending = self._begin_join(
                 room, conn_id, self.shard, self.generation, max_members, info
             )
@@ -236,7 +240,7 @@ class ClusterRoomStore(RoomStore):
         if own is not None:
             return [own.conn]
         home = self.home_of(room)
-        if home == self.shard:
+        if self._is_home(home):
             entries = await self._listed_members(room)
         else:
             entries = await self._ask(home, lambda request: MembersRequest(request, room))
@@ -253,7 +257,7 @@ class ClusterRoomStore(RoomStore):
         if room in self._local:
             return True
         home = self.home_of(room)
-        if home == self.shard:
+        if self._is_home(home):
             return await self._exists_at_home(room)
         return bool(await self._ask(home, lambda request: ExistsRequest(request, room)))
 
@@ -278,15 +282,10 @@ class ClusterRoomStore(RoomStore):
             return int(room not in exclude and self.bridge.send_direct(node, shard, room, frame))
         home = self.home_of(room)
         excluded = sorted(exclude)
-        if home == self.shard:
+        if self._is_home(home):
             return self._home_publish(room, frame, excluded)
         if self.links.send(home, Publish(room, excluded, frame)):
-            # The home orders it; this shard's members get it through the home. A draining
-            # predecessor of the home is not known to its successor: its members are
-            # reached directly until it exits.
-            for link in self.links.predecessors(home):
-                link.send(Deliver(room, excluded, None, frame))
-            return 0
+            return 0  # the home orders it; this shard's members get it through the home
         # The home is down: reach every member that can be reached, in this sender's order.
         TALLY.add(_DEGRADED_BROADCASTS)
         for link in self.links.instances():
@@ -342,7 +341,7 @@ class ClusterRoomStore(RoomStore):
 
     def _leave_at_home(self, room: RoomName, conn_id: ConnectionId) -> None:
         home = self.home_of(room)
-        if home == self.shard:
+        if self._is_home(home):
             self._home_leave(room, conn_id)
         else:
             # If the home is down this is lost, and rightly so: the rebuilt room will not
@@ -564,7 +563,7 @@ class ClusterRoomStore(RoomStore):
         # Per shard instance: a shard's draining predecessor and its replacement each get
         # the message for their own members.
         for shard, generation in {(entry[0], entry[1]) for entry in members.values()}:
-            if shard == self.shard:
+            if shard == self.shard and generation == self.generation:
                 delivered = self._deliver_local(room, frame, frozenset(exclude))
             else:
                 self.links.send_to_instance(shard, generation, Deliver(room, exclude, None, frame))
@@ -578,14 +577,26 @@ class ClusterRoomStore(RoomStore):
         )
         return result.value
 
-    def _answer_later(self, peer: int, request: int, answer: Coroutine[Any, Any, Any]) -> None:
+    def _answer_later(
+        self,
+        peer: int,
+        request: int,
+        answer: Coroutine[Any, Any, Any],
+        generation: int | None = None,
+    ) -> None:
+        """Reply to ``peer`` (that very instance, given its ``generation``) once ``answer``
+        is known."""
+
         async def reply() -> None:
             try:
                 value = await answer
             except Exception:
                 logger.exception("shard %s: answering shard %s failed", self.shard, peer)
                 return  # the asker's own timeout tells it
-            self.links.send(peer, Reply(request, value))
+            if generation is None:
+                self.links.send(peer, Reply(request, value))
+            else:
+                self.links.send_to_instance(peer, generation, Reply(request, value))
 
         self._run_later(reply())
 
@@ -598,6 +609,8 @@ class ClusterRoomStore(RoomStore):
     # -- BridgeHandler: what other nodes send ----------------------------------------------------
 
     def on_room_message(self, room: RoomName, exclude: frozenset[str], frame: bytes) -> None:
+        if self.links.superseded:
+            return  # our successor fans it out, to our draining members too
         self._fan_out(room, frame, sorted(exclude))
 
     def on_all_message(
@@ -633,7 +646,7 @@ class ClusterRoomStore(RoomStore):
         self._next_request += 1
         request = self._next_request
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[request] = (future, peer, self.links.generation_of(peer), on_reply)
+        self._pending[request] = (future, peer, on_reply)
         if not self.links.send(peer, build(request)):
             self._pending.pop(request, None)
             raise RoomUnavailableError(
@@ -668,7 +681,7 @@ class ClusterRoomStore(RoomStore):
         elif isinstance(message, Reply):
             pending = self._pending.pop(message.request, None)
             if pending is not None:
-                future, _, _, on_reply = pending
+                future, _, on_reply = pending
                 if on_reply is not None:
                     on_reply(message.value)
                 if not future.done():
@@ -678,28 +691,36 @@ class ClusterRoomStore(RoomStore):
                 message.room, message.conn_id, peer, generation, message.max_members, message.info
             )
             if isinstance(joining, JoinResult):
-                self.links.send(peer, Reply(message.request, joining.value))
+                self.links.send_to_instance(peer, generation, Reply(message.request, joining.value))
             else:
-                self._answer_later(peer, message.request, self._join_value(message, joining))
+                self._answer_later(
+                    peer, message.request, self._join_value(message, joining), generation
+                )
         elif isinstance(message, Leave):
             self._home_leave(message.room, message.conn_id)
         elif isinstance(message, EmitTo):
             member = self._local.get(message.conn_id)
             delivered = member is not None and _deliver(member, message.frame)
             if message.request:
-                self.links.send(peer, Reply(message.request, delivered))
+                self.links.send_to_instance(peer, generation, Reply(message.request, delivered))
         elif isinstance(message, MembersRequest):
             if self.bridge is None:
                 entries = self._home_members(message.room)
                 listed = [(conn_id, shard, info, "") for conn_id, shard, info in entries]
-                self.links.send(peer, Reply(message.request, listed))
+                self.links.send_to_instance(peer, generation, Reply(message.request, listed))
             else:
-                self._answer_later(peer, message.request, self._listed_members(message.room))
+                self._answer_later(
+                    peer, message.request, self._listed_members(message.room), generation
+                )
         elif isinstance(message, ExistsRequest):
             if self.bridge is None:
-                self.links.send(peer, Reply(message.request, self._home_exists(message.room)))
+                self.links.send_to_instance(
+                    peer, generation, Reply(message.request, self._home_exists(message.room))
+                )
             else:
-                self._answer_later(peer, message.request, self._exists_at_home(message.room))
+                self._answer_later(
+                    peer, message.request, self._exists_at_home(message.room), generation
+                )
         elif isinstance(message, Rejoin):
             for room, conn_id, info in message.members:
                 if self.home_of(room) == self.shard:
@@ -714,14 +735,16 @@ class ClusterRoomStore(RoomStore):
             logger.warning("shard %s: unexpected %s from shard %s", self.shard, message.KIND, peer)
 
     def on_peer_up(self, peer: int, generation: int) -> None:
-        """A shard (re)appeared: give it our members of the rooms it is home to."""
+        """A shard (re)appeared, or our own successor linked to us: give it our members of
+        the rooms it is home to."""
         members = [
             (room, conn_id, self._info(conn_id))
             for room, conn_ids in self._local_rooms.items()
             if self.home_of(room) == peer
             for conn_id in conn_ids
         ]
-        if members:
+        if members or peer == self.shard:
+            # To our own successor even when empty: it waits for this before serving.
             self.links.send(peer, Rejoin(members))
 
     def on_peer_down(self, peer: int, generation: int) -> None:
@@ -736,8 +759,10 @@ class ClusterRoomStore(RoomStore):
                     self.bridge.leave(room, conn_id)
             if gone and not members:
                 self._home_emptied(room)
-        for request, (future, target, asked, _) in list(self._pending.items()):
-            if target == peer and asked in (generation, None) and not future.done():
+        if self.links.generation_of(peer) not in (None, generation):
+            return  # a draining predecessor exited: asks go to its successor, which is up
+        for request, (future, target, _) in list(self._pending.items()):
+            if target == peer and not future.done():
                 future.set_exception(
                     RoomUnavailableError(
                         "room service temporarily unavailable; retry", details={"retry": True}

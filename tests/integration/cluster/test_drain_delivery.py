@@ -68,9 +68,7 @@ async def join_all(members: list[Member], rooms: list[str]) -> None:
 def owed(member: Member, acked: list[tuple[float, tuple[str, str, int]]]) -> set[Any]:
     """The broadcasts acknowledged to a sender between the member's notice and its close."""
     assert member.notice_at is not None and member.closed_at is not None
-    return {
-        key for at, key in acked if member.notice_at <= at <= member.closed_at - IN_FLIGHT
-    }
+    return {key for at, key in acked if member.notice_at <= at <= member.closed_at - IN_FLIGHT}
 
 
 async def sender(
@@ -89,9 +87,7 @@ async def sender(
             try:
                 while not stop.is_set():
                     for room in rooms:
-                        await client.call(
-                            "say", {"room": room, "sender": name, "n": n}, timeout=10
-                        )
+                        await client.call("say", {"room": room, "sender": name, "n": n}, timeout=10)
                         acked.append((time.monotonic(), (room, name, n)))
                         n += 1
                     await asyncio.sleep(0.005)
@@ -99,43 +95,101 @@ async def sender(
                 await asyncio.sleep(0.02)
 
 
+async def open_on_instance(pool: Pool, shard_pid: int) -> Client:
+    """A connection served by the process ``shard_pid`` (one instance of a shard)."""
+    for _ in range(200):
+        client = await pool.open()
+        if await client.call("pid", timeout=10) == shard_pid:
+            return client
+        await pool.discard(client)
+    raise AssertionError(f"200 connections, none on pid {shard_pid}")
+
+
+def gap_free(member: Member, room: str, end: int) -> list[int]:
+    """The ``tick`` numbers ``member`` got in ``room``, asserted to run without a gap."""
+    ns = sorted(n for r, s, n in member.received() if r == room and s == "stream")
+    gaps = sorted(set(range(ns[0], ns[-1])) - set(ns)) if ns else []
+    assert not gaps, (
+        f"shard {member.client.greeting['shard']} missed ticks {gaps} of {room} "
+        f"(home {home_of(room, SHARDS)}), got {ns[0]}..{ns[-1]}"
+    )
+    assert not ns or ns[-1] < end
+    return ns
+
+
 async def test_a_sighup_reload_loses_no_broadcast_to_members_being_drained(
     start_cluster: StartCluster,
 ) -> None:
+    """Old and new instances of each shard serve side by side: the old one's members, told
+    to move, still get every broadcast (from old and new instances) until their close; the
+    new one's members get the broadcasts the old instances still send."""
     cluster = start_cluster("cluster_rooms_app:app", SHARDS, "--graceful-timeout", "10")
     old_pids = list(cluster.pids)
     rooms = rooms_homed_on_each_shard("reload-drain")
     acked: list[tuple[float, tuple[str, str, int]]] = []
     stop = asyncio.Event()
+    ticks = 100
     async with Pool(cluster.url(), token=True, users="member") as pool:
         placed = await pool.on_shards(range(SHARDS), per_shard=2)
         members = [Member(c) for clients in placed.values() for c in clients]
         await join_all(members, rooms)
-        # One member per shard runs a handler through the drain: its shard keeps every
-        # member open (and in its rooms) for that long after the notice.
-        for clients in placed.values():
-            await clients[0].emit("slow", {"seconds": 2.0}, ack="slow")
+        # Handlers running through the drain keep the old instances' members open (and in
+        # their rooms) after the notice: a stream of ticks on shard 0 (3 s), a sleep on 1.
+        await placed[0][0].emit(
+            "stream", {"rooms": rooms, "count": ticks, "interval": 0.03}, ack="stream"
+        )
+        await placed[1][0].emit("slow", {"seconds": 2.5}, ack="slow")
         watchers = [asyncio.create_task(m.watch()) for m in members]
         senders = [
             asyncio.create_task(sender(cluster, f"s{i}", rooms, acked, stop)) for i in range(2)
         ]
-        await asyncio.sleep(0.5)
-        cluster.send(signal.SIGHUP)
-        deadline = time.monotonic() + 40
-        while any(is_running(pid) for pid in old_pids):
-            assert time.monotonic() < deadline, "the old shards did not stop"
-            await asyncio.sleep(0.05)
-        await asyncio.gather(*watchers)
         await asyncio.sleep(0.3)
-        stop.set()
-        await asyncio.gather(*senders)
+        cluster.send(signal.SIGHUP)
+        # While the old shard 0 drains, a member and a sender on its successor.
+        new_0 = await cluster.wait_ready(0, old_pids, timeout=20)
+        async with Pool(cluster.url(), token=True, users="fresh") as fresh_pool:
+            fresh = Member(await open_on_instance(fresh_pool, new_0))
+            await join_all([fresh], rooms)
+            joined_at = time.monotonic()
+            fresh_watch = asyncio.create_task(fresh.watch())
+            on_new = await open_on_instance(fresh_pool, new_0)
+            n = 0
+            while is_running(old_pids[0]):
+                for room in rooms:
+                    await on_new.call("say", {"room": room, "sender": "new", "n": n})
+                    acked.append((time.monotonic(), (room, "new", n)))
+                    n += 1
+            deadline = time.monotonic() + 40
+            while any(is_running(pid) for pid in old_pids):
+                assert time.monotonic() < deadline, "the old shards did not stop"
+                await asyncio.sleep(0.05)
+            await asyncio.gather(*watchers)
+            await asyncio.sleep(0.3)
+            stop.set()
+            await asyncio.gather(*senders)
+            await fresh_pool.close_all()
+            await fresh_watch
     for member in members:
         assert member.notice_at is not None, "a member was closed without the notice"
         assert member.closed_at is not None and member.closed_at - member.notice_at > 0.5
         due = owed(member, acked)
-        assert len(due) > 20, f"too few broadcasts during the drain to tell: {len(due)}"
+        assert {key[1] for key in due} >= {"new"}, "no broadcast from a new instance to tell"
         missing = due - member.received()
-        assert not missing, f"{len(missing)} of {len(due)} lost: {sorted(missing)[:5]}"
+        assert not missing, (
+            f"shard {member.client.greeting['shard']}: {len(missing)} of {len(due)} lost: "
+            f"{sorted(missing)[:5]} (homes {[home_of(r, SHARDS) for r in rooms]})"
+        )
+        for room in rooms:
+            gap_free(member, room, ticks)
+    for room in rooms:  # shard 0's old instance held its members until the stream ended
+        for member in members[:2]:
+            assert gap_free(member, room, ticks)[-1] == ticks - 1
+        # the new instance's member got every tick sent after it joined
+        got = gap_free(fresh, room, ticks)
+        assert got and got[-1] == ticks - 1, got
+    due = {key for at, key in acked if joined_at + IN_FLIGHT <= at}
+    missing = due - fresh.received()
+    assert not missing, f"{len(missing)} of {len(due)} lost: {sorted(missing)[:5]}"
     assert "Traceback" not in cluster.stderr_text()
 
 
