@@ -177,6 +177,9 @@ class LinkManager:
         self.superseded = False
         # Set when our predecessor (if any) has handed us its members of our rooms.
         self.predecessor_ready = asyncio.Event()
+        # Our predecessors (by generation) still acting as the home of our rooms: until we
+        # are linked to every peer and hand over.
+        self._awaiting_handover: set[int] = set()
         self._links: set[PipeLink] = set()
         self._server: asyncio.AbstractServer | None = None
         self._connectors: set[asyncio.Task[None]] = set()
@@ -268,6 +271,8 @@ class LinkManager:
             if link.generation < self.generation:
                 if self.all_linked.is_set():
                     link.send(Handover(self.shard, self.generation))
+                else:
+                    self._awaiting_handover.add(link.generation)
             elif link.generation > self.generation and self._successor is None:
                 self._successor = link
                 self.handler.on_peer_up(peer, link.generation)
@@ -288,6 +293,13 @@ class LinkManager:
         for link in self._links:  # our predecessors: we are the home of our rooms now
             if link.peer == self.shard and link.generation < self.generation:
                 link.send(Handover(self.shard, self.generation))
+        self._awaiting_handover.clear()
+
+    @property
+    def home_of_own_rooms(self) -> bool:
+        """This instance acts as the home of its shard's rooms: it has not handed them over
+        to a successor, nor is a predecessor still acting as their home."""
+        return not self.superseded and not self._awaiting_handover
 
     def _goodbye(self, link: PipeLink) -> None:
         if not link.said_goodbye:
@@ -334,6 +346,8 @@ class LinkManager:
                 return
         if self._instances.get(instance) is link:
             del self._instances[instance]
+        if peer == self.shard:
+            self._awaiting_handover.discard(link.generation)
         if self._successor is link:
             self._successor = None  # it died: what it was home to is unreachable for now
         if self._current.get(peer) is link:

@@ -609,8 +609,10 @@ class ClusterRoomStore(RoomStore):
     # -- BridgeHandler: what other nodes send ----------------------------------------------------
 
     def on_room_message(self, room: RoomName, exclude: frozenset[str], frame: bytes) -> None:
-        if self.links.superseded:
-            return  # our successor fans it out, to our draining members too
+        if not self.links.home_of_own_rooms:
+            # One instance of this shard fans it out: the draining predecessor until the
+            # successor takes over, then the successor (to the predecessor's members too).
+            return
         self._fan_out(room, frame, sorted(exclude))
 
     def on_all_message(
