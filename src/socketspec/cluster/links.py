@@ -1,13 +1,17 @@
 """Links between shards: one Unix-socket connection per pair, carrying pipe frames.
 
-Owns the I/O around the pipe codec: listening on this shard's socket in the
-cluster's run directory, connecting to every peer (retrying while the cluster
-boots), the ``Hello`` exchange that names a link's shard and generation,
-coalescing writes (one ``write`` per peer per event-loop iteration), the bound
-on unsent bytes and its overflow policy, and noticing a peer's death (its link
-closes) or replacement (a newer generation says hello; the older one stays linked
-until it exits, for its draining connections). What the messages
-mean is the room store's business: it receives them through ``LinkHandler``.
+Owns the I/O around the pipe codec: listening on this instance's own socket in
+the cluster's run directory, connecting to every live instance of every peer
+(retrying while the cluster boots) and to this shard's draining predecessor,
+the ``Hello`` exchange that names a link's shard and generation, coalescing
+writes (one ``write`` per peer per event-loop iteration), the bound on unsent
+bytes and its overflow policy, and the life of peer instances: a peer's
+replacement says hello with a newer generation and takes over its traffic while
+the older instance stays linked until it exits (for its draining connections);
+an instance is down when it says ``Goodbye`` or its last link closes. Between
+two instances of this very shard: the successor's ``Handover`` (it is the home
+of the shard's rooms from then on). What the other messages mean is the room
+store's business: it receives them through ``LinkHandler``.
 
 Overflow policy: a peer whose unsent bytes pass ``LINK_HIGH_WATER`` is not
 keeping up; further messages to it are dropped and counted in

@@ -11,7 +11,12 @@ index of which local connections are in which room, and a connection's id
 names its shard, so a direct emit goes straight there.
 
 When a peer shard dies, its members are dropped from the rooms homed here at
-once, and asks pending on it fail. While a room's home is down, a broadcast
+once, and asks pending on it fail. A shard instance being replaced (a rolling
+restart) is not dead: homes fan out per instance (a member is recorded with its
+shard and generation), so its draining members get their rooms' messages until
+they are closed; it hands the rooms homed on its shard to its successor (its
+members of them, then it routes that home's traffic there once the successor
+hands over) and its members leave the rooms when it exits. While a room's home is down, a broadcast
 to it is sent by the sender to every live shard directly (counted in
 ``socketspec_broadcasts_total{path="degraded"}``) and joins to it fail visibly; when the home's
 replacement says hello, every shard sends it its own members of the rooms
