@@ -24,8 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from enum import Enum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from socketspec import metrics
 from socketspec.cluster.codec import (
@@ -39,6 +40,7 @@ from socketspec.cluster.codec import (
     Rejoin,
     encode,
 )
+from socketspec.errors import IllegalTransitionError
 from socketspec.metrics import TALLY
 
 logger = logging.getLogger("socketspec.cluster")
@@ -50,6 +52,44 @@ CONNECT_RETRY_INTERVAL = 0.05
 CONNECT_RETRY_WINDOW = 10.0
 PREDECESSOR_WAIT = 1.0
 GOODBYE_WAIT = 1.0
+
+
+class LinkPhase(Enum):
+    LIVE = "live"  # carries the traffic of its peer instance
+    LEAVING = "leaving"  # we exit: our Goodbye is sent; we still send until the link closes
+    RETIRED = "retired"  # its instance exits: it said Goodbye, we answered; we route nothing
+    CLOSED = "closed"
+
+
+LINK_PHASES: dict[LinkPhase, frozenset[LinkPhase]] = {
+    LinkPhase.LIVE: frozenset({LinkPhase.LEAVING, LinkPhase.RETIRED, LinkPhase.CLOSED}),
+    LinkPhase.LEAVING: frozenset({LinkPhase.CLOSED}),
+    LinkPhase.RETIRED: frozenset({LinkPhase.CLOSED}),
+    LinkPhase.CLOSED: frozenset(),
+}
+ROUTED = frozenset({LinkPhase.LIVE, LinkPhase.LEAVING})
+
+
+class OwnRooms(Enum):
+    """Which instance of this shard is the home of the shard's rooms, as this one sees it."""
+
+    HOME = "home"  # this one
+    PREDECESSOR = "predecessor"  # a predecessor still, until we are linked to every peer
+    HANDED_OVER = "handed_over"  # our successor: we drain
+
+
+OWN_ROOMS: dict[OwnRooms, frozenset[OwnRooms]] = {
+    OwnRooms.HOME: frozenset({OwnRooms.PREDECESSOR, OwnRooms.HANDED_OVER}),
+    OwnRooms.PREDECESSOR: frozenset({OwnRooms.HOME, OwnRooms.HANDED_OVER}),
+    OwnRooms.HANDED_OVER: frozenset(),
+}
+
+
+def _check(table: dict[Any, frozenset[Any]], what: str, current: Enum, target: Enum) -> None:
+    if target not in table[current]:
+        raise IllegalTransitionError(
+            f"{what} cannot move from state {current.value!r} to {target.value!r}"
+        )
 
 
 class LinkHandler(Protocol):
@@ -89,9 +129,8 @@ class PipeLink(asyncio.Protocol):
         self._outbox: list[bytes] = []
         self._flush_scheduled = False
         self.closed = asyncio.get_running_loop().create_future()
-        self.said_goodbye = False  # we sent Goodbye: we are exiting, or answered the peer's
-        self.retired = False  # the manager no longer sends on it (see LinkManager._retire)
-        # The peer's Goodbye came: nothing more comes in on this link.
+        self.phase = LinkPhase.LIVE
+        # Done when the peer's Goodbye came: nothing more comes in on this link.
         self.heard_goodbye = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -122,6 +161,13 @@ class PipeLink(asyncio.Protocol):
                 manager.handler.on_message(self.peer, self.generation, message)
                 if isinstance(message, Rejoin) and self.peer == manager.shard:
                     manager.predecessor_ready.set()  # it handed us our rooms' members
+
+    def move(self, phase: LinkPhase) -> LinkPhase:
+        """Enter ``phase``; returns the phase left."""
+        left = self.phase
+        _check(LINK_PHASES, f"link to shard {self.peer}", left, phase)
+        self.phase = phase
+        return left
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -178,12 +224,12 @@ class LinkManager:
         # A newer instance of this shard, once it linked to us: we are draining. Once it is
         # linked to every peer it hands over, and is the home of this shard's rooms.
         self._successor: PipeLink | None = None
-        self.superseded = False
+        self.own_rooms = OwnRooms.HOME
+        # Our predecessors (by generation) still the home of our rooms, while own_rooms is
+        # PREDECESSOR: until we are linked to every peer and hand over.
+        self._predecessors_home: set[int] = set()
         # Set when our predecessor (if any) has handed us its members of our rooms.
         self.predecessor_ready = asyncio.Event()
-        # Our predecessors (by generation) still acting as the home of our rooms: until we
-        # are linked to every peer and hand over.
-        self._awaiting_handover: set[int] = set()
         self._links: set[PipeLink] = set()
         self._server: asyncio.AbstractServer | None = None
         self._connectors: set[asyncio.Task[None]] = set()
@@ -249,7 +295,9 @@ class LinkManager:
         # Goodbye on every link, and wait (bounded) for every answer: what peers sent before
         # it is handled (fanned out) before the links close.
         for link in links:
-            self._goodbye(link)
+            if link.phase is LinkPhase.LIVE:
+                link.send(Goodbye(self.shard, self.generation))
+                link.move(LinkPhase.LEAVING)
         answers = [link.heard_goodbye for link in links if link.peer is not None]
         if answers:
             await asyncio.wait(answers, timeout=GOODBYE_WAIT)
@@ -275,8 +323,9 @@ class LinkManager:
             if link.generation < self.generation:
                 if self.all_linked.is_set():
                     link.send(Handover(self.shard, self.generation))
-                else:
-                    self._awaiting_handover.add(link.generation)
+                elif self.own_rooms is not OwnRooms.HANDED_OVER:
+                    self._predecessors_home.add(link.generation)
+                    self._move_own_rooms(OwnRooms.PREDECESSOR)
             elif link.generation > self.generation and self._successor is None:
                 self._successor = link
                 self.handler.on_peer_up(peer, link.generation)
@@ -297,18 +346,19 @@ class LinkManager:
         for link in self._links:  # our predecessors: we are the home of our rooms now
             if link.peer == self.shard and link.generation < self.generation:
                 link.send(Handover(self.shard, self.generation))
-        self._awaiting_handover.clear()
+        self._predecessors_home.clear()
+        if self.own_rooms is OwnRooms.PREDECESSOR:
+            self._move_own_rooms(OwnRooms.HOME)
+
+    def _move_own_rooms(self, target: OwnRooms) -> None:
+        if target is not self.own_rooms:
+            _check(OWN_ROOMS, "this shard's rooms", self.own_rooms, target)
+            self.own_rooms = target
 
     @property
-    def home_of_own_rooms(self) -> bool:
-        """This instance acts as the home of its shard's rooms: it has not handed them over
-        to a successor, nor is a predecessor still acting as their home."""
-        return not self.superseded and not self._awaiting_handover
-
-    def _goodbye(self, link: PipeLink) -> None:
-        if not link.said_goodbye:
-            link.send(Goodbye(self.shard, self.generation))
-            link.said_goodbye = True
+    def superseded(self) -> bool:
+        """Our successor is the home of this shard's rooms: their traffic goes to it."""
+        return self.own_rooms is OwnRooms.HANDED_OVER
 
     def said_goodbye(self, link: PipeLink) -> None:
         """The instance on ``link`` exits: it is down for us from now on, and our answer
@@ -317,30 +367,33 @@ class LinkManager:
         last broadcasts) is read until it closes the link."""
         if not link.heard_goodbye.done():
             link.heard_goodbye.set_result(None)
-        if not link.said_goodbye:
-            self._goodbye(link)
-            self._retire(link)
+        if link.phase is LinkPhase.LIVE:
+            link.send(Goodbye(self.shard, self.generation))
+            self._unroute(link, LinkPhase.RETIRED)
 
     def handed_over(self, link: PipeLink) -> None:
         """Our successor is linked to every peer: what this shard's home did goes to it."""
         if link is self._successor:
-            self.superseded = True
+            self._move_own_rooms(OwnRooms.HANDED_OVER)
 
     def unregister(self, link: PipeLink) -> None:
         self._links.discard(link)
-        self._retire(link)
+        self._unroute(link, LinkPhase.CLOSED)
 
-    def _retire(self, link: PipeLink) -> None:
-        """``link`` carries nothing more: another link to the same instance takes over, or
-        the instance is down for us (once, whether it said goodbye or its link closed)."""
-        peer = link.peer
-        if peer is None or link.retired:
+    def _unroute(self, link: PipeLink, phase: LinkPhase) -> None:
+        """``link`` enters ``phase`` and carries nothing more for us: another link to the
+        same instance takes over, or the instance is down for us (reported once, whether
+        it said goodbye or its link closed)."""
+        if link.phase is phase:
             return
-        link.retired = True
+        routed = link.move(phase) in ROUTED
+        peer = link.peer
+        if peer is None or not routed:
+            return
         instance = (peer, link.generation)
         # Another live link to the same instance can take over sending.
         for other in self._links:
-            if other.peer == peer and other.generation == link.generation and not other.retired:
+            if other.peer == peer and other.generation == link.generation and other.phase in ROUTED:
                 if self._instances.get(instance) is link:
                     self._instances[instance] = other
                 if self._current.get(peer) is link:
@@ -350,8 +403,10 @@ class LinkManager:
                 return
         if self._instances.get(instance) is link:
             del self._instances[instance]
-        if peer == self.shard:
-            self._awaiting_handover.discard(link.generation)
+        if peer == self.shard and link.generation in self._predecessors_home:
+            self._predecessors_home.discard(link.generation)
+            if not self._predecessors_home and self.own_rooms is OwnRooms.PREDECESSOR:
+                self._move_own_rooms(OwnRooms.HOME)
         if self._successor is link:
             self._successor = None  # it died: what it was home to is unreachable for now
         if self._current.get(peer) is link:

@@ -58,7 +58,7 @@ from socketspec.cluster.codec import (
     Rejoin,
     Reply,
 )
-from socketspec.cluster.links import LinkManager
+from socketspec.cluster.links import LinkManager, OwnRooms
 from socketspec.cluster.redis_bridge import RedisBridge, RemoteMember
 from socketspec.connection import Connection, Identity, SessionInfo, utcnow
 from socketspec.errors import ErrorCode, EventError
@@ -614,7 +614,7 @@ class ClusterRoomStore(RoomStore):
     # -- BridgeHandler: what other nodes send ----------------------------------------------------
 
     def on_room_message(self, room: RoomName, exclude: frozenset[str], frame: bytes) -> None:
-        if not self.links.home_of_own_rooms:
+        if self.links.own_rooms is not OwnRooms.HOME:
             # One instance of this shard fans it out: the draining predecessor until the
             # successor takes over, then the successor (to the predecessor's members too).
             return
