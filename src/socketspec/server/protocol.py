@@ -561,10 +561,12 @@ class WebSocketProtocol(asyncio.Protocol):
         # Twice: the kernel wakes a writer only once its unsent bytes are under half the limit.
         self._set_kernel_unsent_limit(2 * (KERNEL_UNSENT_LIMIT + rest))
         with contextlib.suppress(OSError):
-            # The send buffer too: the kernel's buffer accounting counts about twice the
-            # payload; SO_SNDBUF is doubled by the kernel and capped at net.core.wmem_max.
-            size = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, (size + 2 * rest) // 2 + 4096)
+            # The send buffer too, if it may be short (a slow link's is small): the kernel's
+            # accounting counts about twice the payload, and it doubles what SO_SNDBUF asks
+            # (capped at net.core.wmem_max).
+            needed = 2 * (KERNEL_UNSENT_LIMIT + rest) + 8192
+            if sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) < needed:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, needed // 2)
 
     async def close(self, code: int, reason: str) -> None:
         """The application closes the connection (Transport protocol)."""
@@ -591,8 +593,9 @@ class WebSocketProtocol(asyncio.Protocol):
             self._queue.push([close])
         self._enter(Phase.CLOSING)
         self._set_timer(self.ctx.config.close_timeout, self._abort)
-        if self._reading_paused or upgrading:
-            transport.resume_reading()  # to read the peer's close frame
+        if self._reading_paused or upgrading or self.ctx.app is None:
+            # To read the peer's close frame (echo mode may have paused for its replies).
+            transport.resume_reading()
             self._reading_paused = False
 
     # -- timers ----------------------------------------------------------------------------------
