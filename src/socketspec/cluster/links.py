@@ -71,16 +71,18 @@ ROUTED = frozenset({LinkPhase.LIVE, LinkPhase.LEAVING})
 
 
 class OwnRooms(Enum):
-    """Which instance of this shard is the home of the shard's rooms, as this one sees it."""
+    """Whether this instance is the home of its shard's rooms for the cluster."""
 
-    HOME = "home"  # this one
-    PREDECESSOR = "predecessor"  # a predecessor still, until we are linked to every peer
-    HANDED_OVER = "handed_over"  # our successor: we drain
+    # Linking: every instance we are linked to tells us its members of our rooms; a
+    # predecessor, if one serves, is still their home and peers still send to it.
+    STARTING = "starting"
+    HOME = "home"  # we said Handover to every instance: peers send our rooms' traffic to us
+    HANDED_OVER = "handed_over"  # our successor said Handover to us: we drain
 
 
 OWN_ROOMS: dict[OwnRooms, frozenset[OwnRooms]] = {
-    OwnRooms.HOME: frozenset({OwnRooms.PREDECESSOR, OwnRooms.HANDED_OVER}),
-    OwnRooms.PREDECESSOR: frozenset({OwnRooms.HOME, OwnRooms.HANDED_OVER}),
+    OwnRooms.STARTING: frozenset({OwnRooms.HOME, OwnRooms.HANDED_OVER}),
+    OwnRooms.HOME: frozenset({OwnRooms.HANDED_OVER}),
     OwnRooms.HANDED_OVER: frozenset(),
 }
 
@@ -136,6 +138,7 @@ class PipeLink(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         me = self.manager
+        me.unnamed.add(self)
         self.send(Hello(me.shard, me.generation))
 
     def data_received(self, data: bytes) -> None:
@@ -159,8 +162,8 @@ class PipeLink(asyncio.Protocol):
                 manager.said_goodbye(self)
             elif self.peer is not None:
                 manager.handler.on_message(self.peer, self.generation, message)
-                if isinstance(message, Rejoin) and self.peer == manager.shard:
-                    manager.predecessor_ready.set()  # it handed us our rooms' members
+                if isinstance(message, Rejoin):
+                    manager.rejoined(self)
 
     def move(self, phase: LinkPhase) -> LinkPhase:
         """Enter ``phase``; returns the phase left."""
@@ -224,10 +227,11 @@ class LinkManager:
         # A newer instance of this shard, once it linked to us: we are draining. Once it is
         # linked to every peer it hands over, and is the home of this shard's rooms.
         self._successor: PipeLink | None = None
-        self.own_rooms = OwnRooms.HOME
-        # Our predecessors (by generation) still the home of our rooms, while own_rooms is
-        # PREDECESSOR: until we are linked to every peer and hand over.
-        self._predecessors_home: set[int] = set()
+        self.own_rooms = OwnRooms.STARTING
+        # The instances that told us their members of our rooms (a Rejoin): we hand over
+        # once every instance we are linked to has, and we are linked to every peer.
+        self._rejoined: set[tuple[int, int]] = set()
+        self.unnamed: set[PipeLink] = set()  # connected links whose Hello has not come yet
         # Set when our predecessor (if any) has handed us its members of our rooms.
         self.predecessor_ready = asyncio.Event()
         self._links: set[PipeLink] = set()
@@ -260,7 +264,12 @@ class LinkManager:
             if peer != self.shard:
                 task = loop.create_task(self._connect(peer))
                 self._connectors.add(task)
-                task.add_done_callback(self._connectors.discard)
+                task.add_done_callback(self._connected)
+        self._maybe_hand_over()  # alone (one shard), or no peer up yet: nothing to wait for
+
+    def _connected(self, task: asyncio.Task[None]) -> None:
+        self._connectors.discard(task)
+        self._maybe_hand_over()
 
     async def _dial(self, path: Path) -> bool:
         with contextlib.suppress(OSError):
@@ -314,51 +323,69 @@ class LinkManager:
     def register(self, link: PipeLink) -> None:
         peer = link.peer
         assert peer is not None
+        self.unnamed.discard(link)
         self._links.add(link)
-        instance = (peer, link.generation)
-        self._instances.setdefault(instance, link)
+        generation = link.generation
+        self._instances.setdefault((peer, generation), link)
         if peer == self.shard:
-            # Another instance of this very shard: our successor (we drain, it is the home
-            # of our rooms now: they are handed over) or our predecessor (it drains).
-            if link.generation < self.generation:
-                if self.all_linked.is_set():
-                    link.send(Handover(self.shard, self.generation))
-                elif self.own_rooms is not OwnRooms.HANDED_OVER:
-                    self._predecessors_home.add(link.generation)
-                    self._move_own_rooms(OwnRooms.PREDECESSOR)
-            elif link.generation > self.generation and self._successor is None:
+            # Another instance of this very shard: our predecessor (it is home of our rooms
+            # until we hand over) or our successor (we tell it our members of our rooms).
+            if generation > self.generation and self._successor is None:
                 self._successor = link
-                self.handler.on_peer_up(peer, link.generation)
-            return
-        current = self._current.get(peer)
-        if current is not None and current.generation >= link.generation:
-            return  # a second link to the same instance: it still carries its messages in
-        self._current[peer] = link
-        # A newer instance of the peer said hello: its predecessor is draining. Its links
-        # stay up, so that its connections keep receiving their rooms' messages until
-        # their close frames are sent; it is down for us when its last link closes.
-        self.handler.on_peer_up(peer, link.generation)
-        if len(self._current) == self.shards - 1:
-            self._all_linked()
+                self.handler.on_peer_up(peer, generation)
+        else:
+            current = self._current.get(peer)
+            if current is None:
+                self._current[peer] = link
+            # Our members of the rooms it is (or will be) home to, to that very instance.
+            # A newer instance takes over the peer's traffic only when it hands over: until
+            # then its predecessor, which knows every member, stays the home.
+            if current is None or current.generation < generation:
+                self.handler.on_peer_up(peer, generation)
+            if len(self._current) == self.shards - 1:
+                self.all_linked.set()
+        self._maybe_hand_over()
 
-    def _all_linked(self) -> None:
-        self.all_linked.set()
-        for link in self._links:  # our predecessors: we are the home of our rooms now
-            if link.peer == self.shard and link.generation < self.generation:
-                link.send(Handover(self.shard, self.generation))
-        self._predecessors_home.clear()
-        if self.own_rooms is OwnRooms.PREDECESSOR:
-            self._move_own_rooms(OwnRooms.HOME)
+    def rejoined(self, link: PipeLink) -> None:
+        """The instance on ``link`` told us its members of our rooms."""
+        if link.peer is not None:
+            self._rejoined.add((link.peer, link.generation))
+            if link.peer == self.shard:
+                self.predecessor_ready.set()
+            self._maybe_hand_over()
+
+    def _maybe_hand_over(self) -> None:
+        """Linked to every peer and told by every instance we are linked to who its members
+        of our rooms are: we know them all, so we become their home for everyone."""
+        if self.own_rooms is not OwnRooms.STARTING or not self.all_linked.is_set():
+            return
+        if self._connectors or self.unnamed:  # instances still to hear from
+            return
+        if any(instance not in self._rejoined for instance in self._instances):
+            return
+        self._move_own_rooms(OwnRooms.HOME)
+        for link in self._instances.values():
+            link.send(Handover(self.shard, self.generation))
 
     def _move_own_rooms(self, target: OwnRooms) -> None:
-        if target is not self.own_rooms:
-            _check(OWN_ROOMS, "this shard's rooms", self.own_rooms, target)
-            self.own_rooms = target
+        _check(OWN_ROOMS, "this shard's rooms", self.own_rooms, target)
+        self.own_rooms = target
 
     @property
     def superseded(self) -> bool:
         """Our successor is the home of this shard's rooms: their traffic goes to it."""
         return self.own_rooms is OwnRooms.HANDED_OVER
+
+    @property
+    def home_of_own_rooms(self) -> bool:
+        """This instance acts as the home of its shard's rooms now: it has not handed them
+        over, and no predecessor still serves as their home."""
+        if self.own_rooms is OwnRooms.STARTING:
+            return not any(
+                shard == self.shard and generation < self.generation
+                for shard, generation in self._instances
+            )
+        return self.own_rooms is OwnRooms.HOME
 
     def said_goodbye(self, link: PipeLink) -> None:
         """The instance on ``link`` exits: it is down for us from now on, and our answer
@@ -372,11 +399,23 @@ class LinkManager:
             self._unroute(link, LinkPhase.RETIRED)
 
     def handed_over(self, link: PipeLink) -> None:
-        """Our successor is linked to every peer: what this shard's home did goes to it."""
-        if link is self._successor:
-            self._move_own_rooms(OwnRooms.HANDED_OVER)
+        """A newer instance of a shard knows every member of its rooms: it is their home
+        now. For this shard's own rooms (our successor), what our home did goes to it."""
+        peer = link.peer
+        if peer is None or link.phase not in ROUTED:
+            return
+        if peer == self.shard:
+            if link is self._successor and not self.superseded:
+                self._move_own_rooms(OwnRooms.HANDED_OVER)
+            return
+        current = self._current.get(peer)
+        if current is None or current.generation < link.generation:
+            self._current[peer] = link
+            # Joins since our first word to it went to its predecessor: all our members again.
+            self.handler.on_peer_up(peer, link.generation)
 
     def unregister(self, link: PipeLink) -> None:
+        self.unnamed.discard(link)
         self._links.discard(link)
         self._unroute(link, LinkPhase.CLOSED)
 
@@ -403,16 +442,23 @@ class LinkManager:
                 return
         if self._instances.get(instance) is link:
             del self._instances[instance]
-        if peer == self.shard and link.generation in self._predecessors_home:
-            self._predecessors_home.discard(link.generation)
-            if not self._predecessors_home and self.own_rooms is OwnRooms.PREDECESSOR:
-                self._move_own_rooms(OwnRooms.HOME)
+        self._rejoined.discard(instance)
         if self._successor is link:
             self._successor = None  # it died: what it was home to is unreachable for now
-        if self._current.get(peer) is link:
-            del self._current[peer]
-            self.all_linked.clear()
         self.handler.on_peer_down(peer, link.generation)
+        if self._current.get(peer) is link:
+            newest = max(
+                (other for (shard, _), other in self._instances.items() if shard == peer),
+                key=lambda other: other.generation,
+                default=None,
+            )
+            if newest is None:
+                del self._current[peer]
+                self.all_linked.clear()
+            else:  # its successor takes over its traffic
+                self._current[peer] = newest
+                self.handler.on_peer_up(peer, newest.generation)
+        self._maybe_hand_over()
 
     # -- sending ---------------------------------------------------------------------------------
 
@@ -454,6 +500,11 @@ class LinkManager:
             for (shard, generation), link in self._instances.items()
             if shard == peer and generation < current.generation
         ]
+
+    def instances_of(self, peer: int) -> list[PipeLink]:
+        """A link to every live instance of ``peer`` (for this shard's own index, the
+        other instances of it)."""
+        return [link for (shard, _), link in self._instances.items() if shard == peer]
 
     def instances(self) -> list[PipeLink]:
         """One link to every live instance of every peer, draining ones included."""

@@ -58,7 +58,7 @@ from socketspec.cluster.codec import (
     Rejoin,
     Reply,
 )
-from socketspec.cluster.links import LinkManager, OwnRooms
+from socketspec.cluster.links import LinkManager
 from socketspec.cluster.redis_bridge import RedisBridge, RemoteMember
 from socketspec.connection import Connection, Identity, SessionInfo, utcnow
 from socketspec.errors import ErrorCode, EventError
@@ -218,14 +218,21 @@ class ClusterRoomStore(RoomStore):
                 self._index_local(room, conn_id)
             return result
 
+        asked = self.links.generation_of(home)
+
         def joined(value: Any) -> None:
             # Runs as the reply is read, before any later Deliver on the same link.
             if value == JoinResult.FULL.value:
                 return
             if conn_id in self._local:
                 self._index_local(room, conn_id)
+                # Another instance of the home (taking over from the one that answered, or
+                # having taken over while the join was in flight) hears of the member too.
+                for link in self.links.instances_of(home):
+                    if link.generation != asked:
+                        link.send(Rejoin([(room, conn_id, info)]))
             else:  # it left while the join was in flight: no ghost member at the home
-                self.links.send(home, Leave(room, conn_id))
+                self._leave_at_home(room, conn_id)
 
         value = await self._ask(
             home, lambda request: JoinRequest(request, room, conn_id, max_members, info), joined
@@ -350,8 +357,10 @@ class ClusterRoomStore(RoomStore):
             self._home_leave(room, conn_id)
         else:
             # If the home is down this is lost, and rightly so: the rebuilt room will not
-            # hear of this member, since it is no longer in this shard's index.
-            self.links.send(home, Leave(room, conn_id))
+            # hear of this member, since it is no longer in this shard's index. Every live
+            # instance of the home hears it: one that is taking over may have it already.
+            for link in self.links.instances_of(home):
+                link.send(Leave(room, conn_id))
 
     def _deliver_local(self, room: RoomName, frame: bytes, exclude: Container[str]) -> int:
         members = self._local_rooms.get(room)
@@ -614,7 +623,7 @@ class ClusterRoomStore(RoomStore):
     # -- BridgeHandler: what other nodes send ----------------------------------------------------
 
     def on_room_message(self, room: RoomName, exclude: frozenset[str], frame: bytes) -> None:
-        if self.links.own_rooms is not OwnRooms.HOME:
+        if not self.links.home_of_own_rooms:
             # One instance of this shard fans it out: the draining predecessor until the
             # successor takes over, then the successor (to the predecessor's members too).
             return
@@ -684,7 +693,11 @@ class ClusterRoomStore(RoomStore):
             else:
                 self._deliver_local(message.room, message.frame, exclude)
         elif isinstance(message, Publish):
-            self._home_publish(message.room, message.frame, message.exclude)
+            if self.links.superseded and self.home_of(message.room) == self.shard:
+                # Sent before the peer heard of our successor's handover: it is the home.
+                self.links.send(self.shard, message)
+            else:
+                self._home_publish(message.room, message.frame, message.exclude)
         elif isinstance(message, Reply):
             pending = self._pending.pop(message.request, None)
             if pending is not None:
@@ -750,9 +763,8 @@ class ClusterRoomStore(RoomStore):
             if self.home_of(room) == peer
             for conn_id in conn_ids
         ]
-        if members or peer == self.shard:
-            # To our own successor even when empty: it waits for this before serving.
-            self.links.send(peer, Rejoin(members))
+        # Even when empty: it hands over (becomes the home) once every instance has told it.
+        self.links.send_to_instance(peer, generation, Rejoin(members))
 
     def on_peer_down(self, peer: int, generation: int) -> None:
         """A shard instance exited or died: its members leave the rooms homed here, its asks

@@ -73,8 +73,10 @@ async def test_an_instance_that_handed_its_rooms_over_never_takes_them_back(
     tmp_path: Path,
 ) -> None:
     manager = LinkManager(0, 2, 1, tmp_path, NoHandler())
-    assert manager.own_rooms is OwnRooms.HOME and not manager.superseded
+    assert manager.own_rooms is OwnRooms.STARTING and not manager.superseded
+    assert manager.home_of_own_rooms  # no predecessor serves: nobody else is their home
+    manager._move_own_rooms(OwnRooms.HOME)
     manager._move_own_rooms(OwnRooms.HANDED_OVER)
-    assert manager.superseded
+    assert manager.superseded and not manager.home_of_own_rooms
     with pytest.raises(IllegalTransitionError, match="'handed_over' to 'home'"):
         manager._move_own_rooms(OwnRooms.HOME)
