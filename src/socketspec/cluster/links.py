@@ -6,12 +6,12 @@ the cluster's run directory, connecting to every live instance of every peer
 the ``Hello`` exchange that names a link's shard and generation, coalescing
 writes (one ``write`` per peer per event-loop iteration), the bound on unsent
 bytes and its overflow policy, and the life of peer instances: a peer's
-replacement says hello with a newer generation and takes over its traffic while
-the older instance stays linked until it exits (for its draining connections);
-an instance is down when it says ``Goodbye`` or its last link closes. Between
-two instances of this very shard: the successor's ``Handover`` (it is the home
-of the shard's rooms from then on). What the other messages mean is the room
-store's business: it receives them through ``LinkHandler``.
+replacement says hello with a newer generation, and takes over the peer's
+traffic when it says ``Handover`` (it has heard from every live instance who
+its members are: ``Rejoin``); the older instance stays linked until it exits,
+for its draining connections. An instance is down when it says ``Goodbye`` or
+its last link closes. What the other messages mean is the room store's
+business: it receives them through ``LinkHandler``.
 
 Overflow policy: a peer whose unsent bytes pass ``LINK_HIGH_WATER`` is not
 keeping up; further messages to it are dropped and counted in

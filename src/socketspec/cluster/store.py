@@ -14,9 +14,9 @@ When a peer shard dies, its members are dropped from the rooms homed here at
 once, and asks pending on it fail. A shard instance being replaced (a rolling
 restart) is not dead: homes fan out per instance (a member is recorded with its
 shard and generation), so its draining members get their rooms' messages until
-they are closed; it hands the rooms homed on its shard to its successor (its
-members of them, then that home's traffic once the successor hands over) and
-its members leave the rooms when it exits. While a room's home is down, a
+they are closed; it stays the home of its shard's rooms until its successor,
+told by every instance who their members are, hands over, then forwards it
+what still arrives; its members leave the rooms when it exits. While a room's home is down, a
 broadcast to it is sent by the sender to every live shard directly (counted in
 ``socketspec_broadcasts_total{path="degraded"}``) and joins to it fail visibly; when the home's
 replacement says hello, every shard sends it its own members of the rooms
