@@ -70,3 +70,18 @@ def test_drop_throws_away_every_waiting_frame_and_says_how_much() -> None:
     assert len(queue) == 0 and queue.queued_bytes == 0
     assert queue.paused  # the transport is still paused: dropping does not change that
     assert queue.drop() == Dropped(frames=0, size=0)
+
+
+def test_the_queue_holds_the_very_frames_it_is_given() -> None:
+    """A broadcast is framed once per shard: every member's queue holds that one bytes
+    object, never a copy."""
+    frame = b"\x81\x05hello"
+    first, second = OutboundQueue(chunk=64), OutboundQueue(chunk=64)
+    first.pause()
+    second.pause()
+    first.push([frame])
+    second.push([frame])
+    first.resume()
+    second.resume()
+    assert first.take()[0] is frame
+    assert second.take()[0] is frame
