@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
@@ -232,6 +233,10 @@ class LinkManager:
         # once every instance we are linked to has, and we are linked to every peer.
         self._rejoined: set[tuple[int, int]] = set()
         self.unnamed: set[PipeLink] = set()  # connected links whose Hello has not come yet
+        # What must be done before we hand over (with Redis: subscribed to the channels of
+        # the rooms we are told of), and the task waiting for it.
+        self.before_handover: Callable[[], Awaitable[None]] | None = None
+        self._settling: asyncio.Task[None] | None = None
         # Set when our predecessor (if any) has handed us its members of our rooms.
         self.predecessor_ready = asyncio.Event()
         self._links: set[PipeLink] = set()
@@ -298,6 +303,8 @@ class LinkManager:
     async def close(self) -> None:
         for task in list(self._connectors):
             task.cancel()
+        if self._settling is not None:
+            self._settling.cancel()
         if self._server is not None:
             self._server.close()
         links = list(self._links)
@@ -354,16 +361,40 @@ class LinkManager:
                 self.predecessor_ready.set()
             self._maybe_hand_over()
 
-    def _maybe_hand_over(self) -> None:
+    def _ready_to_hand_over(self) -> bool:
         """Linked to every peer and told by every instance we are linked to who its members
-        of our rooms are: we know them all, so we become their home for everyone."""
-        if self.own_rooms is not OwnRooms.STARTING or not self.all_linked.is_set():
+        of our rooms are: we know them all."""
+        return (
+            self.own_rooms is OwnRooms.STARTING
+            and self.all_linked.is_set()
+            and not self._connectors  # instances still to dial
+            and not self.unnamed  # ... or to hear from
+            and all(instance in self._rejoined for instance in self._instances)
+        )
+
+    def _maybe_hand_over(self) -> None:
+        if not self._ready_to_hand_over():
             return
-        if self._connectors or self.unnamed:  # instances still to hear from
-            return
-        if any(instance not in self._rejoined for instance in self._instances):
-            return
+        if self.before_handover is None:
+            self._hand_over()
+        elif self._settling is None:
+            self._settling = asyncio.get_running_loop().create_task(self._hand_over_settled())
+
+    async def _hand_over_settled(self) -> None:
+        assert self.before_handover is not None
+        try:
+            await self.before_handover()
+        finally:
+            self._settling = None
+        if self._ready_to_hand_over():
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """We become the home of our rooms for everyone, at once."""
         self._move_own_rooms(OwnRooms.HOME)
+        logger.info(
+            "shard %s (generation %s) is the home of its rooms", self.shard, self.generation
+        )
         for link in self._instances.values():
             link.send(Handover(self.shard, self.generation))
 

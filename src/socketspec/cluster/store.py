@@ -106,6 +106,10 @@ class ClusterRoomStore(RoomStore):
         if redis_url is not None:
             self.bridge = RedisBridge(redis_url, node, shard, node_ttl, self)
         self.links = LinkManager(shard, shards, generation, run_dir, self)
+        if self.bridge is not None:
+            # Subscribed to the rooms we are told of before we are their home: the node's
+            # messages for them are fanned out by our predecessor until then, by us after.
+            self.links.before_handover = self.bridge.settled
         self.kick: Callable[[ConnectionId, str], Coroutine[Any, Any, None]] | None = None
         self._local: dict[ConnectionId, LocalMember] = {}
         self._local_rooms: dict[RoomName, dict[ConnectionId, None]] = {}

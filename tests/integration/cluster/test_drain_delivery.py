@@ -5,12 +5,15 @@ shards side by side) and through a SIGTERM drain (shards finishing at different 
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from clusterkit import ClusterProcess, Pool, StartCluster, is_running
+from clusterkit import ClusterProcess, Pool, RedisServer, StartCluster, is_running, start_nodes
 
 from socketspec.client import Client
 from socketspec.cluster.store import home_of
@@ -231,3 +234,96 @@ async def test_a_sigterm_drain_loses_no_broadcast_while_other_shards_finish_firs
             ns = sorted(n for r, _, n in member.received() if r == room)
             assert ns == list(range(len(ns))), (room, ns[:10])
     assert "Traceback" not in cluster.stderr_text()
+
+
+HANDOVER = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*shard \d+ \(generation \d+\) is the home"
+)
+# Redis pub/sub has no message ids: a message published at the instant a shard's new
+# instance takes over from its predecessor may be fanned out by both or by neither.
+HANDOVER_INSTANT = 0.25
+
+
+def handovers(stderr: str) -> list[float]:
+    """When each instance became the home of its rooms (time.monotonic() of this process)."""
+    offset = time.time() - time.monotonic()
+    return [
+        datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp() - offset
+        for m in (HANDOVER.match(line) for line in stderr.splitlines())
+        if m
+    ]
+
+
+async def test_a_sighup_reload_of_one_node_loses_and_doubles_no_broadcast_from_another(
+    tmp_path: Path,
+) -> None:
+    """Two nodes sharing a real Redis; node B reloads while a sender on node A broadcasts:
+    B's draining members get every broadcast owed to them, B's new instances' members every
+    broadcast after their join, each exactly once (one instance of a shard fans out the
+    node's share at a time), but at the instant of a handover."""
+    redis = RedisServer(tmp_path)
+    redis.start()
+    nodes = start_nodes(
+        2, "cluster_rooms_app:app", SHARDS, "--redis", redis.url, "--graceful-timeout", "10"
+    )
+    try:
+        node_a, node_b = nodes
+        old_pids = list(node_b.process.pids)
+        rooms = rooms_homed_on_each_shard("nodes-drain")
+        acked: list[tuple[float, tuple[str, str, int]]] = []
+        stop = asyncio.Event()
+        async with Pool(node_b.url(), token=True, users="member") as pool:
+            placed = await pool.on_shards(range(SHARDS), per_shard=2)
+            members = [Member(c) for clients in placed.values() for c in clients]
+            await join_all(members, rooms)
+            for clients in placed.values():  # keep the old instances draining a while
+                await clients[0].emit("slow", {"seconds": 2.0}, ack="slow")
+            watchers = [asyncio.create_task(m.watch()) for m in members]
+            sending = asyncio.create_task(sender(node_a.process, "a", rooms, acked, stop))
+            await asyncio.sleep(0.3)
+            node_b.process.send(signal.SIGHUP)
+            new_0 = await node_b.process.wait_ready(0, old_pids, timeout=20)
+            async with Pool(node_b.url(), token=True, users="fresh") as fresh_pool:
+                fresh = Member(await open_on_instance(fresh_pool, new_0))
+                await join_all([fresh], rooms)
+                joined_at = time.monotonic()
+                fresh_watch = asyncio.create_task(fresh.watch())
+                deadline = time.monotonic() + 40
+                while any(is_running(pid) for pid in old_pids):
+                    assert time.monotonic() < deadline, "the old shards did not stop"
+                    await asyncio.sleep(0.05)
+                await asyncio.gather(*watchers)
+                await asyncio.sleep(0.5)
+                stop.set()
+                await sending
+                await asyncio.sleep(0.5)  # the last broadcasts reach node B
+                await fresh_pool.close_all()
+                await fresh_watch
+        switched = handovers(node_b.process.stderr_text())
+        assert len(switched) >= 2 * SHARDS  # the first boot's instances, then the new ones
+        at = {key: when for when, key in acked}
+
+        def steady(key: tuple[str, str, int]) -> bool:
+            return all(abs(at[key] - when) > HANDOVER_INSTANT for when in switched)
+
+        acked = [(when, key) for when, key in acked if steady(key)]
+        for member in [*members, fresh]:
+            keys = [key for _, key in member.said if key in at and steady(key)]
+            assert len(keys) == len(set(keys)), "a broadcast arrived twice"
+        for member in members:
+            assert member.notice_at is not None and member.closed_at is not None
+            due = owed(member, acked)
+            assert len(due) > 20, f"too few broadcasts during the drain to tell: {len(due)}"
+            missing = due - member.received()
+            assert not missing, (
+                f"shard {member.client.greeting['shard']}: {len(missing)} of {len(due)} lost: "
+                f"{sorted(missing)[:5]} (homes {[home_of(r, SHARDS) for r in rooms]})"
+            )
+        due = {key for at, key in acked if joined_at + IN_FLIGHT <= at}
+        missing = due - fresh.received()
+        assert not missing, f"{len(missing)} of {len(due)} lost: {sorted(missing)[:5]}"
+        assert "Traceback" not in node_b.process.stderr_text()
+    finally:
+        for node in nodes:
+            node.kill()
+        redis.kill()
