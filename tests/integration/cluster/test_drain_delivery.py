@@ -1,6 +1,7 @@
 """A connection told ``__server_shutdown__`` keeps receiving its rooms' messages until its
 close frame is sent, over a real cluster: through a SIGHUP rolling restart (old and new
-shards side by side) and through a SIGTERM drain (shards finishing at different times)."""
+shards side by side, on one node and with a second node sharing rooms through Redis) and
+through a SIGTERM drain (shards finishing at different times)."""
 
 from __future__ import annotations
 
@@ -86,8 +87,8 @@ async def sender(
     n = 0
     while not stop.is_set():
         async with Pool(cluster.url(), token=True, users=name) as pool:
-            client = await pool.open()
             try:
+                client = await pool.open()
                 while not stop.is_set():
                     for room in rooms:
                         await client.call("say", {"room": room, "sender": name, "n": n}, timeout=10)
