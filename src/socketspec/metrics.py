@@ -46,6 +46,14 @@ slow_consumer_closes = Counter(
     PREFIX + "slow_consumer_closes_total",
     "Connections closed with 4008: their unsent bytes passed --max-outbound.",
 )
+outbound_dropped_frames = Counter(
+    PREFIX + "outbound_dropped_frames_total",
+    "Frames a slow consumer's queue held when it was dropped for its 4008 close.",
+)
+outbound_dropped_bytes = Counter(
+    PREFIX + "outbound_dropped_bytes_total",
+    "Bytes a slow consumer's queue held when it was dropped for its 4008 close.",
+)
 http_responses = Counter(
     PREFIX + "http_responses_total",
     "Plain HTTP answers (health, refusals), by status.",

@@ -129,6 +129,27 @@ class Rejoin(PipeMessage):
 
 
 @dataclass(frozen=True, slots=True)
+class Handover(PipeMessage):
+    """From a shard's new instance to its draining predecessor, once linked to every peer:
+    it is the home of the shard's rooms from now on (a rolling restart)."""
+
+    KIND = "handover"
+    shard: int
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class Goodbye(PipeMessage):
+    """An instance that exits says it first, and the peer answers with its own: after the
+    answer nothing more comes on the link, so every message already sent (a broadcast for
+    this home to fan out) was read and handled before the link closes."""
+
+    KIND = "goodbye"
+    shard: int
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
 class Ready(PipeMessage):
     """From a shard to the supervisor: listening and linked."""
 
@@ -167,6 +188,8 @@ MESSAGES: dict[str, type[PipeMessage]] = {
         MembersRequest,
         ExistsRequest,
         Rejoin,
+        Handover,
+        Goodbye,
         Ready,
         BootFailed,
         Alive,

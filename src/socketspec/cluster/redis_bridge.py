@@ -367,6 +367,7 @@ class RedisBridge:
         pubsub = self._pubsub
         assert pubsub is not None
         failed = asyncio.get_running_loop().create_task(self._failed.wait())
+        reading: asyncio.Future[Any] | None = None
         try:
             while True:
                 reading = asyncio.ensure_future(
@@ -387,6 +388,10 @@ class RedisBridge:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.0)
         finally:
             failed.cancel()
+            if reading is not None and not reading.done():
+                # Closing (this task is cancelled): the pending read must not outlive the
+                # bridge, nor its connection's end be logged as an unretrieved error.
+                reading.cancel()
 
     def _dispatch(self, channel: bytes, data: bytes) -> None:
         decoded = decode_message(data)
@@ -521,6 +526,20 @@ class RedisBridge:
             await self._listen_to(room)
 
         self._enqueue(run, want_result=False)
+
+    async def settled(self, timeout: float = 1.0) -> None:
+        """Every operation queued so far (subscriptions included) is done, or ``timeout``
+        has passed, or Redis is down."""
+        if not self.is_up:
+            return
+
+        async def nothing(client: aioredis.Redis) -> None:
+            return None
+
+        done = self._enqueue(nothing, want_result=True)
+        if done is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(done), timeout)
 
     async def _listen_to(self, room: RoomName) -> None:
         """Subscribe to ``room``'s channel if this node still has members there."""

@@ -7,6 +7,7 @@ Every handler answers with an ack, so a test can wait for it; the shard a handle
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from pydantic import BaseModel
@@ -64,6 +65,12 @@ def describe(conn: Connection) -> dict[str, Any]:
 @app.on("whoami")
 async def whoami(conn: Connection, payload: dict[str, Any]) -> dict[str, Any]:
     return {"shard": here(), **describe(conn)}
+
+
+@app.on("pid")
+async def pid(conn: Connection, payload: dict[str, Any]) -> int:
+    """The process serving this connection (tells a shard's instances apart)."""
+    return os.getpid()
 
 
 @app.on("join")
