@@ -103,6 +103,7 @@ class SocketApp:
         namespace: Namespace = "/",
         debug: bool = False,
         debug_url: str = "/socket-debug",
+        api_keys: Iterable[str] = (),
     ) -> None:
         if max_payload_size <= 0:
             raise ConfigurationError("max_payload_size must be positive")
@@ -124,6 +125,8 @@ class SocketApp:
         self.namespace = normalize_namespace(namespace)
         self.debug = debug
         self.debug_url = debug_url
+        # Keys of the HTTP publish API on socketspec-cluster (besides its --api-key flags).
+        self.api_keys = tuple(api_keys)
         # Read by socketspec-cluster, which gives its shards' room stores a bridge to Redis.
         self.redis: RedisBackend | None = None
         if backend == "memory":
