@@ -128,7 +128,7 @@ def key_matches(presented: str | None, keys: Sequence[str]) -> bool:
     matched = False
     for key in keys:
         matched |= hmac.compare_digest(candidate, key.encode())
-    return matched and presented is not None
+    return matched and bool(presented)
 
 
 # -- routing and parsing ---------------------------------------------------------------------------
