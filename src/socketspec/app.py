@@ -269,6 +269,7 @@ class SocketApp:
             auth=self.auth,
             max_payload_size=self.max_payload_size,
             debug=self.debug,
+            users=self.users,
         )
 
     def event_definitions(self) -> list[EventDefinition]:

@@ -79,3 +79,9 @@ class UserManager:
         user_id = conn.identity.user_id
         if user_id is not None:
             await self._rooms.store.join(user_room(str(user_id)), conn.id, 0)
+
+    async def reidentify(self, conn: Connection, previous: str | None) -> None:
+        """A refreshed token named another user: file the connection under the new id only."""
+        if previous is not None:
+            await self._rooms.store.leave(user_room(str(previous)), conn.id)
+        await self.attach(conn)

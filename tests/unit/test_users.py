@@ -98,3 +98,25 @@ async def test_disconnect_closes_every_connection_of_the_user() -> None:
         assert await app.users.disconnect("dana", "banned") == 2
         assert await app.users.connections("dana") == []
         assert [c.id for c in app.connections] == [keep.connection.id]
+
+
+async def test_a_refreshed_token_of_another_user_moves_the_address() -> None:
+    class TokenAuth:
+        async def authenticate(
+            self, headers: Mapping[str, str], query_params: Mapping[str, str]
+        ) -> Identity:
+            token = query_params.get("token") or headers.get("authorization", "")[7:]
+            return Identity(user_id=token or None, authenticated=bool(token))
+
+    app = SocketApp(auth=TokenAuth())
+
+    @app.on("noop")
+    async def noop(conn: Connection) -> None:
+        return None
+
+    async with TestClient(app) as client:
+        conn = await client.connect(auth_token="dana")
+        assert [c.id for c in await app.users.connections("dana")] == [conn.id]
+        await conn.call("__refresh_auth__", {"token": "eli"})
+        assert await app.users.connections("dana") == []
+        assert [c.id for c in await app.users.connections("eli")] == [conn.id]
