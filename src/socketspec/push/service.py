@@ -212,7 +212,8 @@ class ApiRequest(asyncio.Protocol):
         metrics.http_responses.labels(status=str(status)).inc()
         if self.transport.is_closing():
             return
-        self.transport.write(
-            http.response(status, orjson.dumps(document), b"application/json", extra)
-        )
+        response = http.response(status, orjson.dumps(document), b"application/json", extra)
+        if self.head.method == "HEAD":  # the head alone, with the length of the body
+            response = response[: response.index(b"\r\n\r\n") + 4]
+        self.transport.write(response)
         self.transport.close()
