@@ -54,7 +54,6 @@ if TYPE_CHECKING:
 # every node delivers them.
 EMITTER_NODE = "emitter"
 DEFAULT_TIMEOUT = 5.0
-PREFIX = "socketspec:"
 
 
 class EmitterError(SocketSpecError):
@@ -92,6 +91,10 @@ class _Plan:
         scheme = parts.scheme.lower()
         if scheme in ("redis", "rediss", "unix"):
             self.redis = True
+            # The bridge's own names and format (it imports the redis extra, needed here).
+            from socketspec.cluster import redis_bridge
+
+            self.bridge: Any = redis_bridge
         elif scheme in ("http", "https", "ws", "wss"):
             self.redis = False
             if not api_key:
@@ -118,13 +121,13 @@ class _Plan:
         self, room: RoomName, exclude: Iterable[str], frame: bytes
     ) -> tuple[str, bytes]:
         header = {"k": "room", "n": EMITTER_NODE, "t": time.time(), "r": room, "x": list(exclude)}
-        return f"{PREFIX}room:{room}", _bridge_message(header, frame)
+        return self.bridge.RedisBridge.room_channel(room), self.bridge.encode_message(header, frame)
 
     def all_message(
         self, exclude: Iterable[str], namespace: str | None, frame: bytes
     ) -> tuple[str, bytes]:
         header = {"k": "all", "n": EMITTER_NODE, "x": list(exclude), "ns": namespace}
-        return f"{PREFIX}all", _bridge_message(header, frame)
+        return self.bridge.RedisBridge.ALL_CHANNEL, self.bridge.encode_message(header, frame)
 
     def direct_message(
         self, conn_id: ConnectionId, frame: bytes | None, reason: str = ""
@@ -137,7 +140,31 @@ class _Plan:
             header: dict[str, Any] = {"k": "kick", "c": conn_id, "reason": reason}
         else:
             header = {"k": "emit", "c": conn_id}
-        return f"{PREFIX}shard:{node}:{shard}", _bridge_message(header, frame or b"")
+        channel = self.bridge.RedisBridge.direct_channel(node, shard)
+        return channel, self.bridge.encode_message(header, frame or b"")
+
+    def members_call(self, room: RoomName) -> Any:
+        """The call listing ``room``'s live members, as the bridge itself lists them."""
+        key = self.bridge.RedisBridge.members_key(room)
+        node_prefix = f"{self.bridge.PREFIX}node:"
+        return lambda client: client.eval(self.bridge.MEMBERS_SCRIPT, 1, key, node_prefix)
+
+    def parse_members(self, flat: list[bytes]) -> list[dict[str, Any]]:
+        out = []
+        for conn_id, value in zip(flat[::2], flat[1::2], strict=True):
+            member = self.bridge.parse_member(conn_id, value)
+            if member is not None:
+                info = member.info
+                out.append(
+                    {
+                        "id": member.conn_id,
+                        "user_id": info.get("user_id"),
+                        "namespace": info.get("namespace") or "/",
+                        "shard": member.shard,
+                        "node": member.node,
+                    }
+                )
+        return out
 
     # HTTP: (method, path, body) of the publish API.
 
@@ -168,10 +195,6 @@ class _Plan:
         }
 
 
-def _bridge_message(header: dict[str, Any], frame: bytes) -> bytes:
-    return orjson.dumps(header) + b"\n" + frame
-
-
 def _jsonable(value: Any) -> Any:
     return envelope.to_jsonable(value) if not isinstance(value, set | frozenset) else list(value)
 
@@ -186,28 +209,6 @@ def _answer(status: int, body: bytes) -> Any:
     reason = document.get("reason", "") if isinstance(document, dict) else ""
     error = EmitterUnavailableError if status == 503 else EmitterError
     raise error(f"the publish API answered {status}: {reason}", status, document)
-
-
-def _member(conn_id: bytes, value: bytes) -> dict[str, Any] | None:
-    from socketspec.cluster.redis_bridge import parse_member
-
-    member = parse_member(conn_id, value)
-    if member is None:
-        return None
-    info = member.info
-    return {
-        "id": member.conn_id,
-        "user_id": info.get("user_id"),
-        "namespace": info.get("namespace") or "/",
-        "shard": member.shard,
-        "node": member.node,
-    }
-
-
-def _members_script() -> str:
-    from socketspec.cluster.redis_bridge import _MEMBERS
-
-    return _MEMBERS
 
 
 # -- async -----------------------------------------------------------------------------------------
@@ -335,13 +336,7 @@ class Emitter:
         if not self._plan.redis:
             answer = await self._request("GET", f"/api/rooms/{quote(room, safe='')}/members", b"")
             return list(answer["members"])
-        flat = await self._redis_call(
-            lambda client: client.eval(
-                _members_script(), 1, f"{PREFIX}members:{room}", f"{PREFIX}node:"
-            )
-        )
-        pairs = zip(flat[::2], flat[1::2], strict=True)
-        return [m for m in (_member(c, v) for c, v in pairs) if m is not None]
+        return self._plan.parse_members(await self._redis_call(self._plan.members_call(room)))
 
     # -- transports ----------------------------------------------------------------------------
 
@@ -523,13 +518,7 @@ class SyncEmitter:
         if not self._plan.redis:
             answer = self._request("GET", f"/api/rooms/{quote(room, safe='')}/members", b"")
             return list(answer["members"])
-        flat = self._redis_call(
-            lambda client: client.eval(
-                _members_script(), 1, f"{PREFIX}members:{room}", f"{PREFIX}node:"
-            )
-        )
-        pairs = zip(flat[::2], flat[1::2], strict=True)
-        return [m for m in (_member(c, v) for c, v in pairs) if m is not None]
+        return self._plan.parse_members(self._redis_call(self._plan.members_call(room)))
 
     def _publish(self, channel: str, data: bytes) -> int:
         return int(self._redis_call(lambda client: client.publish(channel, data)))
