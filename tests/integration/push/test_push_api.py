@@ -204,6 +204,34 @@ async def test_refusals(cluster: ClusterProcess) -> None:
         assert sync_emitter.broadcast("r", "e", {"small": 1}) == 0
 
 
+async def raw_exchange(port: int, head: bytes) -> bytes:
+    """Send a request head alone (no body) and read the answer until the server closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+
+
+async def test_body_limits_answer_before_the_body(cluster: ClusterProcess) -> None:
+    auth = f"Authorization: Bearer {KEY}\r\n".encode()
+    huge = await raw_exchange(
+        cluster.port,
+        b"POST /api/publish HTTP/1.1\r\nHost: x\r\n" + auth + b"Content-Length: 999999999\r\n\r\n",
+    )
+    assert huge.startswith(b"HTTP/1.1 413 "), huge
+    unsized = await raw_exchange(
+        cluster.port, b"POST /api/publish HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n"
+    )
+    assert unsized.startswith(b"HTTP/1.1 411 "), unsized
+    anonymous = await raw_exchange(
+        cluster.port, b"POST /api/publish HTTP/1.1\r\nHost: x\r\nContent-Length: 999\r\n\r\n"
+    )
+    assert anonymous.startswith(b"HTTP/1.1 401 ") and b"www-authenticate: Bearer" in anonymous
+
+
 async def test_api_is_off_without_a_key() -> None:
     cluster = launch()
     try:
