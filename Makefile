@@ -44,7 +44,7 @@ system-deps:
 
 # The Autobahn suite (kosoku) against the echo server; writes docs/conformance.md.
 .PHONY: conformance bench bench-smoke bench-peers bench-metrics bench-broadcast bench-breakdown \
-	bench-nodes
+	bench-nodes bench-emitter
 conformance: $(STAMP)
 	$(BIN)/python bench/conformance.py
 
@@ -91,6 +91,13 @@ bench-broadcast: $(STAMP)
 # Options: make bench-nodes NODES_ARGS="--runs 1 --members 500".
 bench-nodes: $(STAMP)
 	$(BIN)/python bench/nodes.py $(NODES_ARGS)
+
+# A worker with only Redis pushing into a 1,000-member room: socketspec.Emitter beside
+# python-socketio's write-only AsyncRedisManager, in one run (needs redis-server). Writes
+# bench/results/emitter-<date>.json and .md and bench/results/emitter-latest.md.
+# Options: make bench-emitter EMITTER_ARGS="--runs 3 --messages 5000".
+bench-emitter: $(STAMP)
+	cd bench && ../$(BIN)/python emitter.py $(EMITTER_ARGS)
 
 # The fault campaign against a 2-shard cluster (kill -9 under broadcast load, a replacement
 # shard killed while it boots, SIGHUP reloads under connection churn, a stalled reader): lost,

@@ -27,6 +27,7 @@ from socketspec.errors import (
     RoomPermissionError,
     SocketSpecError,
 )
+from socketspec.push.emitter import Emitter, EmitterError, EmitterUnavailableError, SyncEmitter
 from socketspec.registry import Broadcasts, Emits, EventDefinition
 from socketspec.rooms import Room
 from socketspec.security.auth import APIKeyAuth, AuthBackend, JWTAuth
@@ -51,6 +52,9 @@ __all__ = [
     "Depends",
     "DuplicateEventError",
     "Emits",
+    "Emitter",
+    "EmitterError",
+    "EmitterUnavailableError",
     "ErrorCode",
     "EventDefinition",
     "EventError",
@@ -68,6 +72,7 @@ __all__ = [
     "SessionInfo",
     "SocketApp",
     "SocketSpecError",
+    "SyncEmitter",
     "TestClient",
     "TestConnection",
     "__version__",

@@ -31,6 +31,7 @@ from socketspec.errors import (
     ConfigurationError,
     ConnectionAuthError,
     ErrorCode,
+    EventError,
     OriginNotAllowedError,
     UnknownNamespaceError,
 )
@@ -52,6 +53,7 @@ from socketspec.security.ratelimit import RateLimit, TokenBucket
 from socketspec.session import SessionConfig
 from socketspec.state import ConnState
 from socketspec.types import ConnectionId, EventName, Namespace, RawSocket
+from socketspec.users import UserManager
 
 logger = logging.getLogger("socketspec")
 
@@ -101,6 +103,7 @@ class SocketApp:
         namespace: Namespace = "/",
         debug: bool = False,
         debug_url: str = "/socket-debug",
+        api_keys: Iterable[str] = (),
     ) -> None:
         if max_payload_size <= 0:
             raise ConfigurationError("max_payload_size must be positive")
@@ -122,6 +125,8 @@ class SocketApp:
         self.namespace = normalize_namespace(namespace)
         self.debug = debug
         self.debug_url = debug_url
+        # Keys of the HTTP publish API on socketspec-cluster (besides its --api-key flags).
+        self.api_keys = tuple(api_keys)
         # Read by socketspec-cluster, which gives its shards' room stores a bridge to Redis.
         self.redis: RedisBackend | None = None
         if backend == "memory":
@@ -145,6 +150,7 @@ class SocketApp:
         self.registry.add_namespace(self.namespace)
         self.hooks = Hooks()
         self.rooms = RoomManager(store, self.hooks)
+        self.users = UserManager(self.rooms)
         for room in rooms or ():
             self.rooms.add_room(room)
         self._middlewares: list[Middleware] = []
@@ -236,6 +242,7 @@ class SocketApp:
         self.rooms.include(other.rooms)
         # The other app's handlers reach rooms through ``other.rooms``: share ours.
         other.rooms = self.rooms
+        other.users = self.users
 
     def _ensure_not_started(self, what: str) -> None:
         if self._pipeline is not None:
@@ -262,6 +269,7 @@ class SocketApp:
             auth=self.auth,
             max_payload_size=self.max_payload_size,
             debug=self.debug,
+            users=self.users,
         )
 
     def event_definitions(self) -> list[EventDefinition]:
@@ -344,6 +352,10 @@ class SocketApp:
         conn._disconnect_fn = lambda reason: self.close_connection(conn, CloseCode.NORMAL, reason)
         self._runtimes[conn.id] = rt
         await self.rooms.store.attach(rt)
+        try:
+            await self.users.attach(conn)
+        except EventError:  # the user's home shard is down: served, but not by user id
+            logger.warning("conn %s: not addressable by user id (rooms unavailable)", conn.id)
         rt.machine.move(ConnState.OPEN)
         rt.deliver(
             envelope.encode(

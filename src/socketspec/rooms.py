@@ -29,6 +29,7 @@ from socketspec.errors import (
 )
 from socketspec.metrics import TALLY
 from socketspec.types import ConnectionId, EventName, Namespace, PayloadDict, RoomName
+from socketspec.users import is_user_room
 
 if TYPE_CHECKING:
     from socketspec.hooks import Hooks
@@ -176,6 +177,10 @@ class RoomManager:
         """Admit ``conn`` to ``room`` after its guards; raises RoomPermissionError/RoomFullError."""
         if room == conn.id or room in conn.rooms:
             return
+        if is_user_room(room):
+            raise RoomPermissionError(
+                f"room {room!r} is reserved for socket.users", details={"room": room}
+            )
         await self.check_guards(conn, room)
         config = self.config_for(room)
         result = await self._store.join(room, conn.id, config.max_members)
@@ -202,6 +207,8 @@ class RoomManager:
         """A connection is going away: drop it everywhere and run the leave hooks per room."""
         rooms = await self._store.detach(conn.id)
         for room in rooms:
+            if is_user_room(room):
+                continue  # socket.users' own room: no room hooks, no room metrics
             conn.rooms.discard(room)
             TALLY.add(metrics.room_leaves)
             await self._hooks.run("on_room_leave", conn, room)

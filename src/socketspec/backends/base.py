@@ -81,6 +81,14 @@ class RoomStore(ABC):
         """Deliver ``frame`` to one connection wherever it is; False when it is not live."""
         return await self.publish(conn_id, frame) > 0
 
+    async def disconnect(self, conn_id: ConnectionId, reason: str) -> bool:
+        """Close one connection wherever it is; False when it is not known here."""
+        for conn in self.local_connections():
+            if conn.id == conn_id:
+                await conn.disconnect(reason)
+                return True
+        return False
+
     @abstractmethod
     async def publish_all(
         self,

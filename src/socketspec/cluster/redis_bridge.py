@@ -103,6 +103,7 @@ return 'joined'
 
 # KEYS[1] the room's hash; ARGV[1] the node key prefix.
 _MEMBERS = _LIVE_ENTRIES + "return live_entries(KEYS[1], ARGV[1])\n"
+MEMBERS_SCRIPT = _MEMBERS  # also run by socketspec.Emitter, which lists members from Redis
 
 
 class BridgeState(Enum):

@@ -346,6 +346,20 @@ class ClusterRoomStore(RoomStore):
         except RoomUnavailableError:
             return False
 
+    async def disconnect(self, conn_id: ConnectionId, reason: str) -> bool:
+        """Close one connection on any shard or node: handed to its shard counts as done."""
+        member = self._local.get(conn_id)
+        if member is not None:
+            await member.conn.disconnect(reason)
+            return True
+        owner = self.owner_of(conn_id)
+        if owner is not None and owner != self.shard:
+            return self.links.send(owner, Kick(conn_id, reason))
+        remote = self._remote(conn_id)
+        if remote is not None and self.bridge is not None:
+            return self.bridge.kick(remote[0], remote[1], conn_id, reason)
+        return False
+
     async def publish_all(
         self,
         frame: bytes,

@@ -24,6 +24,7 @@ from socketspec.cluster.watch import SourceWatcher, source_roots
 from socketspec.cluster.worker import REPORT_INTERVAL
 from socketspec.errors import ConfigurationError
 from socketspec.loader import AppLoadError, load_app
+from socketspec.push.api import parse_keys
 from socketspec.server.config import ServerConfig
 
 ENV_PREFIX = "SOCKETSPEC_"
@@ -297,6 +298,17 @@ def build_parser() -> OneLineParser:
         "default: open)",
     )
     parser.add_argument(
+        "--api-key",
+        dest="api_keys",
+        metavar="KEY",
+        action="append",
+        type=api_key,
+        default=None,
+        help="serve the HTTP publish API (/api/...) to requests presenting this key, as "
+        "'Authorization: Bearer KEY' or 'X-API-Key: KEY'; repeat it or give a comma list "
+        "(env SOCKETSPEC_API_KEY; default: no API)",
+    )
+    parser.add_argument(
         "--shard-timeout",
         metavar="SECONDS",
         type=shard_timeout,
@@ -326,6 +338,13 @@ def metrics_token(text: str) -> str:
     if not token:
         raise argparse.ArgumentTypeError("--metrics-token must not be empty")
     return token
+
+
+def api_key(text: str) -> str:
+    keys = parse_keys([text])
+    if not keys:
+        raise argparse.ArgumentTypeError("--api-key must not be empty")
+    return ",".join(keys)
 
 
 def shard_timeout(text: str) -> float:
@@ -369,6 +388,9 @@ def config_from(args: argparse.Namespace, app: SocketApp | None = None) -> Serve
         log_json=args.log_json,
         serve_metrics=not args.no_metrics,
         metrics_token=args.metrics_token,
+        api_keys=parse_keys(
+            getattr(args, "api_keys", None) or [os.environ.get("SOCKETSPEC_API_KEY", "")]
+        ),
     )
 
 

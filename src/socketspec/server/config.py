@@ -39,3 +39,4 @@ class ServerConfig:
     node_id: str = ""  # 8 hex characters, drawn by the supervisor when Redis is used
     serve_metrics: bool = False  # GET /metrics on this port: the sum over the cluster's shards
     metrics_token: str | None = None  # when set, /metrics wants it (Bearer or ?token=)
+    api_keys: tuple[str, ...] = ()  # the HTTP publish API (/api/...) is served when set

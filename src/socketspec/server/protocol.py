@@ -37,6 +37,8 @@ from socketspec import metrics
 from socketspec.connection import Connection
 from socketspec.errors import CloseCode, ConnectionAuthError, ConnectRejected
 from socketspec.metrics import TALLY
+from socketspec.push.api import is_api_path
+from socketspec.push.service import ApiRequest
 from socketspec.server import caps, frames, http
 from socketspec.server.codec import (
     OVERSIZE,
@@ -222,8 +224,20 @@ class WebSocketProtocol(asyncio.Protocol):
         if self.phase is not Phase.CLOSED:
             self._enter(Phase.CLOSED)
 
+    def _hand_over_to_api(self, head: http.RequestHead) -> None:
+        """The publish API reads the body and answers from here on (``push.service``)."""
+        transport = self._transport
+        assert transport is not None and self.ctx.api is not None
+        self._cancel_timer()
+        self._enter(Phase.CLOSED)
+        self.ctx.forget(self)
+        ApiRequest(self.ctx.api, head, transport, self.ctx.spawn).start()
+
     def _on_request(self, head: http.RequestHead) -> None:
         ctx = self.ctx
+        if ctx.api is not None and is_api_path(head.path):
+            self._hand_over_to_api(head)
+            return
         if not head.is_websocket_upgrade:
             self._reply(ctx.http_response(head))
             return

@@ -25,6 +25,8 @@ from socketspec.app import SocketApp
 from socketspec.cluster import metrics_http
 from socketspec.docs.routes import docs_response, is_docs_path
 from socketspec.metrics import TALLY
+from socketspec.push.api import parse_keys
+from socketspec.push.service import PushService
 from socketspec.server import http
 from socketspec.server.caps import ConnectionCaps
 from socketspec.server.config import ServerConfig
@@ -61,6 +63,11 @@ class ShardContext:
         self._path = config.path.rstrip("/") or "/"
         # In a cluster: which shards this one can reach (set by the worker).
         self.peers: Callable[[], dict[int, bool]] | None = None
+        # The HTTP publish API (/api/...), served only when an API key is configured.
+        self.api: PushService | None = None
+        keys = parse_keys((*config.api_keys, *(app.api_keys if app is not None else ())))
+        if app is not None and keys:
+            self.api = PushService(app, keys, config.max_message_size)
 
     @property
     def app_required(self) -> SocketApp:

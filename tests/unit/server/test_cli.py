@@ -53,3 +53,15 @@ def test_defaults_and_values(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOCKETSPEC_RELOAD", "1")
     args = cli.build_parser().parse_args(["app:x"])
     assert args.shard_timeout == 4.0 and args.reload
+
+
+def test_api_keys_from_flags_and_the_environment(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SOCKETSPEC_API_KEY", raising=False)
+    args = cli.build_parser().parse_args(["app:x", "--api-key", "a,b", "--api-key", "c"])
+    assert cli.config_from(args).api_keys == ("a", "b", "c")
+    assert cli.config_from(cli.build_parser().parse_args(["app:x"])).api_keys == ()
+    monkeypatch.setenv("SOCKETSPEC_API_KEY", "env1, env2")
+    assert cli.config_from(cli.build_parser().parse_args(["app:x"])).api_keys == ("env1", "env2")
+    assert "--api-key" in refused(capsys, "nowhere:app", "--api-key", " , ")
