@@ -44,7 +44,7 @@ system-deps:
 
 # The Autobahn suite (kosoku) against the echo server; writes docs/conformance.md.
 .PHONY: conformance bench bench-smoke bench-peers bench-metrics bench-broadcast bench-breakdown \
-	bench-nodes
+	bench-nodes bench-emitter
 conformance: $(STAMP)
 	$(BIN)/python bench/conformance.py
 
@@ -96,6 +96,22 @@ bench-broadcast: $(STAMP)
 # Options: make bench-nodes NODES_ARGS="--runs 1 --members 500".
 bench-nodes: $(STAMP)
 	$(BIN)/python bench/nodes.py $(NODES_ARGS)
+
+# A worker with only Redis pushing into a 1,000-member room: socketspec.Emitter beside
+# python-socketio's write-only AsyncRedisManager, in one run (needs redis-server). Writes
+# bench/results/emitter-<date>.json and .md and bench/results/emitter-latest.md.
+# Options: make bench-emitter EMITTER_ARGS="--runs 3 --messages 5000".
+bench-emitter: $(STAMP)
+	cd bench && ../$(BIN)/python emitter.py $(EMITTER_ARGS)
+
+# The fault campaign against a 2-shard cluster (kill -9 under broadcast load, a replacement
+# shard killed while it boots, SIGHUP reloads under connection churn, a stalled reader): lost,
+# duplicated and reordered messages per class; about 3 minutes, not part of `make test`.
+# Writes bench/results/chaos-latest.md (the figures docs/reliability.md records).
+# Options: make chaos CHAOS_ARGS="--kills 2 --reloads 2".
+.PHONY: chaos
+chaos: $(STAMP)
+	$(BIN)/python bench/chaos.py --out bench/results/chaos-latest.md $(CHAOS_ARGS)
 
 # The chat example on a 2-shard cluster; `make demo` prints an in-process TestClient conversation.
 run: $(STAMP)

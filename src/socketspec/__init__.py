@@ -6,6 +6,8 @@ lives at its documented module path (``socketspec.app.SocketApp``,
 """
 
 from socketspec.app import SocketApp
+from socketspec.backends.base import BackendAdapter
+from socketspec.backends.memory import MemoryBackend
 from socketspec.backends.redis import RedisBackend
 from socketspec.connection import Connection, Identity, SessionInfo
 from socketspec.di import Depends
@@ -14,6 +16,8 @@ from socketspec.errors import (
     RESERVED_EVENTS,
     AuthenticationError,
     CloseCode,
+    ConfigurationError,
+    ConnectRejected,
     DuplicateEventError,
     ErrorCode,
     EventError,
@@ -21,12 +25,15 @@ from socketspec.errors import (
     RoomFullError,
     RoomNotFoundError,
     RoomPermissionError,
+    SocketSpecError,
 )
+from socketspec.push.emitter import Emitter, EmitterError, EmitterUnavailableError, SyncEmitter
 from socketspec.registry import Broadcasts, Emits, EventDefinition
 from socketspec.rooms import Room
 from socketspec.security.auth import APIKeyAuth, AuthBackend, JWTAuth
 from socketspec.security.ratelimit import RateLimit
 from socketspec.session import SessionConfig
+from socketspec.testing import TestClient, TestConnection
 
 __version__ = "0.1.0"
 
@@ -36,17 +43,24 @@ __all__ = [
     "APIKeyAuth",
     "AuthBackend",
     "AuthenticationError",
+    "BackendAdapter",
     "Broadcasts",
     "CloseCode",
+    "ConfigurationError",
+    "ConnectRejected",
     "Connection",
     "Depends",
     "DuplicateEventError",
     "Emits",
+    "Emitter",
+    "EmitterError",
+    "EmitterUnavailableError",
     "ErrorCode",
     "EventDefinition",
     "EventError",
     "Identity",
     "JWTAuth",
+    "MemoryBackend",
     "RateLimit",
     "RedisBackend",
     "ReservedEventNameError",
@@ -57,4 +71,9 @@ __all__ = [
     "SessionConfig",
     "SessionInfo",
     "SocketApp",
+    "SocketSpecError",
+    "SyncEmitter",
+    "TestClient",
+    "TestConnection",
+    "__version__",
 ]

@@ -31,6 +31,7 @@ from socketspec.errors import (
     ConfigurationError,
     ConnectionAuthError,
     ErrorCode,
+    EventError,
     OriginNotAllowedError,
     UnknownNamespaceError,
 )
@@ -52,6 +53,7 @@ from socketspec.security.ratelimit import RateLimit, TokenBucket
 from socketspec.session import SessionConfig
 from socketspec.state import ConnState
 from socketspec.types import ConnectionId, EventName, Namespace, RawSocket
+from socketspec.users import UserManager
 
 logger = logging.getLogger("socketspec")
 
@@ -80,6 +82,9 @@ class SocketApp:
         rooms: static rooms and room templates.
         namespace: the namespace this app's events belong to.
         debug: send handler exception text to clients (never in production).
+        debug_url: the reference's path for its debug log page. Accepted and kept (as
+            ``app.debug_url``) so reference code constructs unchanged; this project serves
+            no page there: what happens on a connection is in its logs and ``/metrics``.
     """
 
     def __init__(
@@ -97,9 +102,15 @@ class SocketApp:
         rooms: Iterable[Room] | None = None,
         namespace: Namespace = "/",
         debug: bool = False,
+        debug_url: str = "/socket-debug",
+        api_keys: Iterable[str] = (),
     ) -> None:
         if max_payload_size <= 0:
             raise ConfigurationError("max_payload_size must be positive")
+        if not debug_url.startswith("/"):
+            raise ConfigurationError(
+                f"debug_url must be a path starting with '/', got {debug_url!r}"
+            )
         if auth is not None and not callable(getattr(auth, "authenticate", None)):
             raise ConfigurationError("auth must have an authenticate(headers, query_params) method")
         self.docs = docs
@@ -113,6 +124,9 @@ class SocketApp:
         self.session = session if session is not None else SessionConfig()
         self.namespace = normalize_namespace(namespace)
         self.debug = debug
+        self.debug_url = debug_url
+        # Keys of the HTTP publish API on socketspec-cluster (besides its --api-key flags).
+        self.api_keys = tuple(api_keys)
         # Read by socketspec-cluster, which gives its shards' room stores a bridge to Redis.
         self.redis: RedisBackend | None = None
         if backend == "memory":
@@ -122,6 +136,12 @@ class SocketApp:
             store = MemoryRoomStore()
         elif isinstance(backend, RoomStore):
             store = backend
+        elif callable(getattr(backend, "add_to_room", None)):
+            raise ConfigurationError(
+                f"backend {type(backend).__name__} has the reference's key-value methods "
+                "(add_to_room, get_room_members, ...); socketspec needs a RoomStore "
+                "(socketspec.backends.base.BackendAdapter), 'memory' or a RedisBackend"
+            )
         else:
             raise ConfigurationError(
                 f"backend must be 'memory', a RoomStore or a RedisBackend, got {backend!r}"
@@ -130,6 +150,7 @@ class SocketApp:
         self.registry.add_namespace(self.namespace)
         self.hooks = Hooks()
         self.rooms = RoomManager(store, self.hooks)
+        self.users = UserManager(self.rooms)
         for room in rooms or ():
             self.rooms.add_room(room)
         self._middlewares: list[Middleware] = []
@@ -221,6 +242,7 @@ class SocketApp:
         self.rooms.include(other.rooms)
         # The other app's handlers reach rooms through ``other.rooms``: share ours.
         other.rooms = self.rooms
+        other.users = self.users
 
     def _ensure_not_started(self, what: str) -> None:
         if self._pipeline is not None:
@@ -247,6 +269,7 @@ class SocketApp:
             auth=self.auth,
             max_payload_size=self.max_payload_size,
             debug=self.debug,
+            users=self.users,
         )
 
     def event_definitions(self) -> list[EventDefinition]:
@@ -309,6 +332,9 @@ class SocketApp:
             try:
                 result = self.auth.authenticate(headers, query)
                 identity = await result if inspect.isawaitable(result) else result
+                if identity is None:
+                    # The reference's backends refuse by returning None.
+                    raise AuthenticationError("authentication failed")
                 if not isinstance(identity, Identity):
                     raise TypeError(
                         f"authenticate() returned {type(identity).__name__}, not Identity"
@@ -326,6 +352,10 @@ class SocketApp:
         conn._disconnect_fn = lambda reason: self.close_connection(conn, CloseCode.NORMAL, reason)
         self._runtimes[conn.id] = rt
         await self.rooms.store.attach(rt)
+        try:
+            await self.users.attach(conn)
+        except EventError:  # the user's home shard is down: served, but not by user id
+            logger.warning("conn %s: not addressable by user id (rooms unavailable)", conn.id)
         rt.machine.move(ConnState.OPEN)
         rt.deliver(
             envelope.encode(

@@ -150,8 +150,26 @@ class PayloadTooLargeError(EventError):
     code = ErrorCode.PAYLOAD_TOO_LARGE
 
 
-class ConnectRejected(SocketSpecError):
-    """A connection attempt was refused before it became a live connection."""
+class ConnectRejected(SocketSpecError, RuntimeError):
+    """A connection attempt was refused before it became a live connection.
+
+    ``code`` is the WebSocket close code the client sees and ``reason`` says why, so a
+    test can assert on either. It is also a ``RuntimeError``, which is what a refused
+    connect raised in the reference's TestClient.
+    """
+
+    default_code: int = CloseCode.PROTOCOL_ERROR
+
+    def __init__(self, message: str, close_code: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = message
+        self.code = self.default_code if close_code is None else close_code
+        # The ``__error__`` payload sent before the close, when there was one (AUTH_ERROR).
+        self.error: dict[str, Any] | None = None
+
+    @property
+    def close_code(self) -> int:
+        return self.code
 
 
 class OriginNotAllowedError(ConnectRejected):
@@ -165,9 +183,7 @@ class UnknownNamespaceError(ConnectRejected):
 class ConnectionAuthError(ConnectRejected):
     """Authentication failed during the connect; the connection was closed with 4001."""
 
-    def __init__(self, message: str, close_code: int = CloseCode.AUTH_FAILED) -> None:
-        super().__init__(message)
-        self.close_code = close_code
+    default_code = CloseCode.AUTH_FAILED
 
 
 class IllegalTransitionError(SocketSpecError):

@@ -46,10 +46,29 @@ slow_consumer_closes = Counter(
     PREFIX + "slow_consumer_closes_total",
     "Connections closed with 4008: their unsent bytes passed --max-outbound.",
 )
+outbound_dropped_frames = Counter(
+    PREFIX + "outbound_dropped_frames_total",
+    "Frames a slow consumer's queue held when it was dropped for its 4008 close.",
+)
+outbound_dropped_bytes = Counter(
+    PREFIX + "outbound_dropped_bytes_total",
+    "Bytes a slow consumer's queue held when it was dropped for its 4008 close.",
+)
 http_responses = Counter(
     PREFIX + "http_responses_total",
     "Plain HTTP answers (health, refusals), by status.",
     ["status"],
+)
+connections_refused = Counter(
+    PREFIX + "connections_refused_total",
+    "Upgrades answered 503 (the shard holds --max-connections) or 429 (the client's address "
+    "holds --max-per-ip), by reason.",
+    ["reason"],
+)
+handshake_timeouts = Counter(
+    PREFIX + "handshake_timeouts_total",
+    "Connections dropped because their HTTP upgrade was not complete within "
+    "--handshake-timeout.",
 )
 
 # -- events -------------------------------------------------------------------------------------
@@ -153,6 +172,14 @@ redis_up = Gauge(
 # too, but the largest live value says what is meant.
 shard_restarts = Counter(
     PREFIX + "shard_restarts_total", "Shards the supervisor replaced after they died."
+)
+shard_timeouts = Counter(
+    PREFIX + "shard_timeouts_total",
+    "Shards killed because they sent no liveness report for --shard-timeout.",
+)
+shard_boot_failures = Counter(
+    PREFIX + "shard_boot_failures_total",
+    "Replacement shards that exited or timed out before they were ready.",
 )
 shards_up = Gauge(PREFIX + "shards_up", "Shards serving.", multiprocess_mode="livemax")
 shards_configured = Gauge(

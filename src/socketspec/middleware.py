@@ -1,9 +1,18 @@
 """The middleware chain, compiled once at startup.
 
-Owns composing ``async def mw(conn, event, payload, next_handler)`` callables
+Owns composing ``async def mw(conn, event, payload, call_next)`` callables
 around the final dispatch step, first registered outermost (FIFO). A
-middleware that does not call ``next_handler`` stops the event there;
-whatever the chain returns is the handler's result (used for acks).
+middleware that does not call ``call_next`` stops the event there; whatever
+the chain returns is the handler's result (used for acks).
+
+``call_next`` takes either no arguments (the event goes on as it came, the
+reference's code and tests) or ``(conn, event, payload)`` (the event goes on
+as the middleware rewrote it, the reference's docs). Which form a middleware
+uses is only known when it calls, so each layer hands it one
+``functools.partial`` that takes both; what is decided when the chain is
+compiled is everything else: no middleware means the endpoint itself, and a
+plain ``async def`` middleware is awaited without asking whether its result is
+awaitable. Sync middleware (and callable objects) work too.
 """
 
 from __future__ import annotations
@@ -16,25 +25,81 @@ from typing import Any
 from socketspec.connection import Connection
 from socketspec.types import EventName, PayloadDict
 
+# What the chain and each layer's downstream are: called with the event, returns the result.
 NextHandler = Callable[[Connection, EventName, PayloadDict], Awaitable[Any]]
-Middleware = Callable[[Connection, EventName, PayloadDict, NextHandler], Awaitable[Any]]
+# What a middleware is given: ``call_next()`` or ``call_next(conn, event, payload)``.
+CallNext = Callable[..., Awaitable[Any]]
+Middleware = Callable[[Connection, EventName, PayloadDict, CallNext], Any]
 
 
-async def _layer(
+# Every layer (and the endpoint's wrapper) takes the event, then, optionally, the event as
+# the middleware above rewrote it: ``call_next`` is ``partial(downstream, conn, event,
+# payload)``, so ``call_next()`` passes the event on unchanged and ``call_next(c, e, p)``
+# arrives as ``rewritten``. One partial per layer and event, no extra frame per layer.
+
+
+def _call_next_misused(rewritten: tuple[Any, ...]) -> TypeError:
+    return TypeError(
+        f"call_next takes no arguments or (conn, event, payload), got {len(rewritten)}"
+    )
+
+
+async def _async_layer(
     middleware: Middleware,
-    next_handler: NextHandler,
+    downstream: CallNext,
     conn: Connection,
     event: EventName,
     payload: PayloadDict,
+    *rewritten: Any,
 ) -> Any:
-    result = middleware(conn, event, payload, next_handler)
+    if rewritten:
+        try:
+            conn, event, payload = rewritten
+        except ValueError:
+            raise _call_next_misused(rewritten) from None
+    return await middleware(conn, event, payload, partial(downstream, conn, event, payload))
+
+
+async def _any_layer(
+    middleware: Middleware,
+    downstream: CallNext,
+    conn: Connection,
+    event: EventName,
+    payload: PayloadDict,
+    *rewritten: Any,
+) -> Any:
+    # A plain function (or a callable object) that may or may not return an awaitable.
+    if rewritten:
+        try:
+            conn, event, payload = rewritten
+        except ValueError:
+            raise _call_next_misused(rewritten) from None
+    result = middleware(conn, event, payload, partial(downstream, conn, event, payload))
     if inspect.isawaitable(result):
         result = await result
     return result
 
 
+def _endpoint(
+    endpoint: NextHandler,
+    conn: Connection,
+    event: EventName,
+    payload: PayloadDict,
+    *rewritten: Any,
+) -> Awaitable[Any]:
+    if rewritten:
+        try:
+            conn, event, payload = rewritten
+        except ValueError:
+            raise _call_next_misused(rewritten) from None
+    return endpoint(conn, event, payload)
+
+
 def compile_chain(middlewares: list[Middleware], endpoint: NextHandler) -> NextHandler:
-    chain = endpoint
+    if not middlewares:
+        return endpoint
+    chain: CallNext = partial(_endpoint, endpoint)
     for middleware in reversed(middlewares):
-        chain = partial(_layer, middleware, chain)
+        layer = _async_layer if inspect.iscoroutinefunction(middleware) else _any_layer
+        chain = partial(layer, middleware, chain)
     return chain

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from socketspec.hooks import Hooks
     from socketspec.security.auth import AuthBackend
     from socketspec.types import AckId, EventName, PayloadDict
+    from socketspec.users import UserManager
 
 logger = logging.getLogger("socketspec.pipeline")
 
@@ -74,7 +75,9 @@ class EventPipeline:
         auth: AuthBackend | None,
         max_payload_size: int,
         debug: bool,
+        users: UserManager | None = None,
     ) -> None:
+        self.users = users  # a refreshed identity with another user id moves its address
         self.registry = registry
         self.hooks = hooks
         self.auth = auth
@@ -300,9 +303,12 @@ class EventPipeline:
             )
             return
         conn = rt.conn
+        previous_user = conn.identity.user_id
         conn.identity = identity
         conn.session.token_expires_at = identity.token_expires_at
         rt.token_refreshed()
+        if self.users is not None and identity.user_id != previous_user:
+            await self.users.reidentify(conn, previous_user)
         if ack is not None:
             expires = identity.token_expires_at
             rt.deliver(
@@ -334,4 +340,8 @@ async def authenticate_token(auth: AuthBackend, token: str) -> Any:
         result = direct(token)
     else:
         result = auth.authenticate({"authorization": f"Bearer {token}"}, {"token": token})
-    return await result if inspect.isawaitable(result) else result
+    identity = await result if inspect.isawaitable(result) else result
+    if identity is None:
+        # A backend in the reference's style refuses by returning None.
+        raise AuthenticationError("invalid token")
+    return identity

@@ -29,6 +29,7 @@ from socketspec.errors import (
 )
 from socketspec.metrics import TALLY
 from socketspec.types import ConnectionId, EventName, Namespace, PayloadDict, RoomName
+from socketspec.users import is_user_room
 
 if TYPE_CHECKING:
     from socketspec.hooks import Hooks
@@ -176,6 +177,10 @@ class RoomManager:
         """Admit ``conn`` to ``room`` after its guards; raises RoomPermissionError/RoomFullError."""
         if room == conn.id or room in conn.rooms:
             return
+        if is_user_room(room):
+            raise RoomPermissionError(
+                f"room {room!r} is reserved for socket.users", details={"room": room}
+            )
         await self.check_guards(conn, room)
         config = self.config_for(room)
         result = await self._store.join(room, conn.id, config.max_members)
@@ -202,6 +207,8 @@ class RoomManager:
         """A connection is going away: drop it everywhere and run the leave hooks per room."""
         rooms = await self._store.detach(conn.id)
         for room in rooms:
+            if is_user_room(room):
+                continue  # socket.users' own room: no room hooks, no room metrics
             conn.rooms.discard(room)
             TALLY.add(metrics.room_leaves)
             await self._hooks.run("on_room_leave", conn, room)
@@ -224,7 +231,13 @@ class RoomManager:
         exclude: Iterable[ConnectionId | Connection] | None = None,
         strict: bool = False,
     ) -> int:
-        """Send ``event`` to every member of ``room``; returns the deliveries made here.
+        """Send ``event`` to every member of ``room``; returns the number of members it was
+        fanned out to (the excluded ones not counted).
+
+        In one process that is exact; on one node of several shards it is exact too, counted
+        by the room's home shard (a sender on another shard waits for it); across nodes
+        (Redis) it is a lower bound: this node's members plus one per other node that
+        received it (docs/cluster.md, "What broadcast returns").
 
         The envelope is serialised once, whatever the number of members. With
         ``strict=True`` a room that does not exist raises ``RoomNotFoundError``
@@ -242,7 +255,8 @@ class RoomManager:
         *,
         namespace: Namespace | None = None,
     ) -> int:
-        """Send ``event`` to every connection (of ``namespace`` when given)."""
+        """Send ``event`` to every connection (of ``namespace`` when given); returns how many
+        it went to, cluster-wide on one node (across nodes, this node's only: a lower bound)."""
         return await self._store.publish_all(envelope.encode(event, payload), namespace=namespace)
 
     async def broadcast_except(
@@ -251,7 +265,8 @@ class RoomManager:
         event: EventName,
         payload: PayloadDict | BaseModel,
     ) -> int:
-        """Send ``event`` to every connection except ``exclude`` (one or several)."""
+        """Send ``event`` to every connection except ``exclude`` (one or several); returns how
+        many it went to, as ``broadcast_all`` counts."""
         if isinstance(exclude, str | Connection):
             exclude = [exclude]
         return await self._store.publish_all(envelope.encode(event, payload), _ids(exclude))

@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from socketspec.app import SocketApp
 from socketspec.connection import Connection, Identity
 from socketspec.envelope import encode
-from socketspec.errors import CloseCode, ConnectionClosedError, ErrorReply
+from socketspec.errors import CloseCode, ConnectionClosedError, ConnectRejected, ErrorReply
 from socketspec.receiving import Inbox, Receiver
 from socketspec.types import AckId, EventName, Namespace, PayloadDict, RoomName
 
@@ -37,7 +37,15 @@ DEFAULT_MAX_OUTBOUND = 1 << 20
 
 
 # Kept importable from here: what the TestClient raises.
-__all__ = ["ConnectionClosedError", "ErrorReply", "MemoryTransport", "TestClient", "TestConnection"]
+
+__all__ = [
+    "ConnectRejected",
+    "ConnectionClosedError",
+    "ErrorReply",
+    "MemoryTransport",
+    "TestClient",
+    "TestConnection",
+]
 
 
 class MemoryTransport:
@@ -219,7 +227,10 @@ class TestClient:
     """Connect in-process clients to ``app``.
 
     ``auth_token`` is passed the way a browser passes it, as ``?token=``.
-    ``origin`` is sent as the Origin header (None sends none).
+    ``origin`` is sent as the Origin header (None sends none). A refused connect
+    raises ``ConnectRejected`` (a ``RuntimeError``, as in the reference) whose
+    ``code`` is the close code, ``reason`` says why and ``error`` is the
+    ``__error__`` payload sent before the close (for an authentication failure).
     """
 
     __test__ = False
@@ -273,7 +284,16 @@ class TestClient:
             all_headers["origin"] = self.origin
         all_headers.update({k.lower(): v for k, v in (headers or {}).items()})
         transport = MemoryTransport()
-        conn = await self.app.handle_connect(transport, all_headers, params, namespace=namespace)
+        try:
+            conn = await self.app.handle_connect(
+                transport, all_headers, params, namespace=namespace
+            )
+        except ConnectRejected as exc:
+            # What a client would have read before the close: the AUTH_ERROR envelope.
+            refusals = [m for m in transport.inbox.pending() if m.get("event") == "__error__"]
+            if refusals:
+                exc.error = refusals[0].get("payload") or {}
+            raise
         test_conn = TestConnection(self.app, conn, transport, self.auto_pong)
         self._open_conns.append(test_conn)
         return test_conn

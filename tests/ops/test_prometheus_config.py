@@ -27,10 +27,12 @@ METRICS_DOC = ROOT / "docs" / "metrics.md"
 ALERTS = (
     "SocketspecShardDown",
     "SocketspecShardRestartLoop",
+    "SocketspecShardHung",
     "SocketspecErrorRateSpike",
     "SocketspecSlowConsumerSpike",
     "SocketspecMailboxSaturation",
     "SocketspecHeartbeatTimeouts",
+    "SocketspecConnectionsRefused",
 )
 
 # The twelve items of the issue: a word of the panel title and the metrics it must query.
@@ -56,6 +58,10 @@ PANELS: dict[str, tuple[str, set[str]]] = {
     "slow-consumer closes": ("slow-consumer", {"socketspec_slow_consumer_closes_total"}),
     "shard restarts": ("restarts", {"socketspec_shard_restarts_total"}),
     "shards up": ("shards up", {"socketspec_shards_up"}),
+    "hung shards and failed boots": (
+        "hung shards",
+        {"socketspec_shard_timeouts_total", "socketspec_shard_boot_failures_total"},
+    ),
     "messages between nodes": (
         "redis): messages",
         {"socketspec_redis_published_total", "socketspec_redis_received_total"},
@@ -273,6 +279,10 @@ def test_compose_mounts_exist() -> None:
     assert (OPS / "Dockerfile").exists()
     assert "- ./prometheus.compose.yml:/etc/prometheus/prometheus.yml:ro" in compose
     assert "- ./alerts.yml:/etc/prometheus/alerts.yml:ro" in compose
+    # /metrics on the cluster's port: the scrape target and the published port agree.
+    assert '"8000:8000"' in compose and "9100" not in compose
+    assert 'targets: ["socketspec:8000"]' in (OPS / "prometheus.compose.yml").read_text()
+    assert 'targets: ["localhost:8000"]' in (OPS / "prometheus.yml").read_text()
 
 
 def test_systemd_unit() -> None:
@@ -280,7 +290,8 @@ def test_systemd_unit() -> None:
     settings = dict(
         line.split("=", 1) for line in unit.splitlines() if re.match(r"^[A-Za-z]+=", line)
     )
-    assert "--workers auto --metrics-port 9100" in settings["ExecStart"]
+    assert settings["ExecStart"].endswith("$SOCKETSPEC_APP --workers auto")
+    assert "--metrics-port" not in settings["ExecStart"]  # /metrics is on the cluster's port
     assert settings["Restart"] == "on-failure"
     assert settings["KillSignal"] == "SIGTERM"
     assert "-HUP $MAINPID" in settings["ExecReload"]

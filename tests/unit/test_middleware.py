@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from socketspec.connection import Connection, Identity, SessionInfo
 from socketspec.middleware import NextHandler, compile_chain
 
@@ -129,3 +131,76 @@ async def test_chain_can_be_called_repeatedly() -> None:
     await chain(make_conn(), "one", {})
     await chain(make_conn(), "two", {})
     assert [event for event, _ in rec.calls] == ["one", "two"]
+
+
+# -- call_next(): both forms of the reference ---------------------------------------------------
+
+
+async def test_call_next_without_arguments_passes_the_event_on_unchanged() -> None:
+    rec = Recorder()
+
+    async def bare(conn: Connection, event: str, payload: dict[str, Any], call_next: Any) -> Any:
+        rec.log.append("bare")
+        return await call_next()
+
+    chain = compile_chain([bare, tracing("inner", rec)], rec.endpoint)
+    assert await chain(make_conn(), "plain", {"n": 1}) == {"handled": "plain"}
+    assert rec.log == ["bare", "inner in", "endpoint", "inner out"]
+    assert rec.calls == [("plain", {"n": 1})]
+
+
+async def test_both_forms_mix_and_a_rewrite_reaches_the_zero_argument_layer_below() -> None:
+    rec = Recorder()
+
+    async def rewrite(conn: Connection, event: str, payload: dict[str, Any], call_next: Any) -> Any:
+        return await call_next(conn, event + ".v2", {**payload, "seen": True})
+
+    async def bare(conn: Connection, event: str, payload: dict[str, Any], call_next: Any) -> Any:
+        rec.log.append(f"bare sees {event}")
+        return await call_next()
+
+    chain = compile_chain([rewrite, bare], rec.endpoint)
+    assert await chain(make_conn(), "order", {"id": 3}) == {"handled": "order.v2"}
+    assert rec.log == ["bare sees order.v2", "endpoint"]
+    assert rec.calls == [("order.v2", {"id": 3, "seen": True})]
+
+
+async def test_a_sync_middleware_and_a_callable_object_work() -> None:
+    rec = Recorder()
+
+    def sync_gate(conn: Connection, event: str, payload: dict[str, Any], call_next: Any) -> Any:
+        rec.log.append("sync")
+        return call_next()
+
+    class Counting:
+        def __init__(self) -> None:
+            self.seen = 0
+
+        async def __call__(
+            self, conn: Connection, event: str, payload: dict[str, Any], call_next: Any
+        ) -> Any:
+            self.seen += 1
+            return await call_next(conn, event, payload)
+
+    counting = Counting()
+    chain = compile_chain([sync_gate, counting], rec.endpoint)
+    assert await chain(make_conn(), "e", {}) == {"handled": "e"}
+    assert rec.log == ["sync", "endpoint"]
+    assert counting.seen == 1
+
+
+async def test_call_next_with_the_wrong_number_of_arguments_says_which_forms_exist() -> None:
+    rec = Recorder()
+
+    async def wrong(conn: Connection, event: str, payload: dict[str, Any], call_next: Any) -> Any:
+        return await call_next(conn, event)
+
+    chain = compile_chain([wrong], rec.endpoint)
+    with pytest.raises(TypeError, match=r"no arguments or \(conn, event, payload\)"):
+        await chain(make_conn(), "e", {})
+    assert rec.calls == []
+
+
+def test_no_middleware_compiles_to_the_endpoint_itself() -> None:
+    rec = Recorder()
+    assert compile_chain([], rec.endpoint) == rec.endpoint

@@ -1,7 +1,15 @@
 """Room stores: where room membership lives and how broadcasts reach members."""
 
-from socketspec.backends.base import JoinResult, LocalMember, RoomStore
-from socketspec.backends.memory import MemoryRoomStore
+from socketspec.backends.base import BackendAdapter, JoinResult, LocalMember, RoomStore
+from socketspec.backends.memory import MemoryBackend, MemoryRoomStore
 from socketspec.backends.redis import RedisBackend
 
-__all__ = ["JoinResult", "LocalMember", "MemoryRoomStore", "RedisBackend", "RoomStore"]
+__all__ = [
+    "BackendAdapter",
+    "JoinResult",
+    "LocalMember",
+    "MemoryBackend",
+    "MemoryRoomStore",
+    "RedisBackend",
+    "RoomStore",
+]

@@ -81,6 +81,14 @@ class RoomStore(ABC):
         """Deliver ``frame`` to one connection wherever it is; False when it is not live."""
         return await self.publish(conn_id, frame) > 0
 
+    async def disconnect(self, conn_id: ConnectionId, reason: str) -> bool:
+        """Close one connection wherever it is; False when it is not known here."""
+        for conn in self.local_connections():
+            if conn.id == conn_id:
+                await conn.disconnect(reason)
+                return True
+        return False
+
     @abstractmethod
     async def publish_all(
         self,
@@ -97,3 +105,9 @@ class RoomStore(ABC):
     @abstractmethod
     def local_connections(self) -> Iterable[Connection]:
         """Connections served by this process."""
+
+
+# The reference's name for "what ``SocketApp(backend=...)`` accepts besides ``"memory"``".
+# Here that interface is ``RoomStore`` (membership and delivery of encoded frames), not the
+# reference's key-value methods; docs/compatibility.md says why.
+BackendAdapter = RoomStore

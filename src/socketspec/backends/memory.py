@@ -146,3 +146,8 @@ class MemoryRoomStore(RoomStore):
 
     def local_connections(self) -> Iterable[Connection]:
         return [member.conn for member in self._local.values()]
+
+
+# The reference's name for the in-memory backend: ``SocketApp(backend=MemoryBackend())`` is
+# ``backend="memory"`` spelled as an object.
+MemoryBackend = MemoryRoomStore

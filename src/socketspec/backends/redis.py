@@ -4,10 +4,15 @@ Owns the settings only (the Redis URL and how long a silent node keeps its
 members). The work is done where the nodes are: ``socketspec-cluster`` gives
 every shard's room store a bridge to Redis (``socketspec.cluster.redis_bridge``).
 In one process without the cluster (the TestClient) rooms stay in memory.
+
+The ``redis`` client library is an extra (``pip install 'socketspec[redis]'``): nothing here
+imports it, so an application that names a ``RedisBackend`` still loads, and
+``require_redis_client`` tells a server that is asked to use Redis without it, in one line.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -15,6 +20,15 @@ from socketspec.errors import ConfigurationError
 
 SCHEMES = ("redis", "rediss", "unix")
 DEFAULT_NODE_TTL = 15.0
+INSTALL_HINT = "pip install 'socketspec[redis]'"
+
+
+def require_redis_client() -> None:
+    """ConfigurationError naming the extra to install when the redis package is missing."""
+    if importlib.util.find_spec("redis") is None:
+        raise ConfigurationError(
+            f"sharing rooms through Redis needs the redis package: {INSTALL_HINT}"
+        )
 
 
 def check_redis_url(url: str) -> str:

@@ -72,6 +72,7 @@ class Publish(PipeMessage):
     room: str
     exclude: list[str]
     frame: bytes
+    request: int = 0  # 0: no answer; otherwise Reply(request, members it was fanned out to)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,7 @@ class Deliver(PipeMessage):
     exclude: list[str]
     namespace: str | None
     frame: bytes
+    request: int = 0  # 0: no answer; otherwise Reply(request, deliveries made)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,12 +129,42 @@ class Rejoin(PipeMessage):
 
 
 @dataclass(frozen=True, slots=True)
+class Handover(PipeMessage):
+    """From a shard's new instance to its draining predecessor, once linked to every peer:
+    it is the home of the shard's rooms from now on (a rolling restart)."""
+
+    KIND = "handover"
+    shard: int
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class Goodbye(PipeMessage):
+    """An instance that exits says it first, and the peer answers with its own: after the
+    answer nothing more comes on the link, so every message already sent (a broadcast for
+    this home to fan out) was read and handled before the link closes."""
+
+    KIND = "goodbye"
+    shard: int
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
 class Ready(PipeMessage):
     """From a shard to the supervisor: listening and linked."""
 
     KIND = "ready"
     shard: int
     pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Alive(PipeMessage):
+    """From a serving shard to the supervisor, from its event loop, every report interval:
+    the loop turns. Silence past ``--shard-timeout`` gets the shard replaced."""
+
+    KIND = "alive"
+    shard: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +188,11 @@ MESSAGES: dict[str, type[PipeMessage]] = {
         MembersRequest,
         ExistsRequest,
         Rejoin,
+        Handover,
+        Goodbye,
         Ready,
         BootFailed,
+        Alive,
     )
 }
 _FIELDS: dict[type[PipeMessage], tuple[str, ...]] = {

@@ -1,12 +1,17 @@
 """Links between shards: one Unix-socket connection per pair, carrying pipe frames.
 
-Owns the I/O around the pipe codec: listening on this shard's socket in the
-cluster's run directory, connecting to every peer (retrying while the cluster
-boots), the ``Hello`` exchange that names a link's shard and generation,
-coalescing writes (one ``write`` per peer per event-loop iteration), the bound
-on unsent bytes and its overflow policy, and noticing a peer's death (its link
-closes) or replacement (a newer generation says hello). What the messages
-mean is the room store's business: it receives them through ``LinkHandler``.
+Owns the I/O around the pipe codec: listening on this instance's own socket in
+the cluster's run directory, connecting to every live instance of every peer
+(retrying while the cluster boots) and to this shard's draining predecessor,
+the ``Hello`` exchange that names a link's shard and generation, coalescing
+writes (one ``write`` per peer per event-loop iteration), the bound on unsent
+bytes and its overflow policy, and the life of peer instances: a peer's
+replacement says hello with a newer generation, and takes over the peer's
+traffic when it says ``Handover`` (it has heard from every live instance who
+its members are: ``Rejoin``); the older instance stays linked until it exits,
+for its draining connections. An instance is down when it says ``Goodbye`` or
+its last link closes. What the other messages mean is the room store's
+business: it receives them through ``LinkHandler``.
 
 Overflow policy: a peer whose unsent bytes pass ``LINK_HIGH_WATER`` is not
 keeping up; further messages to it are dropped and counted in
@@ -19,18 +24,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from enum import Enum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from socketspec import metrics
 from socketspec.cluster.codec import (
     MESSAGES,
+    Goodbye,
+    Handover,
     Hello,
     PipeDecoder,
     PipeMessage,
     PipeProtocolError,
+    Rejoin,
     encode,
 )
+from socketspec.errors import IllegalTransitionError
 from socketspec.metrics import TALLY
 
 logger = logging.getLogger("socketspec.cluster")
@@ -40,6 +51,48 @@ _SENT = {kind: metrics.pipe_sent.labels(kind=kind) for kind in MESSAGES}
 _RECEIVED = {kind: metrics.pipe_received.labels(kind=kind) for kind in MESSAGES}
 CONNECT_RETRY_INTERVAL = 0.05
 CONNECT_RETRY_WINDOW = 10.0
+PREDECESSOR_WAIT = 1.0
+GOODBYE_WAIT = 1.0
+
+
+class LinkPhase(Enum):
+    LIVE = "live"  # carries the traffic of its peer instance
+    LEAVING = "leaving"  # we exit: our Goodbye is sent; we still send until the link closes
+    RETIRED = "retired"  # its instance exits: it said Goodbye, we answered; we route nothing
+    CLOSED = "closed"
+
+
+LINK_PHASES: dict[LinkPhase, frozenset[LinkPhase]] = {
+    LinkPhase.LIVE: frozenset({LinkPhase.LEAVING, LinkPhase.RETIRED, LinkPhase.CLOSED}),
+    LinkPhase.LEAVING: frozenset({LinkPhase.CLOSED}),
+    LinkPhase.RETIRED: frozenset({LinkPhase.CLOSED}),
+    LinkPhase.CLOSED: frozenset(),
+}
+ROUTED = frozenset({LinkPhase.LIVE, LinkPhase.LEAVING})
+
+
+class OwnRooms(Enum):
+    """Whether this instance is the home of its shard's rooms for the cluster."""
+
+    # Linking: every instance we are linked to tells us its members of our rooms; a
+    # predecessor, if one serves, is still their home and peers still send to it.
+    STARTING = "starting"
+    HOME = "home"  # we said Handover to every instance: peers send our rooms' traffic to us
+    HANDED_OVER = "handed_over"  # our successor said Handover to us: we drain
+
+
+OWN_ROOMS: dict[OwnRooms, frozenset[OwnRooms]] = {
+    OwnRooms.STARTING: frozenset({OwnRooms.HOME, OwnRooms.HANDED_OVER}),
+    OwnRooms.HOME: frozenset({OwnRooms.HANDED_OVER}),
+    OwnRooms.HANDED_OVER: frozenset(),
+}
+
+
+def _check(table: dict[Any, frozenset[Any]], what: str, current: Enum, target: Enum) -> None:
+    if target not in table[current]:
+        raise IllegalTransitionError(
+            f"{what} cannot move from state {current.value!r} to {target.value!r}"
+        )
 
 
 class LinkHandler(Protocol):
@@ -50,8 +103,21 @@ class LinkHandler(Protocol):
     def on_peer_down(self, peer: int, generation: int) -> None: ...
 
 
-def socket_path(run_dir: Path, shard: int) -> Path:
-    return run_dir / f"shard-{shard}.sock"
+def socket_path(run_dir: Path, shard: int, generation: int) -> Path:
+    """Each instance of a shard listens on its own socket: during a rolling restart the
+    old and the new instance are both reachable."""
+    return run_dir / f"shard-{shard}-{generation}.sock"
+
+
+def instance_paths(run_dir: Path, shard: int) -> list[tuple[int, Path]]:
+    """The sockets of the instances of ``shard`` in the run directory, oldest first (a
+    killed instance's socket stays behind and refuses connections)."""
+    found: list[tuple[int, Path]] = []
+    for path in run_dir.glob(f"shard-{shard}-*.sock"):
+        generation = path.stem.rpartition("-")[2]
+        if generation.isdigit():
+            found.append((int(generation), path))
+    return sorted(found)
 
 
 class PipeLink(asyncio.Protocol):
@@ -66,10 +132,14 @@ class PipeLink(asyncio.Protocol):
         self._outbox: list[bytes] = []
         self._flush_scheduled = False
         self.closed = asyncio.get_running_loop().create_future()
+        self.phase = LinkPhase.LIVE
+        # Done when the peer's Goodbye came: nothing more comes in on this link.
+        self.heard_goodbye = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         me = self.manager
+        me.unnamed.add(self)
         self.send(Hello(me.shard, me.generation))
 
     def data_received(self, data: bytes) -> None:
@@ -87,8 +157,21 @@ class PipeLink(asyncio.Protocol):
                 self.peer = message.shard
                 self.generation = message.generation
                 manager.register(self)
+            elif isinstance(message, Handover):
+                manager.handed_over(self)
+            elif isinstance(message, Goodbye):
+                manager.said_goodbye(self)
             elif self.peer is not None:
                 manager.handler.on_message(self.peer, self.generation, message)
+                if isinstance(message, Rejoin):
+                    manager.rejoined(self)
+
+    def move(self, phase: LinkPhase) -> LinkPhase:
+        """Enter ``phase``; returns the phase left."""
+        left = self.phase
+        _check(LINK_PHASES, f"link to shard {self.peer}", left, phase)
+        self.phase = phase
+        return left
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -139,9 +222,25 @@ class LinkManager:
         self.handler = handler
         # The link each peer's messages go out on: its newest generation's first link.
         self._current: dict[int, PipeLink] = {}
+        # One link per live instance (peer, generation): a draining predecessor of a peer
+        # stays reachable beside its replacement until it exits.
+        self._instances: dict[tuple[int, int], PipeLink] = {}
+        # A newer instance of this shard, once it linked to us: we are draining. Once it is
+        # linked to every peer it hands over, and is the home of this shard's rooms.
+        self._successor: PipeLink | None = None
+        self.own_rooms = OwnRooms.STARTING
+        # The instances that told us their members of our rooms (a Rejoin): we hand over
+        # once every instance we are linked to has, and we are linked to every peer.
+        self._rejoined: set[tuple[int, int]] = set()
+        self.unnamed: set[PipeLink] = set()  # connected links whose Hello has not come yet
+        # What must be done before we hand over (with Redis: subscribed to the channels of
+        # the rooms we are told of), and the task waiting for it.
+        self.before_handover: Callable[[], Awaitable[None]] | None = None
+        self._settling: asyncio.Task[None] | None = None
+        # Set when our predecessor (if any) has handed us its members of our rooms.
+        self.predecessor_ready = asyncio.Event()
         self._links: set[PipeLink] = set()
         self._server: asyncio.AbstractServer | None = None
-        self._bound: tuple[int, int] | None = None  # our socket file, to remove only ours
         self._connectors: set[asyncio.Task[None]] = set()
         self.all_linked = asyncio.Event()
         if shards <= 1:
@@ -151,28 +250,51 @@ class LinkManager:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        path = socket_path(self.run_dir, self.shard)
+        path = socket_path(self.run_dir, self.shard, self.generation)
         with contextlib.suppress(FileNotFoundError):
-            path.unlink()  # a predecessor's; the new shard takes over its name
+            path.unlink()
         self._server = await loop.create_unix_server(lambda: PipeLink(self), path=str(path))
-        stat = path.stat()
-        self._bound = (stat.st_dev, stat.st_ino)
+        # A predecessor still serving (a rolling restart) is linked to first: it hands this
+        # instance its members of the rooms homed here (before any peer can send us a
+        # broadcast for them; bounded: a hung predecessor never answers) and drains beside it.
+        dialed = [
+            await self._dial(other)
+            for generation, other in instance_paths(self.run_dir, self.shard)
+            if generation < self.generation
+        ]
+        if any(dialed):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.predecessor_ready.wait(), PREDECESSOR_WAIT)
         for peer in range(self.shards):
             if peer != self.shard:
                 task = loop.create_task(self._connect(peer))
                 self._connectors.add(task)
-                task.add_done_callback(self._connectors.discard)
+                task.add_done_callback(self._connected)
+        self._maybe_hand_over()  # alone (one shard), or no peer up yet: nothing to wait for
+
+    def _connected(self, task: asyncio.Task[None]) -> None:
+        self._connectors.discard(task)
+        self._maybe_hand_over()
+
+    async def _dial(self, path: Path) -> bool:
+        with contextlib.suppress(OSError):
+            await asyncio.get_running_loop().create_unix_connection(
+                lambda: PipeLink(self), path=str(path)
+            )
+            return True
+        return False
 
     async def _connect(self, peer: int) -> None:
-        """Reach ``peer`` if it is up; if it is not, it will reach us when it starts."""
+        """Reach every live instance of ``peer`` (a draining one too); if none is up, the
+        peer will reach us when it starts."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + CONNECT_RETRY_WINDOW
-        path = str(socket_path(self.run_dir, peer))
+        dialed: set[Path] = set()
         while loop.time() < deadline and not self._linked_to(peer):
-            try:
-                await loop.create_unix_connection(lambda: PipeLink(self), path=path)
-                return
-            except OSError:
+            for _, path in instance_paths(self.run_dir, peer):
+                if path not in dialed and await self._dial(path):
+                    dialed.add(path)
+            if not self._linked_to(peer):
                 await asyncio.sleep(CONNECT_RETRY_INTERVAL)
 
     def _linked_to(self, peer: int) -> bool:
@@ -181,64 +303,243 @@ class LinkManager:
     async def close(self) -> None:
         for task in list(self._connectors):
             task.cancel()
+        if self._settling is not None:
+            self._settling.cancel()
         if self._server is not None:
             self._server.close()
         links = list(self._links)
+        # Goodbye on every link, and wait (bounded) for every answer: what peers sent before
+        # it is handled (fanned out) before the links close.
+        for link in links:
+            if link.phase is LinkPhase.LIVE:
+                link.send(Goodbye(self.shard, self.generation))
+                link.move(LinkPhase.LEAVING)
+        answers = [link.heard_goodbye for link in links if link.peer is not None]
+        if answers:
+            await asyncio.wait(answers, timeout=GOODBYE_WAIT)
         for link in links:
             link.close()
         for link in links:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(link.closed), 1.0)
-        # A replacement may already have bound this path: remove the file only if it is ours.
-        path = socket_path(self.run_dir, self.shard)
         with contextlib.suppress(OSError):
-            stat = path.stat()
-            if (stat.st_dev, stat.st_ino) == self._bound:
-                path.unlink()
+            socket_path(self.run_dir, self.shard, self.generation).unlink()
 
     # -- registry --------------------------------------------------------------------------------
 
     def register(self, link: PipeLink) -> None:
         peer = link.peer
         assert peer is not None
+        self.unnamed.discard(link)
         self._links.add(link)
+        generation = link.generation
+        self._instances.setdefault((peer, generation), link)
+        if peer == self.shard:
+            # Another instance of this very shard: our predecessor (it is home of our rooms
+            # until we hand over) or our successor (we tell it our members of our rooms).
+            if generation > self.generation and self._successor is None:
+                self._successor = link
+                self.handler.on_peer_up(peer, generation)
+        else:
+            current = self._current.get(peer)
+            if current is None:
+                self._current[peer] = link
+            # Our members of the rooms it is (or will be) home to, to that very instance.
+            # A newer instance takes over the peer's traffic only when it hands over: until
+            # then its predecessor, which knows every member, stays the home.
+            if current is None or current.generation < generation:
+                self.handler.on_peer_up(peer, generation)
+            if len(self._current) == self.shards - 1:
+                self.all_linked.set()
+        self._maybe_hand_over()
+
+    def rejoined(self, link: PipeLink) -> None:
+        """The instance on ``link`` told us its members of our rooms."""
+        if link.peer is not None:
+            self._rejoined.add((link.peer, link.generation))
+            if link.peer == self.shard:
+                self.predecessor_ready.set()
+            self._maybe_hand_over()
+
+    def _ready_to_hand_over(self) -> bool:
+        """Linked to every peer and told by every instance we are linked to who its members
+        of our rooms are: we know them all."""
+        return (
+            self.own_rooms is OwnRooms.STARTING
+            and self.all_linked.is_set()
+            and not self._connectors  # instances still to dial
+            and not self.unnamed  # ... or to hear from
+            and all(instance in self._rejoined for instance in self._instances)
+        )
+
+    def _maybe_hand_over(self) -> None:
+        if not self._ready_to_hand_over():
+            return
+        if self.before_handover is None:
+            self._hand_over()
+        elif self._settling is None:
+            self._settling = asyncio.get_running_loop().create_task(self._hand_over_settled())
+
+    async def _hand_over_settled(self) -> None:
+        assert self.before_handover is not None
+        try:
+            await self.before_handover()
+        finally:
+            self._settling = None
+        if self._ready_to_hand_over():
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """We become the home of our rooms for everyone, at once."""
+        self._move_own_rooms(OwnRooms.HOME)
+        logger.info(
+            "shard %s (generation %s) is the home of its rooms", self.shard, self.generation
+        )
+        for link in self._instances.values():
+            link.send(Handover(self.shard, self.generation))
+
+    def _move_own_rooms(self, target: OwnRooms) -> None:
+        _check(OWN_ROOMS, "this shard's rooms", self.own_rooms, target)
+        self.own_rooms = target
+
+    @property
+    def superseded(self) -> bool:
+        """Our successor is the home of this shard's rooms: their traffic goes to it."""
+        return self.own_rooms is OwnRooms.HANDED_OVER
+
+    @property
+    def home_of_own_rooms(self) -> bool:
+        """This instance acts as the home of its shard's rooms now: it has not handed them
+        over, and no predecessor still serves as their home."""
+        if self.own_rooms is OwnRooms.STARTING:
+            return not any(
+                shard == self.shard and generation < self.generation
+                for shard, generation in self._instances
+            )
+        return self.own_rooms is OwnRooms.HOME
+
+    def said_goodbye(self, link: PipeLink) -> None:
+        """The instance on ``link`` exits: it is down for us from now on, and our answer
+        tells it that nothing more comes from us. (If we are exiting too, its Goodbye is
+        the answer to ours.) The link stays open: what it still sends (the fan-out of our
+        last broadcasts) is read until it closes the link."""
+        if not link.heard_goodbye.done():
+            link.heard_goodbye.set_result(None)
+        if link.phase is LinkPhase.LIVE:
+            link.send(Goodbye(self.shard, self.generation))
+            self._unroute(link, LinkPhase.RETIRED)
+
+    def handed_over(self, link: PipeLink) -> None:
+        """A newer instance of a shard knows every member of its rooms: it is their home
+        now. For this shard's own rooms (our successor), what our home did goes to it."""
+        peer = link.peer
+        if peer is None or link.phase not in ROUTED:
+            return
+        if peer == self.shard:
+            if link is self._successor and not self.superseded:
+                self._move_own_rooms(OwnRooms.HANDED_OVER)
+            return
         current = self._current.get(peer)
-        if current is not None and current.generation >= link.generation:
-            return  # a second link to the same instance: it still carries its messages in
-        self._current[peer] = link
-        if current is not None:
-            # A newer instance of the peer said hello: the old one is gone for us.
-            self.handler.on_peer_down(peer, current.generation)
-            for old in [
-                lk for lk in self._links if lk.peer == peer and lk.generation < link.generation
-            ]:
-                old.close()
-        self.handler.on_peer_up(peer, link.generation)
-        if len(self._current) == self.shards - 1:
-            self.all_linked.set()
+        if current is None or current.generation < link.generation:
+            self._current[peer] = link
+            # Joins since our first word to it went to its predecessor: all our members again.
+            self.handler.on_peer_up(peer, link.generation)
 
     def unregister(self, link: PipeLink) -> None:
+        self.unnamed.discard(link)
         self._links.discard(link)
-        peer = link.peer
-        if peer is None or self._current.get(peer) is not link:
+        self._unroute(link, LinkPhase.CLOSED)
+
+    def _unroute(self, link: PipeLink, phase: LinkPhase) -> None:
+        """``link`` enters ``phase`` and carries nothing more for us: another link to the
+        same instance takes over, or the instance is down for us (reported once, whether
+        it said goodbye or its link closed)."""
+        if link.phase is phase:
             return
+        routed = link.move(phase) in ROUTED
+        peer = link.peer
+        if peer is None or not routed:
+            return
+        instance = (peer, link.generation)
         # Another live link to the same instance can take over sending.
         for other in self._links:
-            if other.peer == peer and other.generation == link.generation:
-                self._current[peer] = other
+            if other.peer == peer and other.generation == link.generation and other.phase in ROUTED:
+                if self._instances.get(instance) is link:
+                    self._instances[instance] = other
+                if self._current.get(peer) is link:
+                    self._current[peer] = other
+                if self._successor is link:
+                    self._successor = other
                 return
-        del self._current[peer]
-        self.all_linked.clear()
+        if self._instances.get(instance) is link:
+            del self._instances[instance]
+        self._rejoined.discard(instance)
+        if self._successor is link:
+            self._successor = None  # it died: what it was home to is unreachable for now
         self.handler.on_peer_down(peer, link.generation)
+        if self._current.get(peer) is link:
+            newest = max(
+                (other for (shard, _), other in self._instances.items() if shard == peer),
+                key=lambda other: other.generation,
+                default=None,
+            )
+            if newest is None:
+                del self._current[peer]
+                self.all_linked.clear()
+            else:  # its successor takes over its traffic
+                self._current[peer] = newest
+                self.handler.on_peer_up(peer, newest.generation)
+        self._maybe_hand_over()
 
     # -- sending ---------------------------------------------------------------------------------
 
     def send(self, peer: int, message: PipeMessage) -> bool:
-        link = self._current.get(peer)
+        """Send to the newest instance of ``peer``; for this shard's own index, to the other
+        instance of it: our successor, else our newest predecessor."""
+        link = self._other_instance() if peer == self.shard else self._current.get(peer)
         if link is None:
             TALLY.add(metrics.pipe_dropped)
             return False
         return link.send(message)
+
+    def _other_instance(self) -> PipeLink | None:
+        if self._successor is not None:
+            return self._successor
+        older = [
+            link
+            for (shard, generation), link in self._instances.items()
+            if shard == self.shard and generation < self.generation
+        ]
+        return max(older, key=lambda link: link.generation, default=None)
+
+    def send_to_instance(self, peer: int, generation: int, message: PipeMessage) -> bool:
+        """Send to that very instance of ``peer`` (a member's shard as it was when it
+        joined), even while a newer instance has taken over the peer's other traffic."""
+        link = self._instances.get((peer, generation))
+        if link is None:
+            TALLY.add(metrics.pipe_dropped)
+            return False
+        return link.send(message)
+
+    def predecessors(self, peer: int) -> list[PipeLink]:
+        """Links to older instances of ``peer`` (another shard) that are still draining."""
+        current = self._current.get(peer)
+        if current is None or peer == self.shard:
+            return []
+        return [
+            link
+            for (shard, generation), link in self._instances.items()
+            if shard == peer and generation < current.generation
+        ]
+
+    def instances_of(self, peer: int) -> list[PipeLink]:
+        """A link to every live instance of ``peer`` (for this shard's own index, the
+        other instances of it)."""
+        return [link for (shard, _), link in self._instances.items() if shard == peer]
+
+    def instances(self) -> list[PipeLink]:
+        """One link to every live instance of every peer, draining ones included."""
+        return list(self._instances.values())
 
     def is_up(self, peer: int) -> bool:
         return peer in self._current
@@ -247,5 +548,5 @@ class LinkManager:
         return list(self._current)
 
     def generation_of(self, peer: int) -> int | None:
-        link = self._current.get(peer)
+        link = self._successor if peer == self.shard else self._current.get(peer)
         return None if link is None else link.generation

@@ -1,19 +1,28 @@
-"""The supervisor's ``/metrics`` endpoint: the sum over every shard, in Prometheus text format.
+"""``/metrics``: the sum over every shard of a cluster, in Prometheus text format.
 
-Owns the metrics listening socket and answering scrapes from inside the
-supervisor's loop (which selects on it), by reading the shards' multiprocess
-files. Also owns retiring a dead shard's files, so that its gauges stop
-counting while its counters keep what it did. Does not own recording.
+Owns the answer to a scrape, wherever it arrives: any shard answers ``GET
+/metrics`` on the cluster's own port (``answer``) by summing the multiprocess
+directory every shard and the supervisor write to, and with ``--metrics-port``
+the supervisor also answers on a port of its own (``MetricsEndpoint``, served
+from inside its loop, which selects on it). Both want ``--metrics-token`` when
+it is set: ``Authorization: Bearer <token>`` or ``?token=<token>``, compared in
+constant time; none is 401, a wrong one 403. Also owns retiring a dead shard's files, so
+that its gauges stop counting while its counters keep what it did. Does not own
+recording.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hmac
 import logging
 import os
 import shutil
 import socket
+from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
+from urllib.parse import parse_qsl
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
@@ -62,8 +71,67 @@ def render() -> bytes:
     return generate_latest(registry)
 
 
+class Scrape(NamedTuple):
+    status: int
+    body: bytes
+    content_type: bytes
+    headers: list[tuple[bytes, bytes]]
+
+
+UNAUTHORIZED = [(b"www-authenticate", b'Bearer realm="metrics"')]
+
+
+def authorized(token: str | None, headers: Mapping[str, str], query: Mapping[str, str]) -> bool:
+    """Whether a scrape may read: no token configured, or the right one given as a Bearer
+    header (lower-cased header names) or as ``?token=``."""
+    if token is None:
+        return True
+    expected = token.encode()
+    # Every offer is compared in full, so the time taken says nothing about the token.
+    matches = [
+        hmac.compare_digest(candidate.encode(), expected)
+        for candidate in offered_tokens(headers, query)
+    ]
+    return any(matches)
+
+
+def offered_tokens(headers: Mapping[str, str], query: Mapping[str, str]) -> list[str]:
+    """The tokens a request offers: a Bearer header's, then ``?token=``'s."""
+    scheme, _, given = headers.get("authorization", "").partition(" ")
+    offered = [given.strip()] if scheme.lower() == "bearer" else []
+    if "token" in query:
+        offered.append(query["token"])
+    return offered
+
+
+def answer(token: str | None, headers: Mapping[str, str], query: Mapping[str, str]) -> Scrape:
+    """The answer to ``GET /metrics``: (status, body, content type, extra headers). Without
+    a token 401 (with the scheme to use), with a wrong one 403."""
+    if not authorized(token, headers, query):
+        if offered_tokens(headers, query):
+            return Scrape(
+                403, b"the metrics token is wrong\n", b"text/plain; charset=utf-8", []
+            )
+        return Scrape(
+            401, b"a metrics token is required\n", b"text/plain; charset=utf-8", UNAUTHORIZED
+        )
+    try:
+        body = render()
+    except Exception:
+        # prometheus_client can fail to read a shard's file while the shard is still creating
+        # it (a race upstream knows of); the next scrape reads it whole.
+        logger.exception("metrics scrape failed")
+        return Scrape(
+            500, b"metrics could not be read, try again\n", b"text/plain; charset=utf-8", []
+        )
+    return Scrape(200, body, CONTENT_TYPE_LATEST.encode(), [])
+
+
 class MetricsEndpoint:
-    def __init__(self, host: str, port: int) -> None:
+    """``--metrics-port``: the supervisor's own listener for scrapes."""
+
+    def __init__(self, host: str, port: int, token: str | None = None) -> None:
+        self.token = token
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -87,17 +155,7 @@ class MetricsEndpoint:
             except (BlockingIOError, InterruptedError):
                 return
             with conn, contextlib.suppress(OSError):
-                try:
-                    self._answer(conn)
-                except Exception:
-                    # A scrape must never take the supervisor down: prometheus_client can fail
-                    # to read a shard's file while the shard is still creating it (a race
-                    # upstream knows of); the next scrape reads it whole.
-                    logger.exception("metrics scrape failed")
-                    conn.sendall(
-                        b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n"
-                        b"connection: close\r\n\r\n"
-                    )
+                self._answer(conn)
 
     def _answer(self, conn: socket.socket) -> None:
         conn.settimeout(READ_TIMEOUT)
@@ -107,15 +165,37 @@ class MetricsEndpoint:
             if not chunk:
                 break
             request += chunk
-        line = request.split(b"\r\n", 1)[0].split()
+        head_line, _, rest = request.partition(b"\r\n")
+        line = head_line.split()
         method, target = (line[0], line[1]) if len(line) >= 2 else (b"", b"")
-        path = target.split(b"?", 1)[0]
+        path, _, raw_query = target.decode("latin-1").partition("?")
+        headers: dict[str, str] = {}
+        for header in rest.decode("latin-1").split("\r\n"):
+            name, sep, text = header.partition(":")
+            if sep:
+                headers[name.strip().lower()] = text.strip()
         if method not in (b"GET", b"HEAD"):
-            status, body, kind = b"405 Method Not Allowed", b"GET only\n", b"text/plain"
-        elif path == b"/metrics":
-            body = render()
-            status, kind = b"200 OK", CONTENT_TYPE_LATEST.encode()
+            scrape = Scrape(405, b"GET only\n", b"text/plain", [])
+        elif path == "/metrics":
+            scrape = answer(self.token, headers, dict(parse_qsl(raw_query)))
         else:
-            status, body, kind = b"404 Not Found", b"metrics are at /metrics\n", b"text/plain"
-        head = b"HTTP/1.1 %s\r\ncontent-type: %s\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
-        conn.sendall(head % (status, kind, len(body)) + (b"" if method == b"HEAD" else body))
+            scrape = Scrape(404, b"metrics are at /metrics\n", b"text/plain", [])
+        lines = [
+            b"HTTP/1.1 %d %s" % (scrape.status, REASONS[scrape.status]),
+            b"content-type: " + scrape.content_type,
+            b"content-length: %d" % len(scrape.body),
+            b"connection: close",
+            *(name + b": " + value for name, value in scrape.headers),
+        ]
+        body = b"" if method == b"HEAD" else scrape.body
+        conn.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+
+
+REASONS = {
+    200: b"OK",
+    401: b"Unauthorized",
+    403: b"Forbidden",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    500: b"Internal Server Error",
+}

@@ -103,6 +103,7 @@ return 'joined'
 
 # KEYS[1] the room's hash; ARGV[1] the node key prefix.
 _MEMBERS = _LIVE_ENTRIES + "return live_entries(KEYS[1], ARGV[1])\n"
+MEMBERS_SCRIPT = _MEMBERS  # also run by socketspec.Emitter, which lists members from Redis
 
 
 class BridgeState(Enum):
@@ -367,6 +368,7 @@ class RedisBridge:
         pubsub = self._pubsub
         assert pubsub is not None
         failed = asyncio.get_running_loop().create_task(self._failed.wait())
+        reading: asyncio.Future[Any] | None = None
         try:
             while True:
                 reading = asyncio.ensure_future(
@@ -387,6 +389,10 @@ class RedisBridge:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.0)
         finally:
             failed.cancel()
+            if reading is not None and not reading.done():
+                # Closing (this task is cancelled): the pending read must not outlive the
+                # bridge, nor its connection's end be logged as an unretrieved error.
+                reading.cancel()
 
     def _dispatch(self, channel: bytes, data: bytes) -> None:
         decoded = decode_message(data)
@@ -522,6 +528,20 @@ class RedisBridge:
 
         self._enqueue(run, want_result=False)
 
+    async def settled(self, timeout: float = 1.0) -> None:
+        """Every operation queued so far (subscriptions included) is done, or ``timeout``
+        has passed, or Redis is down."""
+        if not self.is_up:
+            return
+
+        async def nothing(client: aioredis.Redis) -> None:
+            return None
+
+        done = self._enqueue(nothing, want_result=True)
+        if done is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(done), timeout)
+
     async def _listen_to(self, room: RoomName) -> None:
         """Subscribe to ``room``'s channel if this node still has members there."""
         if room in self._rooms and room not in self._subscribed and self._pubsub is not None:
@@ -578,45 +598,61 @@ class RedisBridge:
     # -- messages --------------------------------------------------------------------------------
 
     def _publish(
-        self, kind: str, channel: str, data: bytes, on_lost: Callable[[], None] | None = None
-    ) -> bool:
+        self,
+        kind: str,
+        channel: str,
+        data: bytes,
+        on_lost: Callable[[], None] | None = None,
+        room: RoomName | None = None,
+    ) -> asyncio.Future[Any] | None:
+        """Queue one PUBLISH, in order with the membership writes. Returns the future of how
+        many subscribers besides this shard's own subscription to ``room`` received it (None
+        when Redis lost it), or None at once when it was not queued (Redis is down or the
+        queue is full)."""
         if not self.is_up:
-            return False
+            return None
 
-        async def run(client: aioredis.Redis) -> None:
-            await client.publish(channel, data)
+        async def run(client: aioredis.Redis) -> int:
+            receivers = int(await client.publish(channel, data))
             TALLY.add(_PUBLISHED[kind])
+            own = 1 if room is not None and room in self._subscribed else 0
+            return max(0, receivers - own)
 
         if self._queue.full():
             metrics.redis_errors.labels(op="overflow").inc()
-            return False
-        self._enqueue(run, want_result=False, on_lost=on_lost)
-        return True
+            return None
+        return self._enqueue(run, want_result=True, on_lost=on_lost)
 
-    def publish_room(self, room: RoomName, exclude: list[str], frame: bytes) -> None:
-        """A broadcast this node's home actor ordered: to every other node with members."""
+    def publish_room(
+        self, room: RoomName, exclude: list[str], frame: bytes
+    ) -> asyncio.Future[Any] | None:
+        """A broadcast this node's home actor ordered: to every other node with members.
+
+        Returns the future of the number of other nodes that received it (each has at least
+        one member in the room: its home actor subscribes while it has members; None when
+        Redis lost it), or None when it stayed on this node."""
         header = {"k": "room", "n": self.node, "t": time.time(), "r": room, "x": exclude}
         data = encode_message(header, frame)
-        if not self._publish("room", self.room_channel(room), data, _count_undelivered):
+        sent = self._publish("room", self.room_channel(room), data, _count_undelivered, room)
+        if sent is None:
             _count_undelivered()
+        return sent
 
     def publish_all(self, exclude: list[str], namespace: Namespace | None, frame: bytes) -> None:
         header = {"k": "all", "n": self.node, "x": exclude, "ns": namespace}
         data = encode_message(header, frame)
-        if not self._publish("all", self.ALL_CHANNEL, data, _count_undelivered):
+        if self._publish("all", self.ALL_CHANNEL, data, _count_undelivered) is None:
             _count_undelivered()
 
     def send_direct(self, node: str, shard: int, conn_id: ConnectionId, frame: bytes) -> bool:
         header = {"k": "emit", "c": conn_id}
-        return self._publish(
-            "direct", self.direct_channel(node, shard), encode_message(header, frame)
-        )
+        channel = self.direct_channel(node, shard)
+        return self._publish("direct", channel, encode_message(header, frame)) is not None
 
     def kick(self, node: str, shard: int, conn_id: ConnectionId, reason: str) -> bool:
         header = {"k": "kick", "c": conn_id, "reason": reason}
-        return self._publish(
-            "direct", self.direct_channel(node, shard), encode_message(header, b"")
-        )
+        channel = self.direct_channel(node, shard)
+        return self._publish("direct", channel, encode_message(header, b"")) is not None
 
 
 def _count_undelivered() -> None:

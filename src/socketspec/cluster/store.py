@@ -6,13 +6,20 @@ home shard's room actor is the single owner of that room's membership, checks
 ``max_members`` atomically, and orders the room's broadcasts: a broadcast goes
 to the home, which sends one ``Deliver`` per shard that has members (and
 delivers to its own), so every member sees a room's messages in one order and
-each shard frames a message once for all its members. Each shard keeps its own
+each shard frames a message once for all its members. The home also counts the
+members it fanned a broadcast out to and answers a sender on another shard with that
+count (docs/cluster.md, "What broadcast returns"). Each shard keeps its own
 index of which local connections are in which room, and a connection's id
 names its shard, so a direct emit goes straight there.
 
 When a peer shard dies, its members are dropped from the rooms homed here at
-once, and asks pending on it fail. While a room's home is down, a broadcast
-to it is sent by the sender to every live shard directly (counted in
+once, and asks pending on it fail. A shard instance being replaced (a rolling
+restart) is not dead: homes fan out per instance (a member is recorded with its
+shard and generation), so its draining members get their rooms' messages until
+they are closed; it stays the home of its shard's rooms until its successor,
+told by every instance who their members are, hands over, then forwards it
+what still arrives; its members leave the rooms when it exits. While a room's home is down, a
+broadcast to it is sent by the sender to every live shard directly (counted in
 ``socketspec_broadcasts_total{path="degraded"}``) and joins to it fail visibly; when the home's
 replacement says hello, every shard sends it its own members of the rooms
 homed there, and the rooms are whole again.
@@ -34,7 +41,7 @@ import uuid
 import zlib
 from collections.abc import Callable, Container, Coroutine, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -54,15 +61,20 @@ from socketspec.cluster.codec import (
     Reply,
 )
 from socketspec.cluster.links import LinkManager
-from socketspec.cluster.redis_bridge import RedisBridge, RemoteMember
 from socketspec.connection import Connection, Identity, SessionInfo, utcnow
 from socketspec.errors import ErrorCode, EventError
 from socketspec.metrics import TALLY
 from socketspec.types import ConnectionId, Namespace, RoomName
 
+if TYPE_CHECKING:  # redis is an extra: the bridge is imported only when a Redis URL is given
+    from socketspec.cluster.redis_bridge import RedisBridge, RemoteMember
+
 logger = logging.getLogger("socketspec.cluster")
 
 ASK_TIMEOUT = 5.0
+# How long a broadcast's home waits for Redis's reply to count the other nodes (the message
+# has gone out by then: only the count waits), shorter than the sender's ASK_TIMEOUT.
+REMOTE_COUNT_WAIT = 2.0
 _HOME_BROADCASTS = metrics.broadcasts.labels(path="home")
 _DEGRADED_BROADCASTS = metrics.broadcasts.labels(path="degraded")
 MemberEntry = tuple[int, int, dict[str, Any]]  # shard, generation, info
@@ -99,8 +111,14 @@ class ClusterRoomStore(RoomStore):
         self.node = node  # 8 hex characters with Redis, "" without
         self.bridge: RedisBridge | None = None
         if redis_url is not None:
+            from socketspec.cluster.redis_bridge import RedisBridge
+
             self.bridge = RedisBridge(redis_url, node, shard, node_ttl, self)
         self.links = LinkManager(shard, shards, generation, run_dir, self)
+        if self.bridge is not None:
+            # Subscribed to the rooms we are told of before we are their home: the node's
+            # messages for them are fanned out by our predecessor until then, by us after.
+            self.links.before_handover = self.bridge.settled
         self.kick: Callable[[ConnectionId, str], Coroutine[Any, Any, None]] | None = None
         self._local: dict[ConnectionId, LocalMember] = {}
         self._local_rooms: dict[RoomName, dict[ConnectionId, None]] = {}
@@ -118,6 +136,12 @@ class ClusterRoomStore(RoomStore):
 
     def home_of(self, room: RoomName) -> int:
         return home_of(room, self.shards)
+
+    def _is_home(self, home: int) -> bool:
+        """Whether this instance is the home for rooms homed on shard ``home``: not once a
+        successor of this shard has linked to us (a rolling restart), which is their home
+        from then on, while we drain."""
+        return home == self.shard and not self.links.superseded
 
     def new_connection_id(self) -> ConnectionId:
         """A UUID4 whose first byte names this shard (and, with Redis, the last four this
@@ -198,7 +222,7 @@ class ClusterRoomStore(RoomStore):
     async def join(self, room: RoomName, conn_id: ConnectionId, max_members: int) -> JoinResult:
         home = self.home_of(room)
         info = self._info(conn_id)
-        if home == self.shard:
+        if self._is_home(home):
             pending = self._begin_join(
                 room, conn_id, self.shard, self.generation, max_members, info
             )
@@ -207,14 +231,21 @@ class ClusterRoomStore(RoomStore):
                 self._index_local(room, conn_id)
             return result
 
+        asked = self.links.generation_of(home)
+
         def joined(value: Any) -> None:
             # Runs as the reply is read, before any later Deliver on the same link.
             if value == JoinResult.FULL.value:
                 return
             if conn_id in self._local:
                 self._index_local(room, conn_id)
+                # Another instance of the home (taking over from the one that answered, or
+                # having taken over while the join was in flight) hears of the member too.
+                for link in self.links.instances_of(home):
+                    if link.generation != asked:
+                        link.send(Rejoin([(room, conn_id, info)]))
             else:  # it left while the join was in flight: no ghost member at the home
-                self.links.send(home, Leave(room, conn_id))
+                self._leave_at_home(room, conn_id)
 
         value = await self._ask(
             home, lambda request: JoinRequest(request, room, conn_id, max_members, info), joined
@@ -234,7 +265,7 @@ class ClusterRoomStore(RoomStore):
         if own is not None:
             return [own.conn]
         home = self.home_of(room)
-        if home == self.shard:
+        if self._is_home(home):
             entries = await self._listed_members(room)
         else:
             entries = await self._ask(home, lambda request: MembersRequest(request, room))
@@ -251,7 +282,7 @@ class ClusterRoomStore(RoomStore):
         if room in self._local:
             return True
         home = self.home_of(room)
-        if home == self.shard:
+        if self._is_home(home):
             return await self._exists_at_home(room)
         return bool(await self._ask(home, lambda request: ExistsRequest(request, room)))
 
@@ -264,7 +295,11 @@ class ClusterRoomStore(RoomStore):
         owner = self.owner_of(room)
         if owner is not None and owner != self.shard:
             # A connection on another shard: handed to its shard counts as one delivery.
-            return int(room not in exclude and self.links.send(owner, EmitTo(0, room, frame)))
+            sent = room not in exclude and self.links.send(owner, EmitTo(0, room, frame))
+            if room not in exclude:  # the connection may be on the owner's draining predecessor
+                for link in self.links.predecessors(owner):
+                    link.send(EmitTo(0, room, frame))
+            return int(sent)
         remote = self._remote(room)
         if remote is not None and self.bridge is not None:
             # A connection on another node: handed to Redis counts as one delivery.
@@ -272,14 +307,26 @@ class ClusterRoomStore(RoomStore):
             return int(room not in exclude and self.bridge.send_direct(node, shard, room, frame))
         home = self.home_of(room)
         excluded = sorted(exclude)
-        if home == self.shard:
-            return self._home_publish(room, frame, excluded)
-        if self.links.send(home, Publish(room, excluded, frame)):
-            return 0  # the home orders it; this shard's members get it through the home
+        if self._is_home(home):
+            count, counting = self._home_publish(room, frame, excluded)
+            return await _with_remote(count, counting)
+        # The home orders it (this shard's members get it through the home too) and answers
+        # with the number of members it fanned it out to.
+        request, answer = self._new_request(home)
+        try:
+            if self.links.send(home, Publish(room, excluded, frame, request)):
+                try:
+                    return int(await asyncio.wait_for(answer, ASK_TIMEOUT))
+                except (TimeoutError, RoomUnavailableError):
+                    # Sent, but the count did not come back: what this shard can vouch for.
+                    return self._local_count(room, exclude)
+        finally:
+            self._pending.pop(request, None)
         # The home is down: reach every member that can be reached, in this sender's order.
+        # Counted: this shard's deliveries (the other shards' are not known here).
         TALLY.add(_DEGRADED_BROADCASTS)
-        for peer in self.links.live_peers():
-            self.links.send(peer, Deliver(room, excluded, None, frame))
+        for link in self.links.instances():
+            link.send(Deliver(room, excluded, None, frame))
         if self.bridge is not None:
             self.bridge.publish_room(room, excluded, frame)
         return self._deliver_local(room, frame, exclude)
@@ -299,6 +346,20 @@ class ClusterRoomStore(RoomStore):
         except RoomUnavailableError:
             return False
 
+    async def disconnect(self, conn_id: ConnectionId, reason: str) -> bool:
+        """Close one connection on any shard or node: handed to its shard counts as done."""
+        member = self._local.get(conn_id)
+        if member is not None:
+            await member.conn.disconnect(reason)
+            return True
+        owner = self.owner_of(conn_id)
+        if owner is not None and owner != self.shard:
+            return self.links.send(owner, Kick(conn_id, reason))
+        remote = self._remote(conn_id)
+        if remote is not None and self.bridge is not None:
+            return self.bridge.kick(remote[0], remote[1], conn_id, reason)
+        return False
+
     async def publish_all(
         self,
         frame: bytes,
@@ -306,11 +367,33 @@ class ClusterRoomStore(RoomStore):
         namespace: Namespace | None = None,
     ) -> int:
         excluded = sorted(exclude)
-        for peer in self.links.live_peers():
-            self.links.send(peer, Deliver(None, excluded, namespace, frame))
-        if self.bridge is not None:
-            self.bridge.publish_all(excluded, namespace, frame)
-        return self._deliver_all_local(frame, exclude, namespace)
+        # Every live shard instance (draining ones too: their members listen) delivers and
+        # answers with its count; one that does not answer in time counts 0. Other nodes'
+        # connections are not counted (Redis cannot say).
+        answers: list[asyncio.Future[Any]] = []
+        requests: list[int] = []
+        try:
+            for link in self.links.instances():
+                if link.peer is None:
+                    continue
+                request, answer = self._new_request(link.peer)
+                requests.append(request)
+                if link.send(Deliver(None, excluded, namespace, frame, request)):
+                    answers.append(answer)
+            if self.bridge is not None:
+                self.bridge.publish_all(excluded, namespace, frame)
+            delivered = self._deliver_all_local(frame, exclude, namespace)
+            if answers:
+                done, _ = await asyncio.wait(answers, timeout=ASK_TIMEOUT)
+                delivered += sum(
+                    int(answer.result())
+                    for answer in done
+                    if answer.exception() is None and isinstance(answer.result(), int)
+                )
+            return delivered
+        finally:
+            for request in requests:
+                self._pending.pop(request, None)
 
     def local_connections(self) -> Iterable[Connection]:
         return [member.conn for member in self._local.values()]
@@ -331,12 +414,14 @@ class ClusterRoomStore(RoomStore):
 
     def _leave_at_home(self, room: RoomName, conn_id: ConnectionId) -> None:
         home = self.home_of(room)
-        if home == self.shard:
+        if self._is_home(home):
             self._home_leave(room, conn_id)
         else:
             # If the home is down this is lost, and rightly so: the rebuilt room will not
-            # hear of this member, since it is no longer in this shard's index.
-            self.links.send(home, Leave(room, conn_id))
+            # hear of this member, since it is no longer in this shard's index. Every live
+            # instance of the home hears it: one that is taking over may have it already.
+            for link in self.links.instances_of(home):
+                link.send(Leave(room, conn_id))
 
     def _deliver_local(self, room: RoomName, frame: bytes, exclude: Container[str]) -> int:
         members = self._local_rooms.get(room)
@@ -352,6 +437,11 @@ class ClusterRoomStore(RoomStore):
                 delivered += 1
         TALLY.observe(metrics.broadcast_fanout, delivered)
         return delivered
+
+    def _local_count(self, room: RoomName, exclude: Container[str]) -> int:
+        """This shard's members of ``room`` not in ``exclude``."""
+        members = self._local_rooms.get(room, {})
+        return sum(1 for conn_id in members if conn_id not in exclude and conn_id in self._local)
 
     def _deliver_all_local(
         self, frame: bytes, exclude: Container[str], namespace: Namespace | None
@@ -538,26 +628,75 @@ class ClusterRoomStore(RoomStore):
             for conn_id, (shard, _, info) in self._homed.get(room, {}).items()
         ]
 
-    def _home_publish(self, room: RoomName, frame: bytes, exclude: list[str]) -> int:
+    def _home_publish(
+        self, room: RoomName, frame: bytes, exclude: list[str]
+    ) -> tuple[int, asyncio.Future[Any] | None]:
+        """A broadcast this home orders: the members of this node it was fanned out to, and
+        with Redis the future of how many other nodes received it."""
         TALLY.add(_HOME_BROADCASTS)
+        remote = None
         if self.bridge is not None:
-            self.bridge.publish_room(room, exclude, frame)
-        return self._fan_out(room, frame, exclude)
+            remote = self.bridge.publish_room(room, exclude, frame)
+        return self._fan_out(room, frame, exclude), remote
 
     def _fan_out(self, room: RoomName, frame: bytes, exclude: list[str]) -> int:
-        """This node's part of a broadcast: one Deliver per shard with members."""
+        """This node's part of a broadcast: one Deliver per shard with members not excluded.
+        Returns the members it went to: this shard's deliveries, and the members of every
+        shard whose Deliver was handed to its link."""
         members = self._homed.get(room)
         if not members:
             return 0
-        delivered = 0
-        for shard in {entry[0] for entry in members.values()}:
-            if shard == self.shard:
-                delivered = self._deliver_local(room, frame, frozenset(exclude))
-            else:
-                self.links.send(shard, Deliver(room, exclude, None, frame))
-        return delivered
+        excluded = frozenset(exclude)
+        # Per shard instance: a shard's draining predecessor and its replacement each get
+        # the message for their own members.
+        per_instance: dict[tuple[int, int], int] = {}
+        for conn_id, entry in members.items():
+            if conn_id not in excluded:
+                instance = (entry[0], entry[1])
+                per_instance[instance] = per_instance.get(instance, 0) + 1
+        fanned_out = 0
+        for (shard, generation), count in per_instance.items():
+            if shard == self.shard and generation == self.generation:
+                fanned_out += self._deliver_local(room, frame, excluded)
+            elif self.links.send_to_instance(
+                shard, generation, Deliver(room, exclude, None, frame)
+            ):
+                fanned_out += count
+        return fanned_out
 
     # -- replies that wait for Redis ---------------------------------------------------------------
+
+    def _answer_publish(self, peer: int, generation: int, message: Publish) -> None:
+        count, remote = self._home_publish(message.room, message.frame, message.exclude)
+        if not message.request:
+            return
+        if remote is None:
+            self.links.send_to_instance(peer, generation, Reply(message.request, count))
+        else:
+            self._answer_later(
+                peer, message.request, _with_remote(count, remote), generation
+            )
+
+    def _forward_publish(self, peer: int, generation: int, message: Publish) -> None:
+        """Hand a broadcast to our successor, the room's home now. Request ids are per
+        asker, so an answered Publish goes on under a request of ours and its count is
+        relayed to the asker."""
+        if not message.request:
+            self.links.send(self.shard, message)
+            return
+        request, answer = self._new_request(self.shard)
+        forwarded = Publish(message.room, message.exclude, message.frame, request)
+        if not self.links.send(self.shard, forwarded):
+            self._pending.pop(request, None)
+            return  # the asker's own timeout tells it
+
+        async def relayed() -> Any:
+            try:
+                return await asyncio.wait_for(answer, ASK_TIMEOUT)
+            finally:
+                self._pending.pop(request, None)
+
+        self._answer_later(peer, message.request, relayed(), generation)
 
     async def _join_value(self, message: JoinRequest, pending: PendingJoin) -> str:
         result = await self._finish_join(
@@ -565,14 +704,26 @@ class ClusterRoomStore(RoomStore):
         )
         return result.value
 
-    def _answer_later(self, peer: int, request: int, answer: Coroutine[Any, Any, Any]) -> None:
+    def _answer_later(
+        self,
+        peer: int,
+        request: int,
+        answer: Coroutine[Any, Any, Any],
+        generation: int | None = None,
+    ) -> None:
+        """Reply to ``peer`` (that very instance, given its ``generation``) once ``answer``
+        is known."""
+
         async def reply() -> None:
             try:
                 value = await answer
             except Exception:
                 logger.exception("shard %s: answering shard %s failed", self.shard, peer)
                 return  # the asker's own timeout tells it
-            self.links.send(peer, Reply(request, value))
+            if generation is None:
+                self.links.send(peer, Reply(request, value))
+            else:
+                self.links.send_to_instance(peer, generation, Reply(request, value))
 
         self._run_later(reply())
 
@@ -585,6 +736,10 @@ class ClusterRoomStore(RoomStore):
     # -- BridgeHandler: what other nodes send ----------------------------------------------------
 
     def on_room_message(self, room: RoomName, exclude: frozenset[str], frame: bytes) -> None:
+        if not self.links.home_of_own_rooms:
+            # One instance of this shard fans it out: the draining predecessor until the
+            # successor takes over, then the successor (to the predecessor's members too).
+            return
         self._fan_out(room, frame, sorted(exclude))
 
     def on_all_message(
@@ -611,16 +766,24 @@ class ClusterRoomStore(RoomStore):
 
     # -- asks ------------------------------------------------------------------------------------
 
+    def _new_request(
+        self, peer: int, on_reply: Callable[[Any], None] | None = None
+    ) -> tuple[int, asyncio.Future[Any]]:
+        """A request id and the future its Reply from ``peer`` completes (failed with
+        RoomUnavailableError if the peer goes down first). The caller removes the entry."""
+        self._next_request += 1
+        request = self._next_request
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request] = (future, peer, on_reply)
+        return request, future
+
     async def _ask(
         self,
         peer: int,
         build: Callable[[int], PipeMessage],
         on_reply: Callable[[Any], None] | None = None,
     ) -> Any:
-        self._next_request += 1
-        request = self._next_request
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[request] = (future, peer, on_reply)
+        request, future = self._new_request(peer, on_reply)
         if not self.links.send(peer, build(request)):
             self._pending.pop(request, None)
             raise RoomUnavailableError(
@@ -647,11 +810,17 @@ class ClusterRoomStore(RoomStore):
         if isinstance(message, Deliver):
             exclude = frozenset(message.exclude)
             if message.room is None:
-                self._deliver_all_local(message.frame, exclude, message.namespace)
+                delivered = self._deliver_all_local(message.frame, exclude, message.namespace)
             else:
-                self._deliver_local(message.room, message.frame, exclude)
+                delivered = self._deliver_local(message.room, message.frame, exclude)
+            if message.request:
+                self.links.send_to_instance(peer, generation, Reply(message.request, delivered))
         elif isinstance(message, Publish):
-            self._home_publish(message.room, message.frame, message.exclude)
+            if self.links.superseded and self.home_of(message.room) == self.shard:
+                # Sent before the peer heard of our successor's handover: it is the home.
+                self._forward_publish(peer, generation, message)
+            else:
+                self._answer_publish(peer, generation, message)
         elif isinstance(message, Reply):
             pending = self._pending.pop(message.request, None)
             if pending is not None:
@@ -665,28 +834,36 @@ class ClusterRoomStore(RoomStore):
                 message.room, message.conn_id, peer, generation, message.max_members, message.info
             )
             if isinstance(joining, JoinResult):
-                self.links.send(peer, Reply(message.request, joining.value))
+                self.links.send_to_instance(peer, generation, Reply(message.request, joining.value))
             else:
-                self._answer_later(peer, message.request, self._join_value(message, joining))
+                self._answer_later(
+                    peer, message.request, self._join_value(message, joining), generation
+                )
         elif isinstance(message, Leave):
             self._home_leave(message.room, message.conn_id)
         elif isinstance(message, EmitTo):
             member = self._local.get(message.conn_id)
             delivered = member is not None and _deliver(member, message.frame)
             if message.request:
-                self.links.send(peer, Reply(message.request, delivered))
+                self.links.send_to_instance(peer, generation, Reply(message.request, delivered))
         elif isinstance(message, MembersRequest):
             if self.bridge is None:
                 entries = self._home_members(message.room)
                 listed = [(conn_id, shard, info, "") for conn_id, shard, info in entries]
-                self.links.send(peer, Reply(message.request, listed))
+                self.links.send_to_instance(peer, generation, Reply(message.request, listed))
             else:
-                self._answer_later(peer, message.request, self._listed_members(message.room))
+                self._answer_later(
+                    peer, message.request, self._listed_members(message.room), generation
+                )
         elif isinstance(message, ExistsRequest):
             if self.bridge is None:
-                self.links.send(peer, Reply(message.request, self._home_exists(message.room)))
+                self.links.send_to_instance(
+                    peer, generation, Reply(message.request, self._home_exists(message.room))
+                )
             else:
-                self._answer_later(peer, message.request, self._exists_at_home(message.room))
+                self._answer_later(
+                    peer, message.request, self._exists_at_home(message.room), generation
+                )
         elif isinstance(message, Rejoin):
             for room, conn_id, info in message.members:
                 if self.home_of(room) == self.shard:
@@ -701,27 +878,31 @@ class ClusterRoomStore(RoomStore):
             logger.warning("shard %s: unexpected %s from shard %s", self.shard, message.KIND, peer)
 
     def on_peer_up(self, peer: int, generation: int) -> None:
-        """A shard (re)appeared: give it our members of the rooms it is home to."""
+        """A shard (re)appeared, or our own successor linked to us: give it our members of
+        the rooms it is home to."""
         members = [
             (room, conn_id, self._info(conn_id))
             for room, conn_ids in self._local_rooms.items()
             if self.home_of(room) == peer
             for conn_id in conn_ids
         ]
-        if members:
-            self.links.send(peer, Rejoin(members))
+        # Even when empty: it hands over (becomes the home) once every instance has told it.
+        self.links.send_to_instance(peer, generation, Rejoin(members))
 
     def on_peer_down(self, peer: int, generation: int) -> None:
-        """A shard instance died: its members leave the rooms homed here, its asks fail."""
+        """A shard instance exited or died: its members leave the rooms homed here, its asks
+        fail. (Its replacement, if any, is another instance: its members stay.)"""
         for room in list(self._homed):
             members = self._homed[room]
-            gone = [c for c, (s, g, _) in members.items() if s == peer and g <= generation]
+            gone = [c for c, (s, g, _) in members.items() if s == peer and g == generation]
             for conn_id in gone:
                 del members[conn_id]
                 if self.bridge is not None:
                     self.bridge.leave(room, conn_id)
             if gone and not members:
                 self._home_emptied(room)
+        if self.links.generation_of(peer) not in (None, generation):
+            return  # a draining predecessor exited: asks go to its successor, which is up
         for request, (future, target, _) in list(self._pending.items()):
             if target == peer and not future.done():
                 future.set_exception(
@@ -730,6 +911,18 @@ class ClusterRoomStore(RoomStore):
                     )
                 )
                 del self._pending[request]
+
+
+async def _with_remote(count: int, remote: asyncio.Future[Any] | None) -> int:
+    """``count`` plus the other nodes that Redis says received the broadcast (each has at
+    least one member there), when it says so within REMOTE_COUNT_WAIT."""
+    if remote is None:
+        return count
+    try:
+        others = await asyncio.wait_for(asyncio.shield(remote), REMOTE_COUNT_WAIT)
+    except TimeoutError:
+        return count
+    return count + (others if isinstance(others, int) else 0)
 
 
 def _listed(member: RemoteMember, own_node: str) -> ListedMember:

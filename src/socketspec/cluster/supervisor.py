@@ -2,18 +2,30 @@
 
 Owns the process tree. Signal handlers only record the signal and wake the
 loop through a pipe; one loop reaps children (``waitpid`` without blocking),
-reads the shards' readiness pipes, restarts a shard that died (at once, then
-with backoff while it keeps dying), and acts on signals: SIGTERM/SIGINT stop
-every shard (they drain) and exit 0, killing what remains after the graceful
-timeout; SIGHUP reloads the application code and replaces the shards one by
-one, each new shard ready before its predecessor is told to stop. A shard
-that fails while booting stops the whole cluster with its reason.
+reads the shards' pipes (readiness, then a liveness report every half second),
+and moves each shard through the states of ``cluster.lifecycle``. What the
+supervisor does on each move:
+
+- Only the very first boot may stop the cluster: a shard that cannot boot then
+  stops it with its reason (exit 1). Later, a replacement that fails to boot
+  (or is killed while booting) is logged and started again with backoff.
+- A serving shard that dies is replaced at once, then with backoff while it
+  keeps dying. One silent for ``--shard-timeout`` (its event loop is blocked)
+  gets SIGTERM and, still silent ``HUNG_GRACE`` later, SIGKILL; its replacement
+  starts at once. A loop that turns again within the grace drains as on a stop.
+- SIGTERM/SIGINT stop every shard (they drain) and exit 0, killing what remains
+  after the graceful timeout. SIGHUP (or, with ``--reload``, a changed source
+  file) reloads the application code and replaces the shards one by one, each
+  new shard serving before its predecessor is told to stop; when the new code
+  does not import, or a new shard does not boot, the old shards keep serving
+  and the log says why.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import errno
 import importlib
 import logging
@@ -35,8 +47,10 @@ from urllib.parse import urlsplit, urlunsplit
 from socketspec import metrics
 from socketspec.app import SocketApp
 from socketspec.cluster import metrics_http
-from socketspec.cluster.codec import BootFailed, PipeDecoder, PipeProtocolError, Ready
+from socketspec.cluster.codec import Alive, BootFailed, PipeDecoder, PipeProtocolError, Ready
+from socketspec.cluster.lifecycle import LIVE, Liveness, ShardEvent, ShardState, next_state
 from socketspec.cluster.metrics_http import MetricsEndpoint
+from socketspec.cluster.watch import SourceWatcher
 from socketspec.cluster.worker import run_worker
 from socketspec.loader import ENTRY_POINT_GROUP, load_app
 from socketspec.server.config import ServerConfig
@@ -47,10 +61,25 @@ BOOT_TIMEOUT = 30.0
 STABLE_AFTER = 5.0  # a shard that lived this long after boot restarts at once when it dies
 MAX_BACKOFF = 10.0
 KILL_MARGIN = 5.0  # past graceful + close timeouts, what is left is killed
+# SIGTERM to SIGKILL for a shard that went silent: long enough for a loop that was blocked a
+# moment too long to report again and drain, short because its clients already waited.
+HUNG_GRACE = 3.0
+# SIGTERM to SIGKILL for a shard stopped before it was ready: it has no clients to drain.
+BOOTING_GRACE = 2.0
+DEFAULT_SHARD_TIMEOUT = 10.0
+MAX_TICK = 1.0  # the loop wakes at least this often (timers, --reload polling)
+WATCH_INTERVAL = 1.0  # --reload: seconds between two snapshots of the sources
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 
 
 class ClusterBootError(Exception):
-    """A shard could not boot; the cluster stops with this reason."""
+    """A shard could not boot during the cluster's first boot; the cluster stops."""
+
+
+class ClusterPhase(enum.Enum):
+    STARTING = "starting"  # the first boot: a shard that cannot boot stops the cluster
+    RUNNING = "running"  # every failure is logged and repaired
+    STOPPING = "stopping"  # every shard is retiring; nothing is restarted
 
 
 @dataclass
@@ -58,11 +87,14 @@ class ShardProcess:
     index: int
     pid: int
     generation: int
-    ready_fd: int
+    pipe_fd: int  # -1 once the shard closed its end
     started: float
     decoder: PipeDecoder = field(default_factory=PipeDecoder)
+    state: ShardState = ShardState.BOOTING
+    changed_at: float = 0.0  # when it entered its state
     ready_at: float | None = None
-    retiring: bool = False  # told to stop (reload or shutdown); its exit is expected
+    failure: str | None = None  # the reason a BootFailed message gave
+    kill_at: float | None = None  # told to stop (RETIRING, HUNG): SIGKILL if alive by then
 
 
 class Supervisor:
@@ -74,7 +106,10 @@ class Supervisor:
         app_spec: str | None = None,
         reload_app: Callable[[], SocketApp] | None = None,
         metrics_host: str = "127.0.0.1",
-        metrics_port: int | None = 9100,
+        metrics_port: int | None = None,
+        metrics_token: str | None = None,
+        shard_timeout: float = DEFAULT_SHARD_TIMEOUT,
+        watcher: SourceWatcher | None = None,
     ) -> None:
         self.app = app
         if config.redis_url and not config.node_id:
@@ -85,8 +120,11 @@ class Supervisor:
         self.workers = workers
         self.app_spec = app_spec
         self.reload_app = reload_app
-        self.shards: dict[int, ShardProcess] = {}  # the serving process of each index
-        self.retiring: dict[int, ShardProcess] = {}  # by pid
+        self.phase = ClusterPhase.STARTING
+        self.processes: dict[int, ShardProcess] = {}  # every child not yet reaped, by pid
+        self.liveness = Liveness(shard_timeout)
+        self.watcher = watcher
+        self._watch_at = 0.0  # when --reload next snapshots the sources
         self._generation = 0
         self._deaths: dict[int, int] = {}  # consecutive quick deaths per index
         self._restart_at: dict[int, float] = {}
@@ -96,7 +134,8 @@ class Supervisor:
         os.set_blocking(self._wake_r, False)
         self.run_dir = Path(tempfile.mkdtemp(prefix="socketspec-"))
         self.metrics_host = metrics_host
-        self.metrics_port = metrics_port  # None: no endpoint
+        self.metrics_port = metrics_port  # None: no port of its own (the cluster port serves)
+        self.metrics_token = metrics_token
         self.metrics: MetricsEndpoint | None = None
 
     # -- signals ---------------------------------------------------------------------------------
@@ -107,21 +146,31 @@ class Supervisor:
             os.write(self._wake_w, b".")
 
     def _install_signals(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+        for signum in HANDLED_SIGNALS:
             signal.signal(signum, self._on_signal)
+
+    def _stop_requested(self) -> bool:
+        return any(s in (signal.SIGTERM, signal.SIGINT) for s in self._signals)
 
     # -- processes -------------------------------------------------------------------------------
 
     def _spawn(self, index: int) -> ShardProcess:
         self._generation += 1
         generation = self._generation
-        ready_r, ready_w = os.pipe()
+        pipe_r, pipe_w = os.pipe()
         supervisor_pid = os.getpid()
+        # Held back across the fork: a signal that reaches the child before it has reset the
+        # supervisor's handlers would be queued in the child's copy and lost (a SIGTERM sent
+        # to a shard in its first microseconds would not stop it). The child unblocks them
+        # once its own handlers are in place (``run_worker``); the parent at once.
+        previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
         pid = os.fork()
+        if pid != 0:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
         if pid == 0:  # the child
             code = 1
             try:
-                os.close(ready_r)
+                os.close(pipe_r)
                 os.close(self._wake_r)
                 os.close(self._wake_w)
                 code = run_worker(
@@ -131,86 +180,179 @@ class Supervisor:
                     self.workers,
                     generation,
                     self.run_dir,
-                    ready_w,
+                    pipe_w,
                     supervisor_pid,
                 )
             finally:
                 os._exit(code)
-        os.close(ready_w)
-        os.set_blocking(ready_r, False)
-        process = ShardProcess(index, pid, generation, ready_r, time.monotonic())
-        self.shards[index] = process
+        os.close(pipe_w)
+        os.set_blocking(pipe_r, False)
+        now = time.monotonic()
+        process = ShardProcess(index, pid, generation, pipe_r, now, changed_at=now)
+        self.processes[pid] = process
         return process
 
-    def _read_ready(self, process: ShardProcess) -> None:
+    def _move(self, process: ShardProcess, event: ShardEvent) -> None:
+        """The one place a shard changes state (the table records its metric)."""
+        process.state = next_state(process.state, event)
+        process.changed_at = time.monotonic()
+        if process.state is ShardState.SERVING:
+            self.liveness.heard(process.pid, process.changed_at)
+        else:
+            self.liveness.forget(process.pid)
+        self._count_shards_up()
+
+    def _live(self, index: int) -> list[ShardProcess]:
+        """The processes that serve ``index`` or are booting to."""
+        return [p for p in self.processes.values() if p.index == index and p.state in LIVE]
+
+    def _serving(self, index: int) -> ShardProcess | None:
+        serving = [
+            p for p in self.processes.values() if p.index == index and p.state is ShardState.SERVING
+        ]
+        return max(serving, key=lambda p: p.generation) if serving else None
+
+    def _read_pipe(self, process: ShardProcess) -> None:
+        if process.pipe_fd < 0:
+            return
         try:
-            data = os.read(process.ready_fd, 65536)
+            data = os.read(process.pipe_fd, 65536)
         except BlockingIOError:
             return
         except OSError:
             data = b""
-        if not data:
+        if not data:  # the shard closed its end (it is exiting)
+            self._close_pipe(process)
             return
         try:
             messages = process.decoder.feed(data)
         except PipeProtocolError:
             return
+        now = time.monotonic()
         for message in messages:
-            if isinstance(message, Ready):
-                process.ready_at = time.monotonic()
-                logger.info("shard %s ready (pid %s)", process.index, process.pid)
-                self._count_shards_up()
+            if isinstance(message, Alive):
+                if process.pid in self.liveness:
+                    self.liveness.heard(process.pid, now)
+                elif process.state is ShardState.HUNG:
+                    self._move(process, ShardEvent.RESUMED)
+                    process.kill_at = now + self._drain_limit()
+                    logger.warning(
+                        "shard %s (pid %s) reports again after SIGTERM; it drains (its "
+                        "replacement is already starting)",
+                        process.index,
+                        process.pid,
+                    )
+            elif isinstance(message, Ready):
+                if process.state is ShardState.BOOTING:
+                    process.ready_at = now
+                    self._move(process, ShardEvent.READY)
+                    logger.info("shard %s ready (pid %s)", process.index, process.pid)
             elif isinstance(message, BootFailed):
-                raise ClusterBootError(f"shard {message.shard} failed to boot: {message.reason}")
+                process.failure = message.reason
 
     def _close_pipe(self, process: ShardProcess) -> None:
-        with contextlib.suppress(OSError):
-            os.close(process.ready_fd)
+        if process.pipe_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(process.pipe_fd)
+            process.pipe_fd = -1
+
+    def _kill(self, process: ShardProcess, event: ShardEvent) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGKILL)
+        self._move(process, event)
+        process.kill_at = None
+
+    def _retire(self, process: ShardProcess) -> None:
+        """SIGTERM: the shard drains and exits; its exit is expected. SIGKILL follows if it
+        is still running past the drain (or, before it was ready, a short grace)."""
+        grace = BOOTING_GRACE if process.state is ShardState.BOOTING else self._drain_limit()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGTERM)
+        self._move(process, ShardEvent.RETIRE)
+        process.kill_at = process.changed_at + grace
+
+    def _hang_up(self, process: ShardProcess, silent_for: float) -> None:
+        """A serving shard went silent: SIGTERM now, SIGKILL after ``HUNG_GRACE`` if it
+        stays silent, and its replacement starts at once."""
+        logger.error(
+            "shard %s (pid %s) sent no liveness report for %.1fs (its event loop is "
+            "blocked); sending SIGTERM, SIGKILL in %gs if it stays silent",
+            process.index,
+            process.pid,
+            silent_for,
+            HUNG_GRACE,
+        )
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGTERM)
+        self._move(process, ShardEvent.SILENT)
+        process.kill_at = process.changed_at + HUNG_GRACE
+        self._schedule_restart(process, "hung")
+
+    def _drain_limit(self) -> float:
+        return self.config.graceful_timeout + self.config.close_timeout + KILL_MARGIN
 
     def _reap(self) -> None:
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
+            except ChildProcessError:  # nothing left to wait for
+                for orphan in list(self.processes.values()):
+                    self._exited(orphan, -1)
                 return
             if pid == 0:
                 return
-            code = os.waitstatus_to_exitcode(status)
             metrics_http.retire(pid)
-            retired = self.retiring.pop(pid, None)
-            if retired is not None:
-                self._close_pipe(retired)
-                continue
-            process = next((p for p in self.shards.values() if p.pid == pid), None)
-            if process is None:
-                continue
-            self._read_ready(process)  # a BootFailed may still sit in the pipe
-            self._close_pipe(process)
-            del self.shards[process.index]
-            self._count_shards_up()
-            if process.ready_at is None:
-                raise ClusterBootError(
-                    f"shard {process.index} exited with code {code} while booting"
-                )
-            self._schedule_restart(process, code)
+            process = self.processes.get(pid)
+            if process is not None:
+                self._exited(process, os.waitstatus_to_exitcode(status))
 
-    def _schedule_restart(self, process: ShardProcess, code: int) -> None:
+    def _exited(self, process: ShardProcess, code: int) -> None:
+        self._read_pipe(process)  # a BootFailed may still sit in the pipe
+        self._close_pipe(process)
+        del self.processes[process.pid]
+        was = process.state
+        self._move(process, ShardEvent.EXITED)
+        if was is ShardState.RETIRING or self.phase is ClusterPhase.STOPPING:
+            return
+        if was is ShardState.BOOTING:
+            reason = process.failure or f"exited with code {code}"
+            if self.phase is ClusterPhase.STARTING:
+                raise ClusterBootError(f"shard {process.index} failed to boot: {reason}")
+            serving = self._serving(process.index)
+            if serving is not None:
+                logger.error(
+                    "shard %s (pid %s) failed to boot: %s; pid %s keeps serving it",
+                    process.index,
+                    process.pid,
+                    reason,
+                    serving.pid,
+                )
+                return
+            self._schedule_restart(process, f"failed to boot ({reason})")
+            return
+        if was in (ShardState.KILLED, ShardState.HUNG):
+            # A hung shard's replacement is already starting: this schedules nothing then.
+            self._schedule_restart(process, f"was killed (exit code {code})")
+            return
+        self._schedule_restart(process, f"exited with code {code}")
+
+    def _schedule_restart(self, process: ShardProcess, what: str) -> None:
+        if self._live(process.index) or process.index in self._restart_at:
+            return  # another process serves it already (a reload's successor)
         lived = time.monotonic() - (process.ready_at or process.started)
-        if lived >= STABLE_AFTER:
+        if process.ready_at is not None and lived >= STABLE_AFTER:
             self._deaths[process.index] = 0
         deaths = self._deaths.get(process.index, 0)
         delay = 0.0 if deaths == 0 else min(MAX_BACKOFF, 0.1 * 2 ** (deaths - 1))
         self._deaths[process.index] = deaths + 1
         self._restart_at[process.index] = time.monotonic() + delay
         logger.warning(
-            "shard %s (pid %s) exited with code %s; restarting in %.1fs",
-            process.index,
-            process.pid,
-            code,
-            delay,
+            "shard %s (pid %s) %s; restarting in %.1fs", process.index, process.pid, what, delay
         )
 
     def _restart_due(self) -> None:
+        if self.phase is ClusterPhase.STOPPING:
+            return
         now = time.monotonic()
         for index, when in list(self._restart_at.items()):
             if when <= now:
@@ -218,14 +360,45 @@ class Supervisor:
                 metrics.shard_restarts.inc()
                 self._spawn(index)
 
+    def _check_timers(self) -> None:
+        """Boots that take too long, serving shards gone silent, stops that overrun."""
+        now = time.monotonic()
+        for pid, silent_for in list(self.liveness.silent(now)):
+            self._hang_up(self.processes[pid], silent_for)
+        for process in list(self.processes.values()):
+            age = now - process.changed_at
+            if process.state is ShardState.BOOTING and age > BOOT_TIMEOUT:
+                if self.phase is ClusterPhase.STARTING:
+                    raise ClusterBootError(f"shards did not become ready within {BOOT_TIMEOUT:g}s")
+                logger.error(
+                    "shard %s (pid %s) not ready within %gs; killing it",
+                    process.index,
+                    process.pid,
+                    BOOT_TIMEOUT,
+                )
+                self._kill(process, ShardEvent.BOOT_TIMEOUT)
+            elif process.kill_at is not None and now >= process.kill_at:
+                # RETIRING or HUNG: the only states with a deadline to stop
+                logger.warning(
+                    "shard %s (pid %s) still %s %.1fs after SIGTERM; sending SIGKILL",
+                    process.index,
+                    process.pid,
+                    "silent" if process.state is ShardState.HUNG else "running",
+                    age,
+                )
+                self._kill(process, ShardEvent.OVERDUE)
+
     # -- the loop --------------------------------------------------------------------------------
 
     def _count_shards_up(self) -> None:
-        metrics.shards_up.set(sum(1 for p in self.shards.values() if p.ready_at is not None))
+        metrics.shards_up.set(
+            len({p.index for p in self.processes.values() if p.state is ShardState.SERVING})
+        )
 
     def _wait(self, timeout: float) -> None:
-        """Sleep until a signal, a readiness message, a scrape or ``timeout``."""
-        fds = [self._wake_r] + [p.ready_fd for p in self.shards.values() if p.ready_at is None]
+        """Sleep until a signal, a pipe message, a scrape or ``timeout``."""
+        pipes = {p.pipe_fd: p for p in self.processes.values() if p.pipe_fd >= 0}
+        fds = [self._wake_r, *pipes]
         if self.metrics is not None:
             fds.append(self.metrics.fileno())
         readable: list[int] = []
@@ -236,14 +409,28 @@ class Supervisor:
         with contextlib.suppress(BlockingIOError, OSError):
             while os.read(self._wake_r, 4096):
                 pass
-        for process in list(self.shards.values()):
-            if process.ready_at is None:
-                self._read_ready(process)
+        for fd in readable:
+            process = pipes.get(fd)
+            if process is not None:
+                self._read_pipe(process)
+
+    def _step(self, timeout: float) -> None:
+        """One turn of the loop: wait, reap, act on timers, start the restarts due."""
+        self._wait(timeout)
+        self._reap()
+        self._check_timers()
+        self._restart_due()
 
     def _tick_timeout(self) -> float:
-        if not self._restart_at:
-            return 1.0
-        return max(0.0, min(1.0, min(self._restart_at.values()) - time.monotonic()))
+        now = time.monotonic()
+        deadlines = list(self._restart_at.values())
+        deadlines += [p.kill_at for p in self.processes.values() if p.kill_at is not None]
+        liveness = self.liveness.next_deadline()
+        if liveness is not None:
+            deadlines.append(liveness + 0.01)
+        if not deadlines:
+            return MAX_TICK
+        return max(0.0, min(MAX_TICK, min(deadlines) - now))
 
     def run(self) -> int:
         self._install_signals()
@@ -254,7 +441,9 @@ class Supervisor:
         try:
             if self.metrics_port is not None:
                 try:
-                    self.metrics = MetricsEndpoint(self.metrics_host, self.metrics_port)
+                    self.metrics = MetricsEndpoint(
+                        self.metrics_host, self.metrics_port, self.metrics_token
+                    )
                 except OSError as exc:
                     raise ClusterBootError(
                         f"cannot serve metrics on {self.metrics_host}:{self.metrics_port}: "
@@ -262,21 +451,21 @@ class Supervisor:
                     ) from None
             for index in range(self.workers):
                 self._spawn(index)
-            self._wait_until_ready(list(self.shards.values()))
+            self._first_boot()
             if reservation is not None:
                 reservation.close()
                 reservation = None
+            self.phase = ClusterPhase.RUNNING
             self._announce()
             while True:
-                self._wait(self._tick_timeout())
+                self._step(self._tick_timeout())
                 signals, self._signals = self._signals, []
                 for signum in signals:
                     if signum in (signal.SIGTERM, signal.SIGINT):
                         return self._shutdown()
                     if signum == signal.SIGHUP:
-                        self._reload()
-                self._reap()
-                self._restart_due()
+                        self._reload("SIGHUP")
+                self._watch_sources()
         except ClusterBootError as exc:
             print(f"socketspec-cluster: error: {exc}", file=sys.stderr, flush=True)
             self._shutdown()
@@ -289,14 +478,22 @@ class Supervisor:
             shutil.rmtree(self.run_dir, ignore_errors=True)
             metrics_http.remove_owned_metrics_dir()
 
-    def _wait_until_ready(self, processes: list[ShardProcess]) -> None:
-        deadline = time.monotonic() + BOOT_TIMEOUT
-        while any(p.ready_at is None for p in processes):
-            if time.monotonic() > deadline:
-                raise ClusterBootError(f"shards did not become ready within {BOOT_TIMEOUT:g}s")
-            self._wait(0.2)
-            self._reap()
-            if any(s in (signal.SIGTERM, signal.SIGINT) for s in self._signals):
+    def _watch_sources(self) -> None:
+        """--reload: at most one snapshot a second (the loop turns more often, on every
+        liveness report); a change reloads."""
+        now = time.monotonic()
+        if self.watcher is None or now < self._watch_at:
+            return
+        self._watch_at = now + WATCH_INTERVAL
+        changed = self.watcher.poll()
+        if changed:
+            self._reload(f"{changed[0]} changed")
+
+    def _first_boot(self) -> None:
+        """Until every index serves; a shard that cannot boot now stops the cluster."""
+        while any(self._serving(index) is None for index in range(self.workers)):
+            self._step(0.2)
+            if self._stop_requested():
                 raise ClusterBootError("stopped while booting")
 
     def _reserve_port(self) -> socket.socket | None:
@@ -317,104 +514,99 @@ class Supervisor:
         config = self.config
         scheme = "wss" if config.certfile else "ws"
         http_scheme = "https" if config.certfile else "http"
-        pids = ", ".join(str(p.pid) for p in sorted(self.shards.values(), key=lambda p: p.index))
+        serving = [self._serving(index) for index in range(self.workers)]
+        pids = ", ".join(str(p.pid) for p in serving if p is not None)
+        base = f"{http_scheme}://{config.host}:{config.port}"
         print(
             f"socketspec-cluster: {self.workers} shard(s) (pids {pids}) listening on "
             f"{scheme}://{config.host}:{config.port}{config.path}",
             flush=True,
         )
-        print(
-            f"socketspec-cluster: health at {http_scheme}://{config.host}:{config.port}/healthz",
-            flush=True,
-        )
+        print(f"socketspec-cluster: health at {base}/healthz", flush=True)
         if self.app is not None and self.app.docs:
-            print(
-                f"socketspec-cluster: docs at {http_scheme}://{config.host}:{config.port}"
-                f"{self.app.docs_url}",
-                flush=True,
-            )
+            print(f"socketspec-cluster: docs at {base}{self.app.docs_url}", flush=True)
         if config.redis_url:
             print(
                 f"socketspec-cluster: node {config.node_id} shares rooms through "
                 f"{_redacted(config.redis_url)}",
                 flush=True,
             )
+        if config.serve_metrics:
+            print(f"socketspec-cluster: metrics at {base}/metrics", flush=True)
         if self.metrics is not None:
             print(
-                f"socketspec-cluster: metrics at http://{self.metrics.host}:{self.metrics.port}"
-                "/metrics",
+                f"socketspec-cluster: metrics also at http://{self.metrics.host}:"
+                f"{self.metrics.port}/metrics",
+                flush=True,
+            )
+        if self.watcher is not None:
+            print(
+                f"socketspec-cluster: reloading when one of {len(self.watcher)} source "
+                "file(s) changes",
                 flush=True,
             )
 
     # -- stopping and reloading ------------------------------------------------------------------
 
-    def _signal_all(self, signum: int, processes: list[ShardProcess]) -> None:
-        for process in processes:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, signum)
-
     def _shutdown(self) -> int:
-        processes = list(self.shards.values()) + list(self.retiring.values())
-        for process in self.shards.values():
-            process.retiring = True
-            self.retiring[process.pid] = process
-        self.shards.clear()
+        self.phase = ClusterPhase.STOPPING
         self._restart_at.clear()
-        self._signal_all(signal.SIGTERM, processes)
-        deadline = (
-            time.monotonic()
-            + self.config.graceful_timeout
-            + self.config.close_timeout
-            + KILL_MARGIN
-        )
-        while self.retiring and time.monotonic() < deadline:
+        for process in list(self.processes.values()):
+            if process.state in LIVE:
+                self._retire(process)
+        # A shard still draining past the graceful and close timeouts is killed (timers).
+        while self.processes:
             self._wait(0.1)
-            self._reap_retiring()
-        if self.retiring:
-            logger.warning("killing %d shard(s) still running after the grace", len(self.retiring))
-            self._signal_all(signal.SIGKILL, list(self.retiring.values()))
-            while self.retiring:
-                self._wait(0.1)
-                self._reap_retiring()
+            self._reap()
+            self._check_timers()
         return 0
 
-    def _reap_retiring(self) -> None:
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                self.retiring.clear()
-                return
-            if pid == 0:
-                return
-            metrics_http.retire(pid)
-            process = self.retiring.pop(pid, None)
-            if process is not None:
-                self._close_pipe(process)
-
-    def _reload(self) -> None:
-        """SIGHUP: new code, shard by shard, each replacement serving before its predecessor
-        stops, so the port always has a listener."""
+    def _reload(self, why: str) -> None:
+        """New code, shard by shard, each replacement serving before its predecessor stops,
+        so the port always has a listener. New code that does not import, or a replacement
+        that does not boot, leaves the old shards serving."""
+        previous = self.app
         if self.reload_app is not None:
             try:
                 app = self.reload_app()
                 app.startup()
             except Exception as exc:
                 logger.error(
-                    "reload failed, keeping the running code: %s: %s", type(exc).__name__, exc
+                    "reload (%s) failed, keeping the running code: %s: %s",
+                    why,
+                    type(exc).__name__,
+                    exc,
                 )
                 return
             self.app = app
-        logger.info("rolling restart of %d shard(s)", self.workers)
+        logger.info("rolling restart of %d shard(s) (%s)", self.workers, why)
         for index in range(self.workers):
-            old = self.shards.get(index)
+            # The new shard takes over a restart still waiting for its backoff, too.
+            self._restart_at.pop(index, None)
             new = self._spawn(index)
-            self._wait_until_ready([new])
-            if old is not None:
-                old.retiring = True
-                self.retiring[old.pid] = old
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(old.pid, signal.SIGTERM)
+            while new.state is ShardState.BOOTING:
+                if self._stop_requested():
+                    return  # the loop acts on the signal; the stop retires every shard
+                self._step(0.2)
+            if new.state is not ShardState.SERVING:
+                if index == 0:
+                    self.app = previous  # no shard runs the new code: restarts keep the old
+                logger.error(
+                    "reload (%s) failed, keeping the old shards: the new shard %s (pid %s) "
+                    "did not boot: %s; %d of %d shard(s) run the new code",
+                    why,
+                    index,
+                    new.pid,
+                    new.failure or "it exited",
+                    index,
+                    self.workers,
+                )
+                return
+            # Its predecessor, and a replacement of a crashed one that was booting the old
+            # code meanwhile: one process serves each index.
+            for predecessor in self._live(index):
+                if predecessor is not new:
+                    self._retire(predecessor)
 
 
 def purge_application_modules(app_spec: str | None) -> None:

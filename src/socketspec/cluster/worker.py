@@ -4,8 +4,10 @@ Owns booting one shard inside a forked child: the cluster room store, its
 links to the other shards (when there are several) and its bridge to Redis
 (with ``--redis``; a Redis that is down does not stop the boot), binding this shard's own
 SO_REUSEPORT listener, telling the supervisor it is ready (or why it could not
-boot) over its pipe, serving until SIGTERM/SIGINT, draining, and the exit
-code. Does not own restarts or signals to other shards (the supervisor does).
+boot) over its pipe, then reporting that its event loop turns (``Alive``, every
+``REPORT_INTERVAL``, from the loop itself: a blocked loop goes silent), serving
+until SIGTERM/SIGINT, draining, and the exit code. Does not own restarts or
+signals to other shards (the supervisor does).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import uvloop
 
 from socketspec import logs
 from socketspec.app import SocketApp
-from socketspec.cluster.codec import BootFailed, Ready, encode
+from socketspec.cluster.codec import Alive, BootFailed, Ready, encode
 from socketspec.cluster.store import ClusterRoomStore
 from socketspec.errors import CloseCode
 from socketspec.server.config import ServerConfig
@@ -36,6 +38,9 @@ logger = logging.getLogger("socketspec.cluster")
 # (a peer that is down links up when it comes back).
 BOOT_LINK_WAIT = 5.0
 PR_SET_PDEATHSIG = 1
+# How often a serving shard tells the supervisor its loop turns; --shard-timeout is at least
+# twice this, so one late report never gets a shard killed.
+REPORT_INTERVAL = 0.5
 
 
 def die_with_parent(supervisor_pid: int) -> None:
@@ -59,15 +64,26 @@ def run_worker(
     supervisor_pid: int,
 ) -> int:
     """Runs in the forked child; returns its exit code."""
-    for signum in (signal.SIGHUP, signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+    inherited = (signal.SIGHUP, signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)
+    for signum in inherited:
         signal.signal(signum, signal.SIG_DFL)
+    # The supervisor forks with these blocked; now that the defaults are back, a SIGTERM
+    # that arrived meanwhile stops this shard as it should.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, inherited)
     die_with_parent(supervisor_pid)
     logs.set_shard(index)
     ready = False
+    # Never block the loop on the pipe: a supervisor that does not read for a while costs
+    # reports (it then sees silence), not a stalled shard.
+    os.set_blocking(ready_fd, False)
 
-    def report(message: Ready | BootFailed) -> None:
+    def report(message: Ready | BootFailed | Alive) -> None:
         with contextlib.suppress(OSError):
             os.write(ready_fd, encode(message))
+
+    def report_alive(loop: asyncio.AbstractEventLoop) -> None:
+        report(Alive(index))
+        loop.call_later(REPORT_INTERVAL, report_alive, loop)
 
     async def main() -> None:
         nonlocal ready
@@ -96,6 +112,7 @@ def run_worker(
             }
         report(Ready(index, os.getpid()))
         ready = True
+        report_alive(asyncio.get_running_loop())
         try:
             await shard.serve()
         finally:

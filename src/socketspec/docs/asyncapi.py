@@ -742,6 +742,13 @@ def asyncapi_document(
             "version": __version__,
             "description": _info_description(auth_text, addresses),
             "tags": _tags(all_tags),
+            # Pushing from other processes is HTTP, described in OpenAPI of its own.
+            "externalDocs": {
+                "description": "The HTTP publish API (push to rooms, users and connections "
+                "from other processes), served on the same port when socketspec-cluster runs "
+                "with --api-key: its OpenAPI 3.1 document.",
+                "url": f"{'https' if protocol == 'wss' else 'http'}://{host}/api/openapi.json",
+            },
         },
         "defaultContentType": CONTENT_TYPE,
         "servers": {SERVER_ID: server},

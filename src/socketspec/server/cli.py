@@ -17,14 +17,18 @@ from typing import Any, NoReturn
 
 from socketspec import logs, metrics
 from socketspec.app import SocketApp
-from socketspec.backends.redis import DEFAULT_NODE_TTL, check_redis_url
+from socketspec.backends.redis import DEFAULT_NODE_TTL, check_redis_url, require_redis_client
 from socketspec.cluster.metrics_http import MULTIPROC_ENV, OWNED_ENV
 from socketspec.cluster.supervisor import Supervisor, enable_request_migration, reloader
+from socketspec.cluster.watch import SourceWatcher, source_roots
+from socketspec.cluster.worker import REPORT_INTERVAL
 from socketspec.errors import ConfigurationError
 from socketspec.loader import AppLoadError, load_app
+from socketspec.push.api import parse_keys
 from socketspec.server.config import ServerConfig
 
 ENV_PREFIX = "SOCKETSPEC_"
+MIN_SHARD_TIMEOUT = 4 * REPORT_INTERVAL  # a few late reports never get a shard killed
 _UNITS = {
     "": 1,
     "b": 1,
@@ -107,6 +111,19 @@ def positive_ttl(text: str) -> float:
     return value
 
 
+def connection_cap(text: str) -> int:
+    """A count of connections; 0 is no cap."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"takes a whole number of connections (0: no cap), got {text!r}"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative (0: no cap), got {value}")
+    return value
+
+
 class OneLineParser(argparse.ArgumentParser):
     """Errors are one line on stderr and exit code 2."""
 
@@ -163,9 +180,9 @@ def build_parser() -> OneLineParser:
     parser.add_argument(
         "--metrics-port",
         type=parse_port,
-        default=env_default("metrics-port", "9100"),
-        help="port of the supervisor's Prometheus /metrics, summed over shards; 0 picks a "
-        "free one (env SOCKETSPEC_METRICS_PORT, default 9100)",
+        default=env_default("metrics-port", None),
+        help="also serve /metrics on this port of the supervisor's; 0 picks a free one "
+        "(env SOCKETSPEC_METRICS_PORT; default: none, /metrics is on the cluster's port)",
     )
     parser.add_argument(
         "--no-metrics",
@@ -176,7 +193,7 @@ def build_parser() -> OneLineParser:
     parser.add_argument(
         "--metrics-host",
         default=env_default("metrics-host", "127.0.0.1"),
-        help="address of /metrics (env SOCKETSPEC_METRICS_HOST, default 127.0.0.1)",
+        help="address of --metrics-port (env SOCKETSPEC_METRICS_HOST, default 127.0.0.1)",
     )
     parser.add_argument(
         "--certfile",
@@ -207,6 +224,30 @@ def build_parser() -> OneLineParser:
         default=env_default("max-outbound", "1MiB"),
         help="unsent bytes past which a connection is closed with 4008 "
         "(env SOCKETSPEC_MAX_OUTBOUND)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        metavar="N",
+        type=connection_cap,
+        default=env_default("max-connections", "10000"),
+        help="WebSocket connections per shard; past it an upgrade is answered 503 with "
+        "Retry-After; 0: no cap (env SOCKETSPEC_MAX_CONNECTIONS, default 10000)",
+    )
+    parser.add_argument(
+        "--max-per-ip",
+        metavar="N",
+        type=connection_cap,
+        default=env_default("max-per-ip", "0"),
+        help="WebSocket connections per client address per shard; past it 429 with "
+        "Retry-After (env SOCKETSPEC_MAX_PER_IP, default 0: no cap)",
+    )
+    parser.add_argument(
+        "--handshake-timeout",
+        metavar="SECONDS",
+        type=positive_ttl,
+        default=env_default("handshake-timeout", "10"),
+        help="a connection that has not completed its HTTP upgrade by then is dropped "
+        "(env SOCKETSPEC_HANDSHAKE_TIMEOUT, default 10)",
     )
     parser.add_argument(
         "--compression",
@@ -248,7 +289,75 @@ def build_parser() -> OneLineParser:
         default=env_flag("log-json"),
         help="one JSON object per log line (env SOCKETSPEC_LOG_JSON=1)",
     )
+    parser.add_argument(
+        "--metrics-token",
+        type=metrics_token,
+        default=env_default("metrics-token", None),
+        help="/metrics answers only with this token, as 'Authorization: Bearer TOKEN' or "
+        "?token=TOKEN; 401 without it, 403 with a wrong one (env SOCKETSPEC_METRICS_TOKEN; "
+        "default: open)",
+    )
+    parser.add_argument(
+        "--api-key",
+        dest="api_keys",
+        metavar="KEY",
+        action="append",
+        type=api_key,
+        default=None,
+        help="serve the HTTP publish API (/api/...) to requests presenting this key, as "
+        "'Authorization: Bearer KEY' or 'X-API-Key: KEY'; repeat it or give a comma list "
+        "(env SOCKETSPEC_API_KEY; default: no API)",
+    )
+    parser.add_argument(
+        "--shard-timeout",
+        metavar="SECONDS",
+        type=shard_timeout,
+        default=env_default("shard-timeout", "10"),
+        help="a shard whose event loop sends no liveness report for this long is killed "
+        "and replaced (env SOCKETSPEC_SHARD_TIMEOUT, default 10)",
+    )
+    parser.add_argument(
+        "--reload",
+        action="store_true",
+        default=env_flag("reload"),
+        help="for development: restart the shards when a .py file of the app's package "
+        "changes (env SOCKETSPEC_RELOAD=1); refuses --workers above 1 unless "
+        "--reload-any-workers",
+    )
+    parser.add_argument(
+        "--reload-any-workers",
+        action="store_true",
+        default=env_flag("reload-any-workers"),
+        help="let --reload run with --workers above 1 (env SOCKETSPEC_RELOAD_ANY_WORKERS=1)",
+    )
     return parser
+
+
+def metrics_token(text: str) -> str:
+    token = text.strip()
+    if not token:
+        raise argparse.ArgumentTypeError("--metrics-token must not be empty")
+    return token
+
+
+def api_key(text: str) -> str:
+    keys = parse_keys([text])
+    if not keys:
+        raise argparse.ArgumentTypeError("--api-key must not be empty")
+    return ",".join(keys)
+
+
+def shard_timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= MIN_SHARD_TIMEOUT:  # NaN fails too
+        raise argparse.ArgumentTypeError(
+            f"must be at least {MIN_SHARD_TIMEOUT:g} seconds (shards report every "
+            f"{REPORT_INTERVAL:g}s), got {text!r}"
+        )
+    return value
 
 
 def config_from(args: argparse.Namespace, app: SocketApp | None = None) -> ServerConfig:
@@ -267,6 +376,9 @@ def config_from(args: argparse.Namespace, app: SocketApp | None = None) -> Serve
         path="/" + args.path.strip("/"),
         max_message_size=args.max_message_size,
         max_outbound=args.max_outbound,
+        max_connections=args.max_connections,
+        max_per_ip=args.max_per_ip,
+        handshake_timeout=args.handshake_timeout,
         compression=args.compression,
         graceful_timeout=args.graceful_timeout,
         certfile=args.certfile,
@@ -274,6 +386,11 @@ def config_from(args: argparse.Namespace, app: SocketApp | None = None) -> Serve
         echo=args.echo,
         log_level=args.log_level,
         log_json=args.log_json,
+        serve_metrics=not args.no_metrics,
+        metrics_token=args.metrics_token,
+        api_keys=parse_keys(
+            getattr(args, "api_keys", None) or [os.environ.get("SOCKETSPEC_API_KEY", "")]
+        ),
     )
 
 
@@ -296,6 +413,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.keyfile and not args.certfile:
         parser.error("--keyfile needs --certfile")
+    if args.reload and args.echo:
+        parser.error("--reload reloads an app; --echo serves none")
+    if args.reload and args.workers > 1 and not args.reload_any_workers:
+        parser.error(
+            f"--reload is a development flag for one shard, got --workers {args.workers} "
+            "(add --reload-any-workers to reload them all)"
+        )
     if args.no_metrics:
         metrics.TALLY.enabled = False
     else:
@@ -309,15 +433,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             app.startup()
         except (AppLoadError, ConfigurationError) as exc:
             parser.exit(2, f"socketspec-cluster: error: {exc}\n")
+    config = config_from(args, app)
+    if config.redis_url is not None:
+        try:
+            require_redis_client()
+        except ConfigurationError as exc:
+            parser.exit(2, f"socketspec-cluster: error: {exc}\n")
     enable_request_migration()
     supervisor = Supervisor(
         app,
-        config_from(args, app),
+        config,
         args.workers,
         app_spec=args.app,
         reload_app=None if args.echo else reloader(args.app),
         metrics_host=args.metrics_host,
         metrics_port=None if args.no_metrics else args.metrics_port,
+        metrics_token=args.metrics_token,
+        shard_timeout=args.shard_timeout,
+        watcher=SourceWatcher(source_roots(args.app)) if args.reload else None,
     )
     return supervisor.run()
 

@@ -26,6 +26,8 @@ class ServerConfig:
     keyfile: str | None = None
     echo: bool = False
     handshake_timeout: float = 10.0  # to finish the HTTP upgrade
+    max_connections: int = 10_000  # WebSocket connections per shard; past it 503 (0: no cap)
+    max_per_ip: int = 0  # WebSocket connections per client address per shard; 429 (0: no cap)
     close_timeout: float = 5.0  # to wait for the peer's close frame after ours
     mailbox_high_water: int = 64  # inbound messages queued before reading pauses
     mailbox_low_water: int = 16  # ... and resumes
@@ -35,3 +37,6 @@ class ServerConfig:
     redis_url: str | None = None  # rooms shared with other nodes through this Redis
     redis_node_ttl: float = 15.0  # seconds a dead node's members keep counting, at most
     node_id: str = ""  # 8 hex characters, drawn by the supervisor when Redis is used
+    serve_metrics: bool = False  # GET /metrics on this port: the sum over the cluster's shards
+    metrics_token: str | None = None  # when set, /metrics wants it (Bearer or ?token=)
+    api_keys: tuple[str, ...] = ()  # the HTTP publish API (/api/...) is served when set

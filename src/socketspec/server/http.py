@@ -25,8 +25,13 @@ REASONS = {
     403: b"Forbidden",
     404: b"Not Found",
     405: b"Method Not Allowed",
+    411: b"Length Required",
+    413: b"Content Too Large",
+    422: b"Unprocessable Content",
     426: b"Upgrade Required",
+    429: b"Too Many Requests",
     431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
     503: b"Service Unavailable",
 }
 

@@ -2,12 +2,15 @@
 
 Owns the bytes of one connection: the HTTP request head (health answers,
 403/404/400/431, the handshake deadline), the upgrade (validated and
-negotiated by wsproto), the connection's phases, the frame reader (``codec``:
+negotiated by wsproto; refused with 503/429 when ``caps`` has no slot for it),
+the connection's phases, the frame reader (``codec``:
 parsing, reassembly within the size limits, inflation), the bounded inbound
 mailbox (reading pauses at the high-water mark and resumes at the low), the
-outbound path (frames written straight to the transport; past
-``max_outbound`` unsent bytes the connection is closed with 4008) and the
-closing handshake with its bounded wait. Together with the application's
+outbound path (frames go to the transport while it writes, and wait in the
+connection's ``OutboundQueue`` while it has paused at its high-water mark;
+past ``max_outbound`` unsent bytes the queue is dropped and the 4008 close
+frame follows the transport's few buffered bytes) and the closing handshake
+with its bounded wait. Together with the application's
 ``ConnectionRuntime`` it forms the connection actor; the runtime owns the
 connection's state, this class only moves bytes. In echo mode messages are
 echoed as they complete, bypassing the application.
@@ -16,7 +19,9 @@ echoed as they complete, bypassing the application.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 from collections import deque
 from collections.abc import Callable
 from enum import Enum
@@ -32,7 +37,9 @@ from socketspec import metrics
 from socketspec.connection import Connection
 from socketspec.errors import CloseCode, ConnectionAuthError, ConnectRejected
 from socketspec.metrics import TALLY
-from socketspec.server import frames, http
+from socketspec.push.api import is_api_path
+from socketspec.push.service import ApiRequest
+from socketspec.server import caps, frames, http
 from socketspec.server.codec import (
     OVERSIZE,
     DeflateParams,
@@ -43,6 +50,7 @@ from socketspec.server.codec import (
     PeerClose,
     Ping,
 )
+from socketspec.server.outbound import KERNEL_UNSENT_LIMIT, OutboundQueue, water_marks
 
 if TYPE_CHECKING:
     from socketspec.server.shard import ShardContext
@@ -51,6 +59,8 @@ logger = logging.getLogger("socketspec.server")
 
 
 _HTTP_RESPONSES: dict[str, Counter] = {}
+# Exposed at 0 from the start, so that a query or an alert on them finds a series.
+_REFUSED = {reason: metrics.connections_refused.labels(reason=reason) for reason in caps.REASONS}
 
 
 class Phase(Enum):
@@ -100,8 +110,13 @@ class WebSocketProtocol(asyncio.Protocol):
         self._out: list[bytes] | None = None
         self._out_messages = 0
         self._out_bytes = 0
+        high, low = water_marks(ctx.config.max_outbound)
+        self._water_marks = (high, low)
+        # Frames the transport may not have yet: it paused writing past its high-water mark.
+        self._queue = OutboundQueue(chunk=high)
         self._timer: asyncio.TimerHandle | None = None
         self._pending: bytes = b""  # bytes read while the application admits the connection
+        self._address: str | None = None  # the client address holding a slot (server.caps)
 
     # -- phase -----------------------------------------------------------------------------------
 
@@ -124,8 +139,14 @@ class WebSocketProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self._transport = transport  # type: ignore[assignment]
+        high, low = self._water_marks
+        self._transport.set_write_buffer_limits(high=high, low=low)  # type: ignore[union-attr]
+        # Without it the kernel takes megabytes from a stalled reader's connection (loopback
+        # send buffers autotune to 4 MiB), and a close frame written after them would wait
+        # behind all of it.
+        self._set_kernel_unsent_limit(KERNEL_UNSENT_LIMIT)
         self.ctx.track(self)
-        self._set_timer(self.ctx.config.handshake_timeout, self._abort)
+        self._set_timer(self.ctx.config.handshake_timeout, self._handshake_expired)
 
     def data_received(self, data: bytes) -> None:
         phase = self.phase
@@ -150,12 +171,37 @@ class WebSocketProtocol(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         return None  # close our side too
 
+    def pause_writing(self) -> None:
+        """The transport's buffer passed its high-water mark: frames wait in our queue."""
+        self._queue.pause()
+        if self.ctx.app is None and self.phase is Phase.OPEN and self._transport is not None:
+            # Echo mode answers every message: a peer that sends faster than it reads is
+            # read no further until its answers drain (no application queue to bound).
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        """The transport drained under its low-water mark: hand it what waits."""
+        self._queue.resume()
+        self._send_queued()
+        transport = self._transport
+        if (
+            self.ctx.app is None
+            and self.phase is Phase.OPEN
+            and transport is not None
+            and not transport.is_closing()
+        ):
+            transport.resume_reading()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
         if self.phase is not Phase.CLOSED:
             self._enter(Phase.CLOSED)
         self.ctx.forget(self)
+        if self._address is not None:
+            self.ctx.caps.release(self._address)
+            self._address = None
         self._mailbox.clear()
+        self._queue.drop()
         self._out = None
         if self.conn is not None:
             self.ctx.spawn(self.ctx.app_required.handle_disconnect(self.conn, "connection_lost"))
@@ -178,8 +224,20 @@ class WebSocketProtocol(asyncio.Protocol):
         if self.phase is not Phase.CLOSED:
             self._enter(Phase.CLOSED)
 
+    def _hand_over_to_api(self, head: http.RequestHead) -> None:
+        """The publish API reads the body and answers from here on (``push.service``)."""
+        transport = self._transport
+        assert transport is not None and self.ctx.api is not None
+        self._cancel_timer()
+        self._enter(Phase.CLOSED)
+        self.ctx.forget(self)
+        ApiRequest(self.ctx.api, head, transport, self.ctx.spawn).start()
+
     def _on_request(self, head: http.RequestHead) -> None:
         ctx = self.ctx
+        if ctx.api is not None and is_api_path(head.path):
+            self._hand_over_to_api(head)
+            return
         if not head.is_websocket_upgrade:
             self._reply(ctx.http_response(head))
             return
@@ -221,6 +279,13 @@ class WebSocketProtocol(asyncio.Protocol):
             extensions.append(deflate)
         transport = self._transport
         assert transport is not None
+        address = caps.client_address(transport.get_extra_info("peername"))
+        no_slot = ctx.caps.admit(address)
+        if no_slot is not None:
+            _REFUSED[no_slot.reason].inc()
+            self._reply(no_slot.response())
+            return
+        self._address = address
         transport.write(ws.send(AcceptConnection(extensions=extensions)))
         self._cancel_timer()
         soft = ctx.app.max_payload_size if ctx.app is not None else config.max_message_size
@@ -336,6 +401,7 @@ class WebSocketProtocol(asyncio.Protocol):
             # The peer started the closing handshake: answer it, then close TCP.
             code = event.code if event.code is not None else CloseCode.NORMAL
             self.flush()
+            self._queue.drop()  # the peer is leaving: what it has not been sent is moot
             transport.write(frames.close_frame(code, ""))
             reason = "client_close"
         else:
@@ -348,6 +414,7 @@ class WebSocketProtocol(asyncio.Protocol):
         assert transport is not None
         if self.phase is Phase.OPEN:
             self.flush()
+            self._queue.drop()
             transport.write(frames.close_frame(failure.code, failure.reason))
             metrics.connection_closes.labels(code=str(int(failure.code))).inc()
         self._end(_CLOSE_REASONS.get(failure.code, "protocol_error"))
@@ -440,8 +507,10 @@ class WebSocketProtocol(asyncio.Protocol):
         self._write_raw(self.ctx.frames.text(data))
         self._out_messages += 1
         self._out_bytes += len(data)
-        if self._out_bytes > self.ctx.config.max_outbound:
-            self.flush()  # a burst within one iteration: do not hold it all first
+        if self._out_bytes > self._water_marks[0]:
+            # A burst within one iteration: hand it over in pieces, so that the transport
+            # can pause and the rest waits (bounded) in the queue.
+            self.flush()
 
     def flush_if_quiet(self) -> None:
         """Flush now unless other connections have frames waiting too. Alone (one client
@@ -459,7 +528,11 @@ class WebSocketProtocol(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        if len(out) == 1:
+        queue = self._queue
+        if not queue.idle:  # the transport paused writing: the frames wait their turn
+            queue.push(out)
+            self._send_queued()
+        elif len(out) == 1:
             transport.write(out[0])
         else:
             transport.writelines(out)
@@ -467,14 +540,61 @@ class WebSocketProtocol(asyncio.Protocol):
             TALLY.add(metrics.frames_sent, self._out_messages)
             TALLY.add(metrics.bytes_sent, self._out_bytes)
             self._out_messages = self._out_bytes = 0
-        # Echo mode (no application) answers whatever it is sent, however large: the
+        # Echo mode (no application) stops reading instead (see pause_writing): the
         # limit is for application messages, which a slow reader lets pile up.
         if (
             self.ctx.app is not None
-            and transport.get_write_buffer_size() > self.ctx.config.max_outbound
+            and self.phase is not Phase.CLOSING
+            and queue.over(self.ctx.config.max_outbound)
         ):
-            metrics.slow_consumer_closes.inc()
-            self._fail(CloseCode.SLOW_CONSUMER, "slow consumer")
+            self._slow_consumer()
+
+    def _send_queued(self) -> None:
+        """Feed the transport from the queue, a piece at a time, until it pauses again."""
+        transport = self._transport
+        queue = self._queue
+        while transport is not None and not transport.is_closing():
+            taken = queue.take()  # empty once paused: writelines calls pause_writing
+            if not taken:
+                return
+            transport.writelines(taken)
+
+    def _slow_consumer(self) -> None:
+        """Past max_outbound unsent bytes: drop what waits, so that the 4008 close frame
+        follows the transport's high-water bytes at most, then close."""
+        dropped = self._queue.drop()
+        metrics.slow_consumer_closes.inc()
+        metrics.outbound_dropped_frames.inc(dropped.frames)
+        metrics.outbound_dropped_bytes.inc(dropped.size)
+        self._fail(CloseCode.SLOW_CONSUMER, "slow consumer")
+        self._hand_rest_to_kernel()
+
+    def _set_kernel_unsent_limit(self, limit: int) -> None:
+        transport = self._transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None and hasattr(socket, "TCP_NOTSENT_LOWAT"):  # Linux, macOS
+            with contextlib.suppress(OSError):  # the peer is gone: nothing left to deliver
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, limit)
+
+    def _hand_rest_to_kernel(self) -> None:
+        """Let the kernel take what the transport still holds (at most its high-water mark
+        and the close frame behind it). The abort at close_timeout throws away only what the
+        transport holds, while the kernel delivers what it has, then FIN, whenever the
+        client reads again: so the close frame outlives the abort."""
+        transport = self._transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if transport is None or sock is None:
+            return
+        rest = transport.get_write_buffer_size()
+        # Twice: the kernel wakes a writer only once its unsent bytes are under half the limit.
+        self._set_kernel_unsent_limit(2 * (KERNEL_UNSENT_LIMIT + rest))
+        with contextlib.suppress(OSError):
+            # The send buffer too, if it may be short (a slow link's is small): the kernel's
+            # accounting counts about twice the payload, and it doubles what SO_SNDBUF asks
+            # (capped at net.core.wmem_max).
+            needed = 2 * (KERNEL_UNSENT_LIMIT + rest) + 8192
+            if sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) < needed:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, needed // 2)
 
     async def close(self, code: int, reason: str) -> None:
         """The application closes the connection (Transport protocol)."""
@@ -490,13 +610,20 @@ class WebSocketProtocol(asyncio.Protocol):
             return
         upgrading = self.phase is Phase.UPGRADING
         self.flush()
-        if transport.is_closing():  # the flush found a slow consumer and closed it
-            return
-        transport.write(frames.close_frame(code, reason))
+        if transport.is_closing() or self.phase not in (Phase.OPEN, Phase.UPGRADING):
+            return  # the flush found a slow consumer and closed it
+        close = frames.close_frame(code, reason)
+        if not self._queue:  # nothing waits (or it was just dropped): the close goes next
+            transport.write(close)
+        else:
+            # Messages still wait for the transport (a drain's last broadcasts): the close
+            # frame is the last of them; close_timeout bounds how long they may take.
+            self._queue.push([close])
         self._enter(Phase.CLOSING)
         self._set_timer(self.ctx.config.close_timeout, self._abort)
-        if self._reading_paused or upgrading:
-            transport.resume_reading()  # to read the peer's close frame
+        if self._reading_paused or upgrading or self.ctx.app is None:
+            # To read the peer's close frame (echo mode may have paused for its replies).
+            transport.resume_reading()
             self._reading_paused = False
 
     # -- timers ----------------------------------------------------------------------------------
@@ -509,6 +636,11 @@ class WebSocketProtocol(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def _handshake_expired(self) -> None:
+        """No complete upgrade within the handshake timeout (a stalled or slow client)."""
+        TALLY.add(metrics.handshake_timeouts)
+        self._abort()
 
     def _abort(self) -> None:
         self._timer = None

@@ -1,7 +1,8 @@
 """One shard: a uvloop event loop, its own SO_REUSEPORT listener, and its connections.
 
 Owns binding the listening socket (after fork, in the cluster), TLS, the
-plain HTTP answers (``/healthz``, ``/readyz``, 404), routing upgrade paths to
+plain HTTP answers (``/healthz``, ``/readyz``, ``/metrics`` summed over the
+cluster's shards by ``cluster.metrics_http``, 404), routing upgrade paths to
 namespaces, the state shared by the shard's connection protocols, and the
 graceful drain on SIGTERM/SIGINT: stop accepting, ``__server_shutdown__``,
 running handlers finish within the graceful timeout, close 1001, exit 0.
@@ -21,9 +22,13 @@ from typing import Any
 
 from socketspec import metrics
 from socketspec.app import SocketApp
+from socketspec.cluster import metrics_http
 from socketspec.docs.routes import docs_response, is_docs_path
 from socketspec.metrics import TALLY
+from socketspec.push.api import parse_keys
+from socketspec.push.service import PushService
 from socketspec.server import http
+from socketspec.server.caps import ConnectionCaps
 from socketspec.server.config import ServerConfig
 from socketspec.server.frames import FrameCache
 from socketspec.server.protocol import WebSocketProtocol
@@ -49,6 +54,7 @@ class ShardContext:
         self.shard_id = shard_id
         self.frames = FrameCache()
         self.protocols: set[WebSocketProtocol] = set()
+        self.caps = ConnectionCaps(config.max_connections, config.max_per_ip)
         self.draining = False
         self.no_connections = asyncio.Event()
         self.no_connections.set()
@@ -57,6 +63,11 @@ class ShardContext:
         self._path = config.path.rstrip("/") or "/"
         # In a cluster: which shards this one can reach (set by the worker).
         self.peers: Callable[[], dict[int, bool]] | None = None
+        # The HTTP publish API (/api/...), served only when an API key is configured.
+        self.api: PushService | None = None
+        keys = parse_keys((*config.api_keys, *(app.api_keys if app is not None else ())))
+        if app is not None and keys:
+            self.api = PushService(app, keys, config.max_message_size)
 
     @property
     def app_required(self) -> SocketApp:
@@ -126,6 +137,9 @@ class ShardContext:
                     "connections": len(self.protocols),
                 },
             )
+        if head.path == "/metrics" and self.config.serve_metrics:
+            scrape = metrics_http.answer(self.config.metrics_token, head.header_map, head.query)
+            return http.response(scrape.status, scrape.body, scrape.content_type, scrape.headers)
         if self.app is not None and is_docs_path(self.app, head.path):
             return docs_response(
                 self.app, head.path, head.header_map, head.query, ws_path=self.config.path

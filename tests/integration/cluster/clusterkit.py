@@ -45,6 +45,9 @@ READY = re.compile(r"shard (\d+) ready \(pid (\d+)\)")
 RESTARTING = re.compile(
     r"shard (\d+) \(pid (\d+)\) exited with code (-?\d+); restarting in ([\d.]+)s"
 )
+BOOT_FAILED = re.compile(
+    r"shard (\d+) \(pid (\d+)\) failed to boot \((.*)\); restarting in ([\d.]+)s"
+)
 
 
 StartCluster = Callable[..., "ClusterProcess"]
@@ -65,6 +68,28 @@ def process_state(pid: int) -> str | None:
 
 def is_running(pid: int) -> bool:
     return process_state(pid) not in (None, "Z", "X")
+
+
+def children(pid: int) -> set[int]:
+    """The child processes of ``pid`` (its shards, for a supervisor)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return set()
+    return {int(child) for child in text.split()}
+
+
+def kill_next_child(parent: int, known: Iterable[int], timeout: float) -> int:
+    """SIGKILL the first child of ``parent`` not in ``known`` as soon as it appears (polled
+    every 0.2 ms, so within its first milliseconds: while it boots); its pid."""
+    old = set(known)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in children(parent) - old:
+            os.kill(child, signal.SIGKILL)
+            return child
+        time.sleep(0.0002)
+    raise AssertionError(f"no new child of {parent} within {timeout:g}s")
 
 
 def session_members(sid: int) -> list[int]:
@@ -109,8 +134,6 @@ class ClusterProcess:
         for name in list(full_env):
             if name.startswith("SOCKETSPEC_"):
                 del full_env[name]
-        # Every test cluster serves its metrics on a free port, never the default 9100.
-        full_env["SOCKETSPEC_METRICS_PORT"] = "0"
         full_env.update(env or {})
         self.args = args
         self.started = time.monotonic()

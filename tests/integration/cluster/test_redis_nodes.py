@@ -234,6 +234,46 @@ async def test_room_broadcasts_cross_nodes_once_each_and_in_order(nodes: list[No
                 await assert_nothing_more(members, "said")
 
 
+async def test_broadcast_counts_the_sending_nodes_members_and_one_per_other_node(
+    nodes: list[Node],
+) -> None:
+    """docs/cluster.md: with Redis, ``broadcast`` returns the members of the sending node it
+    was fanned out to (exact, its home knows them) plus one for each other node that received
+    it (Redis's PUBLISH reply counts subscribed nodes, each with at least one member): a lower
+    bound of the members cluster-wide. Node A has 2 members (one per shard), node B 3; the
+    sender is on A's shard that is not the room's home, then on B."""
+    a, b = nodes
+    room = room_homed_on(0, "counted-nodes")
+    async with asyncio.timeout(40):
+        async with Pool(a.url(), token=True, users="a") as pool_a:
+            async with Pool(b.url(), token=True, users="b") as pool_b:
+                on_a = await pool_a.on_shards(range(SHARDS))
+                on_b = await pool_b.on_shards({0: 2, 1: 1})
+                members = flat(on_a) + flat(on_b)
+                await join_all(members, room)
+                for sender, expected in ((on_a[1][0], 2 + 1), (on_b[0][0], 3 + 1)):
+                    text = f"counted from {where(sender)}"
+                    reply = await sender.call(
+                        "say_counted", {"room": room, "text": text}, timeout=10
+                    )
+                    assert reply["delivered"] == expected, where(sender)
+                    assert reply["delivered"] <= len(members)
+                    for member in members:
+                        got = await member.receive("said", timeout=10)
+                        assert got == {"room": room, "text": text}, where(member)
+                    reply = await sender.call(
+                        "say_counted",
+                        {"room": room, "text": text, "exclude_self": True},
+                        timeout=10,
+                    )
+                    assert reply["delivered"] == expected - 1, where(sender)
+                    for member in members:
+                        if member is not sender:
+                            got = await member.receive("said", timeout=10)
+                            assert got == {"room": room, "text": text}, where(member)
+                await assert_nothing_more(members, "said")
+
+
 async def test_emit_to_a_connection_on_the_other_node_reaches_it(nodes: list[Node]) -> None:
     """``rooms.emit_to(conn_id)`` from each shard of one node to each shard of the other, both
     ways; and ``emit`` on the member objects ``members()`` returns for the other node's

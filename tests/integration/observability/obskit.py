@@ -31,7 +31,8 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 class ObsCluster:
-    """An announced cluster and what the tests read from it."""
+    """An announced cluster and what the tests read from it (``/metrics`` is on its own
+    port unless the test asks for ``--metrics-port``)."""
 
     def __init__(self, process: ClusterProcess) -> None:
         self.process = process
@@ -106,6 +107,20 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
+def http_raw(
+    port: int, path: str, headers: dict[str, str] | None = None, timeout: float = 5.0
+) -> tuple[int, dict[str, str], bytes]:
+    """GET ``path`` from ``port``: (status, lower-cased headers, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        response = conn.getresponse()
+        found = {name.lower(): value for name, value in response.getheaders()}
+        return response.status, found, response.read()
+    finally:
+        conn.close()
+
+
 def http_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, dict[str, Any]]:
     """GET ``path`` from the cluster's port on a new connection: (status, JSON body). A
     connection reset by a shard that is dying is tried again (new connections land on any
@@ -128,8 +143,6 @@ def http_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, dict[str,
 
 def start(app: str, workers: int, *extra: str) -> ObsCluster:
     args = [app, "--workers", str(workers), "--port", "0", "--graceful-timeout", "5", *extra]
-    if "--no-metrics" not in extra:
-        args += ["--metrics-port", "0"]
     process = ClusterProcess(args, cwd=APPS)
     try:
         process.wait_announced(60)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from clusterkit import Pool
-from obskit import METRICS_AT, ObsCluster, http_get, listening_ports
+from obskit import METRICS_AT, ObsCluster, http_get, http_raw, listening_ports
 
 from socketspec.client import ErrorReply, connect
 
@@ -135,9 +135,10 @@ async def test_healthz_and_readyz_report_every_shard_and_a_dead_one(start_cluste
 async def test_no_metrics_serves_no_metrics_endpoint_and_still_serves_clients(
     start_cluster: Any,
 ) -> None:
-    # with metrics (the control): the supervisor listens on its metrics port
+    # with metrics (the control): /metrics answers on the cluster's port
     measured: ObsCluster = start_cluster("obs_app:quiet", 1)
-    assert listening_ports(measured.process.proc.pid) == {measured.metrics_port}
+    assert measured.metrics_port == measured.port
+    assert (await asyncio.to_thread(http_raw, measured.port, "/metrics"))[0] == 200
 
     cluster: ObsCluster = start_cluster("obs_app:quiet", 1, "--no-metrics")
     process = cluster.process
@@ -153,5 +154,6 @@ async def test_no_metrics_serves_no_metrics_endpoint_and_still_serves_clients(
     assert not METRICS_AT.search(process.stdout_text()), process.stdout_text()
     assert "metrics at" not in process.stdout_text() + process.stderr_text()
     assert listening_ports(process.proc.pid) == set()
+    assert (await asyncio.to_thread(http_raw, cluster.port, "/metrics"))[0] == 404
     status, body = await asyncio.to_thread(http_get, cluster.port, "/readyz")
     assert (status, body["ready"]) == (200, True), body

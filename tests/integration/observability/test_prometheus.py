@@ -276,7 +276,7 @@ async def test_every_dashboard_expression_and_alert_rule_works_against_prometheu
         # The alert rules: loaded by Prometheus, each evaluated without error, each query
         # valid, each socketspec_* metric it names exposed.
         declared = set(re.findall(r"^\s*- alert:\s*(\S+)", ALERTS.read_text(), re.M))
-        assert len(declared) == 6, declared
+        assert len(declared) == 8, declared
         deadline = time.monotonic() + 15
         while True:
             code, body = await asyncio.to_thread(server.get, "/api/v1/rules")

@@ -28,6 +28,10 @@ BAD = {
     "redis-without-host": ["ss_drain_app:socket", "--redis", "redis://"],
     "redis-node-ttl-0": ["ss_drain_app:socket", "--redis-node-ttl", "0"],
     "redis-node-ttl-banana": ["ss_drain_app:socket", "--redis-node-ttl", "banana"],
+    "max-connections-negative": ["ss_drain_app:socket", "--max-connections", "-1"],
+    "max-connections-banana": ["ss_drain_app:socket", "--max-connections", "lots"],
+    "max-per-ip-fraction": ["ss_drain_app:socket", "--max-per-ip", "1.5"],
+    "handshake-timeout-0": ["ss_drain_app:socket", "--handshake-timeout", "0"],
 }
 
 

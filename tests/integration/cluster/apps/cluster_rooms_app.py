@@ -7,6 +7,7 @@ Every handler answers with an ack, so a test can wait for it; the shard a handle
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from pydantic import BaseModel
@@ -64,6 +65,12 @@ def describe(conn: Connection) -> dict[str, Any]:
 @app.on("whoami")
 async def whoami(conn: Connection, payload: dict[str, Any]) -> dict[str, Any]:
     return {"shard": here(), **describe(conn)}
+
+
+@app.on("pid")
+async def pid(conn: Connection, payload: dict[str, Any]) -> int:
+    """The process serving this connection (tells a shard's instances apart)."""
+    return os.getpid()
 
 
 @app.on("join")
@@ -148,3 +155,33 @@ async def slow(conn: Connection, payload: Sleep) -> dict[str, Any]:
     await conn.emit("slow_started", {"seconds": payload.seconds})
     await asyncio.sleep(payload.seconds)
     return {"slept": payload.seconds, "shard": here()}
+
+
+class CountedSay(BaseModel):
+    room: str
+    text: str
+    exclude_self: bool = False
+
+
+@app.on("say_counted")
+async def say_counted(conn: Connection, payload: CountedSay) -> dict[str, Any]:
+    """What ``broadcast`` returns: the members it was fanned out to, cluster-wide."""
+    delivered = await app.rooms.broadcast(
+        payload.room,
+        "said",
+        {"room": payload.room, "text": payload.text},
+        exclude=[conn] if payload.exclude_self else None,
+    )
+    return {"delivered": delivered, "shard": here()}
+
+
+@app.on("shout_except_counted")
+async def shout_except_counted(conn: Connection, payload: Text) -> dict[str, Any]:
+    delivered = await app.rooms.broadcast_except(conn, "shout", {"text": payload.text})
+    return {"delivered": delivered, "shard": here()}
+
+
+@app.on("shout_all_counted")
+async def shout_all_counted(conn: Connection, payload: Text) -> dict[str, Any]:
+    delivered = await app.rooms.broadcast_all("shout", {"text": payload.text})
+    return {"delivered": delivered, "shard": here()}
