@@ -3,8 +3,9 @@
 Owns the three ASGI scopes for the socket: ``websocket`` (one connection, driven through
 ``SocketApp.handle_connect / handle_event / handle_disconnect / close_connection`` exactly
 as the shard's protocol drives it, with the project's limits kept whatever the server:
-``max_payload_size`` by the pipeline, and an outbound queue of its own, bounded by
-``max_outbound``, that closes a client that stopped reading with 4008), ``http`` (the docs
+``max_payload_size`` by the pipeline, and the shard's ``OutboundQueue`` between the
+application and one writer task: past ``max_outbound`` waiting, a client that stopped
+reading loses its backlog and is closed with 4008), ``http`` (the docs
 page, its schema, its assets and ``/asyncapi.json`` through ``docs.routes``; 426 on the
 WebSocket path; 404 elsewhere) and ``lifespan`` (startup validation; on shutdown the
 cluster's drain: ``__server_shutdown__``, running handlers finish, close 1001). Since
@@ -33,7 +34,6 @@ from types import FrameType
 from typing import Any
 
 from socketspec import metrics
-from socketspec.adapters.outbound import OutboundQueue
 from socketspec.adapters.scope import header_map, query_params, route_path
 from socketspec.app import SocketApp
 from socketspec.connection import Connection
@@ -41,6 +41,7 @@ from socketspec.docs.routes import docs_reply, is_docs_path
 from socketspec.errors import CloseCode, ConnectionAuthError, ConnectRejected
 from socketspec.metrics import TALLY
 from socketspec.server import http
+from socketspec.server.outbound import OutboundQueue
 
 logger = logging.getLogger("socketspec.asgi")
 
@@ -78,7 +79,8 @@ PHASES: dict[Phase, frozenset[Phase]] = {
 
 
 class _TextCache:
-    """A broadcast hands the same envelope bytes to every member: decode them once."""
+    """A broadcast hands the same envelope bytes to every member, whose writers send them
+    one after the other: decode them once for all (ASGI sends text as ``str``)."""
 
     __slots__ = ("_bytes", "_text")
 
@@ -102,7 +104,7 @@ class ASGIConnection:
         self._send = send
         self.phase = Phase.CONNECTING
         self.conn: Connection | None = None
-        self._queue = OutboundQueue(entry.max_outbound)
+        self._queue = OutboundQueue(chunk=1)  # one message per send
         self._close: tuple[int, str] | None = None
         self._wake = asyncio.Event()
         # Set when the connection should be left: the server reported its end, or our close
@@ -122,22 +124,27 @@ class ASGIConnection:
     # -- the application's Transport ---------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        """Queue one JSON envelope as a text message; past max_outbound waiting, close 4008."""
+        """Queue one JSON envelope; past max_outbound waiting, drop the backlog (counted) and
+        close with 4008, as the shard does."""
         if self.phase is not Phase.OPEN:
             return
-        if self._queue.push(self._entry.texts.text(data), len(data)):
+        queue = self._queue
+        queue.push((data,))
+        if not queue.over(self._entry.max_outbound):
             self._wake.set()
             return
+        dropped = queue.drop()
         metrics.slow_consumer_closes.inc()
+        metrics.outbound_dropped_frames.inc(dropped.frames)
+        metrics.outbound_dropped_bytes.inc(dropped.size)
+        self.close_now(CloseCode.SLOW_CONSUMER, "slow consumer")
         conn = self.conn
-        if conn is not None:
+        if conn is not None:  # the application's bookkeeping: hooks, rooms, the close metric
             self._entry.spawn(
                 self._entry.app_required.close_connection(
                     conn, CloseCode.SLOW_CONSUMER, "slow_consumer"
                 )
             )
-        else:
-            self.close_now(CloseCode.SLOW_CONSUMER, "slow consumer")
 
     async def close(self, code: int, reason: str) -> None:
         self.close_now(code, reason)
@@ -168,12 +175,14 @@ class ASGIConnection:
     async def _write_all(self) -> None:
         queue = self._queue
         send = self._send
+        texts = self._entry.texts
         while True:
-            item = queue.pop()
-            if item is not None:
-                await send({"type": "websocket.send", "text": item[0]})
+            frames = queue.take()
+            for frame in frames:
+                await send({"type": "websocket.send", "text": texts.text(frame)})
                 TALLY.add(metrics.frames_sent)
-                TALLY.add(metrics.bytes_sent, item[1])
+                TALLY.add(metrics.bytes_sent, len(frame))
+            if frames:
                 continue
             if self._close is not None:
                 code, reason = self._close

@@ -203,3 +203,17 @@ def test_settings_are_checked() -> None:
         SocketASGI(None, max_message_size=0)
     with pytest.raises(ValueError, match="must start with '/'"):
         SocketASGI(None, path="ws")
+
+
+async def test_past_max_outbound_the_backlog_is_dropped_and_the_close_is_4008() -> None:
+    entry = SocketASGI(echo_socket(), max_outbound=100, drain_on_signal=False)
+    peer = Peer()
+    connection = ASGIConnection(entry, peer.send)
+    await connection.accept()
+    connection.write(b"x" * 60)
+    connection.write(b"y" * 60)  # 120 bytes waiting: past the bound
+    connection.write(b"z" * 10)  # closing: not queued
+    assert connection.phase is Phase.CLOSING
+    await asyncio.wait_for(connection.write_loop(), 2)
+    assert [m["type"] for m in peer.sent] == ["websocket.accept", "websocket.close"]
+    assert peer.sent[-1]["code"] == 4008
