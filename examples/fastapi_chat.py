@@ -72,15 +72,16 @@ async def join(conn: Connection, payload: Join) -> dict[str, int]:
 
 
 @socket.on("say", tags=["chat"], broadcasts=[Broadcasts("message", "chat:{room}", Message)])
-async def say(conn: Connection, payload: Say) -> dict[str, bool]:
-    """Send a message to everyone in a room (joining it first if needed)."""
+async def say(conn: Connection, payload: Say) -> dict[str, int]:
+    """Send a message to everyone in a room (joining it first if needed); answers how many
+    got it."""
     room = room_of(payload.room)
     if room not in conn.rooms:
         await socket.rooms.join(conn, room)
-    await socket.rooms.broadcast(
+    delivered = await socket.rooms.broadcast(
         room, "message", {"room": payload.room, "name": name_of(conn), "text": payload.text}
     )
-    return {"sent": True}
+    return {"delivered": delivered}
 
 
 @socket.on("leave", tags=["chat"], broadcasts=[Broadcasts("left", "chat:{room}", Presence)])

@@ -19,9 +19,8 @@ or on every core with ``socketspec-cluster examples.notifications:socket``; ther
 REST app is not served, and a backend service connects with the ``notifier`` key and
 sends the same notifications over the socket with the ``publish`` event.
 
-Each send answers ``delivered``: the connections it reached, exact in one process; on the
-cluster a broadcast's members on other shards are reached without being counted there, so
-the number is a lower bound.
+Each send answers ``delivered``: how many connections it reached (on every shard of a
+cluster; across nodes sharing Redis, a lower bound: docs/cluster.md).
 
 ``NOTIFICATIONS_KEYS`` (``key=user,key=user``) replaces the demo keys below.
 """

@@ -36,7 +36,7 @@ async def test_join_say_leave(serve: Serve) -> None:
         for ws in (alice, bob):
             message = await recv_event(ws, "message")
             assert message["payload"] == {"room": "lobby", "name": "bob", "text": "hi all"}
-        assert (await recv_event(bob, "__ack__"))["payload"] == {"sent": True}
+        assert (await recv_event(bob, "__ack__"))["payload"] == {"delivered": 2}
 
         await send(bob, "leave", {"room": "lobby"}, ack="l")
         assert (await recv_event(alice, "left"))["payload"] == {"room": "lobby", "name": "bob"}
