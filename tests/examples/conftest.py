@@ -28,19 +28,24 @@ from examplekit import Serve, Served  # noqa: E402
 
 @pytest.fixture(params=["uvicorn", "cluster"])
 def serve(request: pytest.FixtureRequest) -> Iterator[Serve]:
-    """``serve("fastapi_chat", env={...})`` → the example running under the parameter's
-    server, stopped at the end of the test."""
+    """``serve("fastapi_chat", env={...}, cluster_args=[...])`` → the example running under
+    the parameter's server (the cluster with ``cluster_args`` too), stopped at the end of
+    the test."""
     uvicorns: list[UvicornProcess] = []
     clusters: list[ClusterProcess] = []
 
-    def start(example: str, env: dict[str, str] | None = None) -> Served:
+    def start(
+        example: str, env: dict[str, str] | None = None, cluster_args: list[str] | None = None
+    ) -> Served:
         if request.param == "uvicorn":
             process = UvicornProcess([f"examples.{example}:app"], REPO, env)
             uvicorns.append(process)
             port = process.wait_ready()
             return Served("uvicorn", f"ws://127.0.0.1:{port}/ws", f"http://127.0.0.1:{port}")
         cluster = ClusterProcess(
-            [f"examples.{example}:socket", "--workers", "2", "--port", "0"], cwd=REPO, env=env
+            [f"examples.{example}:socket", "--workers", "2", "--port", "0", *(cluster_args or [])],
+            cwd=REPO,
+            env=env,
         )
         clusters.append(cluster)
         cluster.wait_announced(60)
