@@ -319,7 +319,7 @@ class ClusterRoomStore(RoomStore):
         # The home orders it (this shard's members get it through the home too) and answers
         # with the number of members it fanned it out to.
         request, answer = self._new_request(home)
-        origin = f"{self.shard}.{self.generation}.{request}"
+        origin = f"{self.node}:{self.shard}.{self.generation}.{request}"
         try:
             if self.links.send(home, Publish(room, excluded, frame, request, origin)):
                 try:
@@ -333,11 +333,11 @@ class ClusterRoomStore(RoomStore):
                     # the broadcast is finished from here, as if the home had been down
                     # before (the caller's success must mean its members get it). The shards
                     # that got the home's copy know its origin and drop this one.
-                    return self._deliver_degraded(room, frame, exclude, origin, redis=False)
+                    return self._deliver_degraded(room, frame, exclude, origin)
         finally:
             self._pending.pop(request, None)
         # The home is down: reach every member that can be reached, in this sender's order.
-        return self._deliver_degraded(room, frame, exclude, "", redis=True)
+        return self._deliver_degraded(room, frame, exclude, "")
 
     def _deliver_degraded(
         self,
@@ -345,20 +345,18 @@ class ClusterRoomStore(RoomStore):
         frame: bytes,
         exclude: frozenset[ConnectionId],
         origin: str,
-        *,
-        redis: bool,
     ) -> int:
         """A broadcast whose home cannot order it, sent by this shard straight to every live
-        instance and delivered to its own members. Counted: this shard's deliveries (the
-        other shards' are not known here). With Redis, a message the dead home had taken is
-        not published again: other nodes got it from the home or not at all (Redis messages
-        carry no origin to tell a second copy by)."""
+        instance (and, with Redis, to the other nodes) and delivered to its own members.
+        Counted: this shard's deliveries (the other shards' are not known here). ``origin``
+        names a broadcast the home may have fanned out already before it died: wherever the
+        home's copy arrived, this one is dropped."""
         TALLY.add(_DEGRADED_BROADCASTS)
         excluded = sorted(exclude)
         for link in self.links.instances():
             link.send(Deliver(room, excluded, None, frame, 0, origin))
-        if redis and self.bridge is not None:
-            self.bridge.publish_room(room, excluded, frame)
+        if self.bridge is not None:
+            self.bridge.publish_room(room, excluded, frame, origin)
         if not self._first_delivery(origin):
             return 0
         return self._deliver_local(room, frame, exclude)
@@ -667,7 +665,7 @@ class ClusterRoomStore(RoomStore):
         TALLY.add(_HOME_BROADCASTS)
         remote = None
         if self.bridge is not None:
-            remote = self.bridge.publish_room(room, exclude, frame)
+            remote = self.bridge.publish_room(room, exclude, frame, origin)
         return self._fan_out(room, frame, exclude, origin), remote
 
     def _fan_out(self, room: RoomName, frame: bytes, exclude: list[str], origin: str = "") -> int:
@@ -769,12 +767,14 @@ class ClusterRoomStore(RoomStore):
 
     # -- BridgeHandler: what other nodes send ----------------------------------------------------
 
-    def on_room_message(self, room: RoomName, exclude: frozenset[str], frame: bytes) -> None:
+    def on_room_message(
+        self, room: RoomName, exclude: frozenset[str], frame: bytes, origin: str = ""
+    ) -> None:
         if not self.links.home_of_own_rooms:
             # One instance of this shard fans it out: the draining predecessor until the
             # successor takes over, then the successor (to the predecessor's members too).
             return
-        self._fan_out(room, frame, sorted(exclude))
+        self._fan_out(room, frame, sorted(exclude), origin)
 
     def on_all_message(
         self, exclude: frozenset[str], namespace: Namespace | None, frame: bytes
