@@ -20,7 +20,9 @@ For each class the table gives the messages sent, the deliveries expected, and:
 lost (expected, never received, on connections that stayed up or were drained: the
 cluster's guarantee), duplicated, reordered (behind a later one of the same sender), and
 cut (expected on connections whose shard was killed under them: at most once, so these
-are the messages in flight when the shard died, not a broken guarantee).
+are the messages in flight when the shard died, not a broken guarantee). Lost messages are
+listed under their class: sender and number, when acked (seconds from the class's first
+ack), and the shards of the members that missed them.
 
 Prints a markdown report (what ``docs/reliability.md`` records) and writes it with
 ``--out``. Run from the repository: ``python bench/chaos.py``.
@@ -410,11 +412,15 @@ class Account:
     by_end: dict[str, int] = field(default_factory=dict)
     drained_lost: int = 0  # of lost: on drained connections, acked between notice and close
     drained_expected: int = 0  # of expected: the same window
+    # What was lost, by message: (sender, seq, seconds from the first ack) -> the shards
+    # of the sessions that missed it, one entry per session.
+    lost_messages: dict[tuple[str, int, float], list[int | None]] = field(default_factory=dict)
 
 
 def account(ledger: Ledger) -> Account:
     result = Account(sent=len(ledger.acked), sessions=len(ledger.sessions))
     acks = sorted(ledger.acked, key=lambda a: a[2])
+    first = acks[0][3] if acks else 0.0
     for session in ledger.sessions:
         result.by_end[session.end] = result.by_end.get(session.end, 0) + 1
         end = session.ended_at if session.ended_at is not None else float("inf")
@@ -443,6 +449,8 @@ def account(ledger: Ledger) -> Account:
             else:
                 result.lost += 1
                 result.drained_lost += after_notice
+                missed = result.lost_messages.setdefault((name, seq, acked - first), [])
+                missed.append(session.shard)
     return result
 
 
@@ -663,6 +671,15 @@ def report(results: dict[str, Ledger], started: float, seconds: float) -> str:
             failures = ", ".join(f"{k}: {v}" for k, v in sorted(ledger.open_failures.items()))
             lines.append(f"  - failed opens: {failures}")
         lines.extend(f"  - {note}" for note in ledger.notes)
+        lost = account(ledger).lost_messages
+        if lost:
+            shown = ", ".join(
+                f"{sender}#{seq} acked at {at:.2f} s, missed by {len(shards)} member(s) on "
+                f"shard(s) {'/'.join(str(s) for s in sorted(set(shards), key=str))}"
+                for (sender, seq, at), shards in list(lost.items())[:12]
+            )
+            more = f" and {len(lost) - 12} more" if len(lost) > 12 else ""
+            lines.append(f"  - lost: {shown}{more}")
     return "\n".join(lines) + "\n"
 
 

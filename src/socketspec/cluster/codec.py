@@ -73,6 +73,10 @@ class Publish(PipeMessage):
     exclude: list[str]
     frame: bytes
     request: int = 0  # 0: no answer; otherwise Reply(request, members it was fanned out to)
+    # The broadcast's name, "shard.generation.request" of the sender ("" from the home
+    # itself): the home's Deliver carries it, so a shard that also gets the sender's own
+    # copy (the home died before answering) delivers it once.
+    origin: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,7 @@ class Deliver(PipeMessage):
     namespace: str | None
     frame: bytes
     request: int = 0  # 0: no answer; otherwise Reply(request, deliveries made)
+    origin: str = ""  # the Publish's origin: delivered at most once per shard instance
 
 
 @dataclass(frozen=True, slots=True)

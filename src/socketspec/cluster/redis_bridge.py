@@ -124,7 +124,9 @@ TRANSITIONS: dict[BridgeState, frozenset[BridgeState]] = {
 class BridgeHandler(Protocol):
     """What the bridge hands to the cluster store of its shard."""
 
-    def on_room_message(self, room: RoomName, exclude: frozenset[str], frame: bytes) -> None: ...
+    def on_room_message(
+        self, room: RoomName, exclude: frozenset[str], frame: bytes, origin: str = ""
+    ) -> None: ...
 
     def on_all_message(
         self, exclude: frozenset[str], namespace: Namespace | None, frame: bytes
@@ -408,7 +410,9 @@ class RedisBridge:
             sent = header.get("t")
             if isinstance(sent, float):
                 TALLY.observe(metrics.redis_lag, max(0.0, time.time() - sent))
-            self.handler.on_room_message(header["r"], frozenset(header.get("x") or ()), frame)
+            self.handler.on_room_message(
+                header["r"], frozenset(header.get("x") or ()), frame, str(header.get("o") or "")
+            )
         elif kind == "all":
             if header.get("n") == self.node:
                 return
@@ -624,14 +628,17 @@ class RedisBridge:
         return self._enqueue(run, want_result=True, on_lost=on_lost)
 
     def publish_room(
-        self, room: RoomName, exclude: list[str], frame: bytes
+        self, room: RoomName, exclude: list[str], frame: bytes, origin: str = ""
     ) -> asyncio.Future[Any] | None:
         """A broadcast this node's home actor ordered: to every other node with members.
 
         Returns the future of the number of other nodes that received it (each has at least
         one member in the room: its home actor subscribes while it has members; None when
-        Redis lost it), or None when it stayed on this node."""
+        Redis lost it), or None when it stayed on this node. ``origin`` names the broadcast
+        (the store's ``Publish.origin``): a node that gets it twice delivers it once."""
         header = {"k": "room", "n": self.node, "t": time.time(), "r": room, "x": exclude}
+        if origin:
+            header["o"] = origin
         data = encode_message(header, frame)
         sent = self._publish("room", self.room_channel(room), data, _count_undelivered, room)
         if sent is None:

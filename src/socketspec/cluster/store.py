@@ -72,6 +72,10 @@ if TYPE_CHECKING:  # redis is an extra: the bridge is imported only when a Redis
 logger = logging.getLogger("socketspec.cluster")
 
 ASK_TIMEOUT = 5.0
+# How many broadcast origins a shard remembers having delivered (oldest forgotten first): a
+# home's copy and the sender's own copy of one broadcast (sent when the home died before
+# answering) reach a shard within moments of each other, far fewer messages apart.
+SEEN_ORIGINS = 4096
 # How long a broadcast's home waits for Redis's reply to count the other nodes (the message
 # has gone out by then: only the count waits), shorter than the sender's ASK_TIMEOUT.
 REMOTE_COUNT_WAIT = 2.0
@@ -131,6 +135,8 @@ class ClusterRoomStore(RoomStore):
         self._pending: dict[int, tuple[asyncio.Future[Any], int, Callable[[Any], None] | None]] = {}
         self._next_request = 0
         self._answering: set[asyncio.Task[Any]] = set()
+        # The origins of the broadcasts delivered here, oldest first (SEEN_ORIGINS at most).
+        self._seen_origins: dict[str, None] = {}
 
     # -- identity and routing --------------------------------------------------------------------
 
@@ -313,23 +319,60 @@ class ClusterRoomStore(RoomStore):
         # The home orders it (this shard's members get it through the home too) and answers
         # with the number of members it fanned it out to.
         request, answer = self._new_request(home)
+        origin = f"{self.node}:{self.shard}.{self.generation}.{request}"
         try:
-            if self.links.send(home, Publish(room, excluded, frame, request)):
+            if self.links.send(home, Publish(room, excluded, frame, request, origin)):
                 try:
                     return int(await asyncio.wait_for(answer, ASK_TIMEOUT))
-                except (TimeoutError, RoomUnavailableError):
-                    # Sent, but the count did not come back: what this shard can vouch for.
+                except TimeoutError:
+                    # The home lives but is late: it fans the message out when it gets to
+                    # it; the count is what this shard can vouch for.
                     return self._local_count(room, exclude)
+                except RoomUnavailableError:
+                    # The home died with it, having fanned it out to some shards or none:
+                    # the broadcast is finished from here, as if the home had been down
+                    # before (the caller's success must mean its members get it). The shards
+                    # that got the home's copy know its origin and drop this one.
+                    return self._deliver_degraded(room, frame, exclude, origin)
         finally:
             self._pending.pop(request, None)
         # The home is down: reach every member that can be reached, in this sender's order.
-        # Counted: this shard's deliveries (the other shards' are not known here).
+        return self._deliver_degraded(room, frame, exclude, "")
+
+    def _deliver_degraded(
+        self,
+        room: RoomName,
+        frame: bytes,
+        exclude: frozenset[ConnectionId],
+        origin: str,
+    ) -> int:
+        """A broadcast whose home cannot order it, sent by this shard straight to every live
+        instance (and, with Redis, to the other nodes) and delivered to its own members.
+        Counted: this shard's deliveries (the other shards' are not known here). ``origin``
+        names a broadcast the home may have fanned out already before it died: wherever the
+        home's copy arrived, this one is dropped."""
         TALLY.add(_DEGRADED_BROADCASTS)
+        excluded = sorted(exclude)
         for link in self.links.instances():
-            link.send(Deliver(room, excluded, None, frame))
+            link.send(Deliver(room, excluded, None, frame, 0, origin))
         if self.bridge is not None:
-            self.bridge.publish_room(room, excluded, frame)
+            self.bridge.publish_room(room, excluded, frame, origin)
+        if not self._first_delivery(origin):
+            return 0
         return self._deliver_local(room, frame, exclude)
+
+    def _first_delivery(self, origin: str) -> bool:
+        """Whether the broadcast named ``origin`` is new here (and remember it); a broadcast
+        without an origin is always new."""
+        if not origin:
+            return True
+        seen = self._seen_origins
+        if origin in seen:
+            return False
+        seen[origin] = None
+        if len(seen) > SEEN_ORIGINS:
+            del seen[next(iter(seen))]
+        return True
 
     async def send_to(self, conn_id: ConnectionId, frame: bytes) -> bool:
         member = self._local.get(conn_id)
@@ -629,17 +672,17 @@ class ClusterRoomStore(RoomStore):
         ]
 
     def _home_publish(
-        self, room: RoomName, frame: bytes, exclude: list[str]
+        self, room: RoomName, frame: bytes, exclude: list[str], origin: str = ""
     ) -> tuple[int, asyncio.Future[Any] | None]:
         """A broadcast this home orders: the members of this node it was fanned out to, and
         with Redis the future of how many other nodes received it."""
         TALLY.add(_HOME_BROADCASTS)
         remote = None
         if self.bridge is not None:
-            remote = self.bridge.publish_room(room, exclude, frame)
-        return self._fan_out(room, frame, exclude), remote
+            remote = self.bridge.publish_room(room, exclude, frame, origin)
+        return self._fan_out(room, frame, exclude, origin), remote
 
-    def _fan_out(self, room: RoomName, frame: bytes, exclude: list[str]) -> int:
+    def _fan_out(self, room: RoomName, frame: bytes, exclude: list[str], origin: str = "") -> int:
         """This node's part of a broadcast: one Deliver per shard with members not excluded.
         Returns the members it went to: this shard's deliveries, and the members of every
         shard whose Deliver was handed to its link."""
@@ -657,9 +700,10 @@ class ClusterRoomStore(RoomStore):
         fanned_out = 0
         for (shard, generation), count in per_instance.items():
             if shard == self.shard and generation == self.generation:
-                fanned_out += self._deliver_local(room, frame, excluded)
+                if self._first_delivery(origin):
+                    fanned_out += self._deliver_local(room, frame, excluded)
             elif self.links.send_to_instance(
-                shard, generation, Deliver(room, exclude, None, frame)
+                shard, generation, Deliver(room, exclude, None, frame, 0, origin)
             ):
                 fanned_out += count
         return fanned_out
@@ -667,7 +711,9 @@ class ClusterRoomStore(RoomStore):
     # -- replies that wait for Redis ---------------------------------------------------------------
 
     def _answer_publish(self, peer: int, generation: int, message: Publish) -> None:
-        count, remote = self._home_publish(message.room, message.frame, message.exclude)
+        count, remote = self._home_publish(
+            message.room, message.frame, message.exclude, message.origin
+        )
         if not message.request:
             return
         if remote is None:
@@ -685,7 +731,7 @@ class ClusterRoomStore(RoomStore):
             self.links.send(self.shard, message)
             return
         request, answer = self._new_request(self.shard)
-        forwarded = Publish(message.room, message.exclude, message.frame, request)
+        forwarded = Publish(message.room, message.exclude, message.frame, request, message.origin)
         if not self.links.send(self.shard, forwarded):
             self._pending.pop(request, None)
             return  # the asker's own timeout tells it
@@ -735,12 +781,14 @@ class ClusterRoomStore(RoomStore):
 
     # -- BridgeHandler: what other nodes send ----------------------------------------------------
 
-    def on_room_message(self, room: RoomName, exclude: frozenset[str], frame: bytes) -> None:
+    def on_room_message(
+        self, room: RoomName, exclude: frozenset[str], frame: bytes, origin: str = ""
+    ) -> None:
         if not self.links.home_of_own_rooms:
             # One instance of this shard fans it out: the draining predecessor until the
             # successor takes over, then the successor (to the predecessor's members too).
             return
-        self._fan_out(room, frame, sorted(exclude))
+        self._fan_out(room, frame, sorted(exclude), origin)
 
     def on_all_message(
         self, exclude: frozenset[str], namespace: Namespace | None, frame: bytes
@@ -811,8 +859,10 @@ class ClusterRoomStore(RoomStore):
             exclude = frozenset(message.exclude)
             if message.room is None:
                 delivered = self._deliver_all_local(message.frame, exclude, message.namespace)
-            else:
+            elif self._first_delivery(message.origin):
                 delivered = self._deliver_local(message.room, message.frame, exclude)
+            else:
+                delivered = 0  # the other copy of it came first (its home died meanwhile)
             if message.request:
                 self.links.send_to_instance(peer, generation, Reply(message.request, delivered))
         elif isinstance(message, Publish):

@@ -22,7 +22,9 @@ from socketspec.cluster.store import ClusterRoomStore
 
 
 class NullHandler:
-    def on_room_message(self, room: str, exclude: frozenset[str], frame: bytes) -> None: ...
+    def on_room_message(
+        self, room: str, exclude: frozenset[str], frame: bytes, origin: str = ""
+    ) -> None: ...
 
     def on_all_message(
         self, exclude: frozenset[str], namespace: str | None, frame: bytes
