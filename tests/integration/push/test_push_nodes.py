@@ -2,8 +2,8 @@
 process with ``SyncEmitter(redis_url)``, a REST-style caller of the HTTP publish API, and the
 REST routes of a FastAPI service under uvicorn that push with ``Emitter`` (over Redis, and over
 the publish API) each reach a room, a user with connections on both shards of both nodes, and
-one connection on the other node; an emitter's messages keep their order; and with Redis down the emitter raises and
-the API answers 503."""
+one connection on the other node; an emitter's messages keep their order; and with Redis down
+the emitter raises and the API answers 503."""
 
 from __future__ import annotations
 
