@@ -1,0 +1,117 @@
+"""A publish API request in flight when its shard drains, over a real 2-shard cluster: taken
+(head and part of its body read) before SIGTERM, the rest of its body sent during the drain,
+it gets a complete answer, and the rooms' members got exactly what the answer says. The other
+shard, with nothing in flight, finishes its drain at once; the request's shard keeps its
+connections open until the request is answered."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from typing import Any
+
+from clusterkit import ClusterProcess, Pool
+from pushkit import KEY, launch
+
+from socketspec.client import Client
+from socketspec.cluster.store import home_of
+
+SHARDS = 2
+PER_SHARD = 2
+MESSAGES = 40
+
+
+def rooms_homed_on_each_shard() -> list[str]:
+    found: dict[int, str] = {}
+    for i in range(1000):
+        found.setdefault(home_of(f"drain-{i}", SHARDS), f"drain-{i}")
+    return [found[shard] for shard in range(SHARDS)]
+
+
+def batch_body(rooms: list[str]) -> bytes:
+    messages = [
+        {"room": rooms[n % len(rooms)], "event": "tick", "payload": {"n": n}}
+        for n in range(MESSAGES)
+    ]
+    return json.dumps({"messages": messages}).encode()
+
+
+async def start_request(port: int, body: bytes) -> tuple[asyncio.StreamReader, Any]:
+    """A batch request whose head and first half of the body are sent; the rest waits."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = (
+        "POST /api/batch HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {KEY}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    writer.write(head.encode() + body[: len(body) // 2])
+    await writer.drain()
+    return reader, writer
+
+
+async def finish_request(reader: asyncio.StreamReader, writer: Any, body: bytes) -> tuple[int, Any]:
+    """Send the rest of the body; the status and JSON of the answer (read until the server
+    closes: a cut connection would show as an empty or partial answer)."""
+    writer.write(body[len(body) // 2 :])
+    await writer.drain()
+    raw = await asyncio.wait_for(reader.read(), 20)
+    writer.close()
+    head, _, content = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 "), f"no complete answer: {raw!r}"
+    length = int(
+        next(
+            line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+        ).split(b":")[1]
+    )
+    assert len(content) == length, f"the answer was cut: {raw!r}"
+    return int(head.split(b" ")[1]), json.loads(content)
+
+
+def ticks(client: Client) -> list[int]:
+    """The ``tick`` numbers a (closed) client received."""
+    return [m["payload"]["n"] for m in client.inbox.pending() if m.get("event") == "tick"]
+
+
+async def test_batch_in_flight_through_sigterm_is_answered_whole() -> None:
+    cluster: ClusterProcess = launch("--api-key", KEY, "--graceful-timeout", "10")
+    rooms = rooms_homed_on_each_shard()
+    body = batch_body(rooms)
+    try:
+        async with Pool(cluster.url(), token=True, users="drain") as pool:
+            placed = await pool.on_shards(range(SHARDS), PER_SHARD)
+            members = [client for clients in placed.values() for client in clients]
+            for client in members:
+                for room in rooms:
+                    await client.call("join", {"room": room}, timeout=10)
+            reader, writer = await start_request(cluster.port, body)
+            await asyncio.sleep(0.5)  # the shard reads the head and hands it to the API
+            cluster.send(signal.SIGTERM)
+            # The shard with nothing in flight drains at once and closes its connections; the
+            # one holding the request keeps its own open until the request is answered.
+            done, _ = await asyncio.wait(
+                [asyncio.ensure_future(c.wait_closed(timeout=8)) for c in members],
+                timeout=8,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            assert done, "no shard finished its drain"
+            await asyncio.sleep(0.5)
+            open_shards = {s for s, clients in placed.items() if not any(c.closed for c in clients)}
+            closed_shards = {s for s, clients in placed.items() if all(c.closed for c in clients)}
+            assert len(open_shards) == 1 and len(closed_shards) == 1, (open_shards, closed_shards)
+            (holding,) = open_shards
+            status, answer = await finish_request(reader, writer, body)
+            assert status == 200, answer
+            results = answer["results"]
+            assert len(results) == MESSAGES
+            for client in placed[holding]:
+                await client.wait_closed(timeout=15)
+            # Each message reached exactly as many members as its result says (the holding
+            # shard's members; the drained shard's had left), and an unsent one reached none.
+            for n, result in enumerate(results):
+                receivers = sum(n in ticks(client) for client in members)
+                assert receivers == result.get("delivered", 0), (n, result, receivers)
+            assert any(result.get("delivered") == PER_SHARD for result in results), results
+        assert await cluster.wait_exit(20) == 0
+    finally:
+        cluster.kill()
