@@ -2,7 +2,9 @@
 (head and part of its body read) before SIGTERM, the rest of its body sent during the drain,
 it gets a complete answer, and the rooms' members got exactly what the answer says. The other
 shard, with nothing in flight, finishes its drain at once; the request's shard keeps its
-connections open until the request is answered."""
+connections open until the request is answered. A request whose head arrives once the drain
+began, and one whose body is still missing when the graceful timeout ends, get 503 and send
+nothing."""
 
 from __future__ import annotations
 
@@ -37,35 +39,57 @@ def batch_body(rooms: list[str]) -> bytes:
     return json.dumps({"messages": messages}).encode()
 
 
-async def start_request(port: int, body: bytes) -> tuple[asyncio.StreamReader, Any]:
-    """A batch request whose head and first half of the body are sent; the rest waits."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    head = (
+def head_of(body: bytes) -> bytes:
+    return (
         "POST /api/batch HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         f"Authorization: Bearer {KEY}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
-    )
-    writer.write(head.encode() + body[: len(body) // 2])
+    ).encode()
+
+
+async def start_request(port: int, data: bytes) -> tuple[asyncio.StreamReader, Any]:
+    """A connection to the API with ``data`` (part of a request) sent; the rest waits."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
     await writer.drain()
     return reader, writer
 
 
-async def finish_request(reader: asyncio.StreamReader, writer: Any, body: bytes) -> tuple[int, Any]:
-    """Send the rest of the body; the status and JSON of the answer (read until the server
-    closes: a cut connection would show as an empty or partial answer)."""
-    writer.write(body[len(body) // 2 :])
-    await writer.drain()
+async def read_answer(reader: asyncio.StreamReader, writer: Any) -> tuple[int, Any]:
+    """The status and JSON of the answer, read until the server closes: a cut connection
+    shows as an empty or partial answer."""
     raw = await asyncio.wait_for(reader.read(), 20)
     writer.close()
     head, _, content = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 "), f"no complete answer: {raw!r}"
-    length = int(
-        next(
-            line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
-        ).split(b":")[1]
-    )
-    assert len(content) == length, f"the answer was cut: {raw!r}"
+    lengths = [line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
+    assert len(content) == int(lengths[0].split(b":")[1]), f"the answer was cut: {raw!r}"
     return int(head.split(b" ")[1]), json.loads(content)
+
+
+async def members_in(pool: Pool, rooms: list[str]) -> dict[int, list[Client]]:
+    """``PER_SHARD`` connections on each shard, each a member of every one of ``rooms``."""
+    placed = await pool.on_shards(range(SHARDS), PER_SHARD)
+    for clients in placed.values():
+        for client in clients:
+            for room in rooms:
+                await client.call("join", {"room": room}, timeout=10)
+    return placed
+
+
+async def wait_refused(port: int, timeout: float = 10.0) -> None:
+    """Until no shard accepts connections: every shard closed its listener (its drain
+    began; the publish API refuses new requests from that moment)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except ConnectionRefusedError:
+            return
+        writer.close()
+        assert loop.time() < deadline, "the shards still accept connections"
+        await asyncio.sleep(0.02)
 
 
 def ticks(client: Client) -> list[int]:
@@ -79,12 +103,10 @@ async def test_batch_in_flight_through_sigterm_is_answered_whole() -> None:
     body = batch_body(rooms)
     try:
         async with Pool(cluster.url(), token=True, users="drain") as pool:
-            placed = await pool.on_shards(range(SHARDS), PER_SHARD)
+            placed = await members_in(pool, rooms)
             members = [client for clients in placed.values() for client in clients]
-            for client in members:
-                for room in rooms:
-                    await client.call("join", {"room": room}, timeout=10)
-            reader, writer = await start_request(cluster.port, body)
+            half = len(body) // 2
+            reader, writer = await start_request(cluster.port, head_of(body) + body[:half])
             await asyncio.sleep(0.5)  # the shard reads the head and hands it to the API
             cluster.send(signal.SIGTERM)
             # The shard with nothing in flight drains at once and closes its connections; the
@@ -100,7 +122,8 @@ async def test_batch_in_flight_through_sigterm_is_answered_whole() -> None:
             closed_shards = {s for s, clients in placed.items() if all(c.closed for c in clients)}
             assert len(open_shards) == 1 and len(closed_shards) == 1, (open_shards, closed_shards)
             (holding,) = open_shards
-            status, answer = await finish_request(reader, writer, body)
+            writer.write(body[half:])
+            status, answer = await read_answer(reader, writer)
             assert status == 200, answer
             results = answer["results"]
             assert len(results) == MESSAGES
@@ -112,6 +135,35 @@ async def test_batch_in_flight_through_sigterm_is_answered_whole() -> None:
                 receivers = sum(n in ticks(client) for client in members)
                 assert receivers == result.get("delivered", 0), (n, result, receivers)
             assert any(result.get("delivered") == PER_SHARD for result in results), results
+        assert await cluster.wait_exit(20) == 0
+    finally:
+        cluster.kill()
+
+
+async def test_request_after_the_drain_began_or_past_its_timeout_gets_503() -> None:
+    """A request whose head arrives once the drain began is refused; one whose body has not
+    arrived when the graceful timeout ends is refused then: 503, and nothing is sent."""
+    cluster: ClusterProcess = launch("--api-key", KEY, "--graceful-timeout", "1")
+    rooms = rooms_homed_on_each_shard()
+    body = batch_body(rooms)
+    try:
+        async with Pool(cluster.url(), token=True, users="late") as pool:
+            placed = await members_in(pool, rooms)
+            members = [client for clients in placed.values() for client in clients]
+            late = await start_request(cluster.port, b"")  # connected, its head not sent
+            stalled = await start_request(cluster.port, head_of(body) + body[:10])
+            await asyncio.sleep(0.5)  # the shard reads the stalled request's head
+            cluster.send(signal.SIGTERM)
+            await wait_refused(cluster.port)
+            late[1].write(head_of(body) + body)
+            status, answer = await read_answer(*late)
+            assert (status, answer["error"]) == (503, "unavailable"), answer
+            assert "nothing was sent" in answer["reason"]
+            status, answer = await read_answer(*stalled)
+            assert (status, answer["error"]) == (503, "unavailable"), answer
+            for client in members:
+                await client.wait_closed(timeout=15)
+                assert ticks(client) == []
         assert await cluster.wait_exit(20) == 0
     finally:
         cluster.kill()
