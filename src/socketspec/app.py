@@ -16,7 +16,7 @@ import asyncio
 import inspect
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
@@ -412,9 +412,10 @@ class SocketApp:
         if rt is not None and self._pipeline is not None and rt.machine.accepts_events:
             self._pipeline.refuse_oversize(rt)
 
-    async def drain(self, timeout: float) -> None:
+    async def drain(self, timeout: float, busy: Awaitable[Any] | None = None) -> None:
         """Server shutdown: no new events, ``__server_shutdown__`` to everyone, running
-        handlers get ``timeout`` seconds to finish, then every connection closes with 1001."""
+        handlers (and ``busy``, the server's other work in flight, such as publish API
+        requests) get ``timeout`` seconds to finish, then every connection closes with 1001."""
         notice = envelope.encode(
             "__server_shutdown__", {"reason": "shutdown", "graceful_timeout": timeout}
         )
@@ -427,8 +428,11 @@ class SocketApp:
         for rt in runtimes:
             if rt.machine.can_move(ConnState.DRAINING):
                 rt.machine.move(ConnState.DRAINING)
-        if runtimes:
-            waiting = asyncio.gather(*(rt.wait_idle() for rt in runtimes))
+        pending: list[Awaitable[Any]] = [rt.wait_idle() for rt in runtimes]
+        if busy is not None:
+            pending.append(busy)
+        if pending:
+            waiting = asyncio.gather(*pending)
             try:
                 await asyncio.wait_for(waiting, timeout)
             except TimeoutError:

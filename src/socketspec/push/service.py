@@ -9,19 +9,30 @@ like a handler's broadcast: to the room's home shard, which orders it with the
 room's other messages, so one order per room holds for everything sent to it.
 A batch is sent message after message, in its order. With Redis configured and
 down, every command but the OpenAPI document is refused with 503 before
-anything is sent. Does not own parsing rules or the room store.
+anything is sent.
+
+On the shard's drain (shutdown or reload) the requests in flight are counted
+like running handlers (``ApiPhase``): a request taken before the drain began
+finishes, the drain waits for it (within the graceful timeout) before the
+shard closes its connections; one whose head arrives after is refused with
+503 before anything is sent. Past the graceful timeout the messages not yet
+sent are refused (a batch answers them ``unavailable``, a request still
+waiting for its body gets 503), so every request gets a complete answer that
+says what was sent. Does not own parsing rules or the room store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from socketspec import metrics
-from socketspec.errors import SocketSpecError
+from socketspec.errors import IllegalTransitionError, SocketSpecError
 from socketspec.push import api, openapi
 from socketspec.push.messages import PushMessage, TargetKind, schemas_of
 from socketspec.server import http
@@ -33,10 +44,26 @@ if TYPE_CHECKING:
 logger = logging.getLogger("socketspec.push")
 
 BODY_TIMEOUT = 10.0  # seconds to receive a request's whole body
+DRAIN_REFUSAL = "the server is shutting down; nothing was sent, retry on another instance"
+CUT_REFUSAL = "the server shut down before this message was sent; it was not sent"
+
+
+class ApiPhase(StrEnum):
+    SERVING = "serving"  # requests are taken and run
+    DRAINING = "draining"  # the shard drains: new requests get 503, those in flight finish
+    CUT = "cut"  # the graceful timeout passed: what is not sent yet is refused
+
+
+PHASE_TRANSITIONS: dict[ApiPhase, frozenset[ApiPhase]] = {
+    ApiPhase.SERVING: frozenset({ApiPhase.DRAINING}),
+    ApiPhase.DRAINING: frozenset({ApiPhase.CUT}),
+    ApiPhase.CUT: frozenset(),
+}
 
 
 class PushService:
-    """The API of one shard: its keys, the app's schemas and limits, and the commands."""
+    """The API of one shard: its keys, the app's schemas and limits, the commands, and the
+    requests in flight (which the shard's drain waits for)."""
 
     def __init__(self, app: SocketApp, keys: tuple[str, ...], max_body: int) -> None:
         self.app = app
@@ -44,6 +71,49 @@ class PushService:
         self.max_body = max_body
         self.schemas = schemas_of(app)
         self.max_size = app.max_payload_size
+        self.phase = ApiPhase.SERVING
+        self.in_flight: set[ApiRequest] = set()
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    # -- requests in flight and the drain ------------------------------------------------------
+
+    def _move(self, target: ApiPhase) -> None:
+        if target not in PHASE_TRANSITIONS[self.phase]:
+            raise IllegalTransitionError(
+                f"the publish API cannot move from phase {self.phase.value!r} to {target.value!r}"
+            )
+        self.phase = target
+
+    def admit(self, request: ApiRequest) -> bool:
+        """Count ``request`` in flight; False once the drain began (it is refused)."""
+        if self.phase is not ApiPhase.SERVING:
+            return False
+        self.in_flight.add(request)
+        self.idle.clear()
+        return True
+
+    def release(self, request: ApiRequest) -> None:
+        """``request`` answered or its client went away."""
+        self.in_flight.discard(request)
+        if not self.in_flight:
+            self.idle.set()
+
+    def begin_drain(self) -> None:
+        """The shard drains: requests in flight go on, new ones are refused with 503."""
+        self._move(ApiPhase.DRAINING)
+
+    async def cut(self, answer_timeout: float) -> None:
+        """The graceful timeout passed: refuse what is not sent yet, and wait (at most
+        ``answer_timeout``) for the requests in flight to write their answers."""
+        if self.idle.is_set():
+            return
+        self._move(ApiPhase.CUT)
+        logger.warning("%d API requests in flight after the drain; cutting", len(self.in_flight))
+        for request in list(self.in_flight):
+            request.cut()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.idle.wait(), answer_timeout)
 
     def redis_down(self) -> bool:
         bridge = getattr(self.app.rooms.store, "bridge", None)
@@ -92,6 +162,11 @@ class PushService:
     async def _publish(self, command: api.Publish) -> tuple[int, Any]:
         results: list[dict[str, Any]] = []
         for message in command.messages:
+            if self.phase is ApiPhase.CUT:
+                if not command.batch:
+                    raise api.ApiError(503, CUT_REFUSAL)
+                results.append({"error": "unavailable", "reason": CUT_REFUSAL})
+                continue
             try:
                 results.append({"delivered": await self.deliver(message)})
             except SocketSpecError as exc:
@@ -147,6 +222,9 @@ class ApiRequest(asyncio.Protocol):
             challenge = (b"www-authenticate", b'Bearer realm="socketspec-api"')
             self._answer(401, refusal.document(), [challenge])
             return
+        if not self.service.admit(self):
+            self._error(api.ApiError(503, DRAIN_REFUSAL))
+            return
         if api.needs_body(head.method):
             length = head.header_map.get("content-length")
             if length is None or not length.strip().isdigit():
@@ -181,6 +259,16 @@ class ApiRequest(asyncio.Protocol):
         self.done = True
         if self.timer is not None:
             self.timer.cancel()
+        self.service.release(self)
+
+    def cut(self) -> None:
+        """The drain's graceful timeout passed: a request still waiting for its body is
+        refused; a running one refuses its messages not sent yet (``PushService._publish``)."""
+        if not self.done:
+            self.done = True
+            if self.timer is not None:
+                self.timer.cancel()
+            self._error(api.ApiError(503, DRAIN_REFUSAL))
 
     def _timed_out(self) -> None:
         if not self.done:
@@ -209,6 +297,7 @@ class ApiRequest(asyncio.Protocol):
         self, status: int, document: Any, extra: list[tuple[bytes, bytes]] | None = None
     ) -> None:
         self.done = True
+        self.service.release(self)
         metrics.http_responses.labels(status=str(status)).inc()
         if self.transport.is_closing():
             return

@@ -5,7 +5,8 @@ plain HTTP answers (``/healthz``, ``/readyz``, ``/metrics`` summed over the
 cluster's shards by ``cluster.metrics_http``, 404), routing upgrade paths to
 namespaces, the state shared by the shard's connection protocols, and the
 graceful drain on SIGTERM/SIGINT: stop accepting, ``__server_shutdown__``,
-running handlers finish within the graceful timeout, close 1001, exit 0.
+running handlers and publish API requests finish within the graceful timeout,
+close 1001, exit 0.
 Signal handlers only set an event; the shard's main coroutine acts on it.
 """
 
@@ -228,6 +229,8 @@ class Shard:
         assert ctx is not None and self._server is not None
         ctx.draining = True
         self._server.close()  # stop accepting; open connections stay
+        if ctx.api is not None:  # requests taken go on; later ones are refused with 503
+            ctx.api.begin_drain()
         # Connections accepted just before are still upgrading: let them open first, so
         # that they are told to move (__server_shutdown__) rather than refused.
         deadline = ctx.loop.time() + self.config.handshake_timeout
@@ -236,7 +239,13 @@ class Shard:
             await asyncio.sleep(0.01)
         timeout = self.config.graceful_timeout
         if self.app is not None:
-            await self.app.drain(timeout)
+            # Publish API requests in flight are waited for like running handlers, before
+            # the connections they may be sending to close; past the timeout, what they have
+            # not sent yet is refused in their answers.
+            api = ctx.api
+            await self.app.drain(timeout, busy=api.idle.wait() if api is not None else None)
+            if api is not None:
+                await api.cut(self.config.close_timeout)
         else:
             for protocol in list(ctx.protocols):
                 protocol.close_now(1001, "server shutdown")

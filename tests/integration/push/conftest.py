@@ -1,5 +1,7 @@
 """Fixtures for pushing into real clusters: the push app served by ``socketspec-cluster``
-subprocesses (the helpers of tests/integration/cluster, always killed with every shard)."""
+subprocesses (the helpers of tests/integration/cluster, always killed with every shard), and
+uvicorn subprocesses for the REST services that push (the helpers of
+tests/integration/adapters)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-for helpers in (str(HERE), str(HERE.parent / "cluster")):
+for helpers in (str(HERE), str(HERE.parent / "cluster"), str(HERE.parent / "adapters")):
     if helpers not in sys.path:
         sys.path.insert(0, helpers)
 

@@ -1,8 +1,9 @@
 """Pushing into two nodes (2 shards each) that share a real ``redis-server``: a separate worker
-process with ``SyncEmitter(redis_url)`` and a REST-style caller of the HTTP publish API each
-reach a room, a user with connections on both shards of both nodes, and one connection on the
-other node; an emitter's messages keep their order; and with Redis down the emitter raises and
-the API answers 503."""
+process with ``SyncEmitter(redis_url)``, a REST-style caller of the HTTP publish API, and the
+REST routes of a FastAPI service under uvicorn that push with ``Emitter`` (over Redis, and over
+the publish API) each reach a room, a user with connections on both shards of both nodes, and
+one connection on the other node; an emitter's messages keep their order; and with Redis down
+the emitter raises and the API answers 503."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from asgikit import UvicornProcess
 from clusterkit import Node, RedisServer, receive_n, start_nodes, token_for
-from pushkit import APPS, ENV, KEY, PUSH_APP, api
+from pushkit import APPS, ENV, KEY, PUSH_APP, api, call_api
 
 from socketspec import Emitter, EmitterUnavailableError
 from socketspec.client import Client, connect
@@ -132,6 +134,61 @@ async def test_rest_caller_reaches_every_node(
     assert {m.get("node") for m in answer["members"]} >= {nodes[1].node_id}
     status, answer = await api(port, "POST", "/api/presence", {"users": ["dana"]}, KEY)
     assert answer["users"] == {"dana": 4}
+
+
+@pytest.fixture(params=["redis", "http"])
+def rest_service(
+    request: pytest.FixtureRequest, nodes: list[Node], redis_server: RedisServer
+) -> Iterator[tuple[str, UvicornProcess]]:
+    """apps/rest_app.py under uvicorn, its ``Emitter`` on the cluster's Redis or on node 0's
+    publish API: (transport, process)."""
+    if request.param == "redis":
+        env = {**ENV, "PUSH_URL": redis_server.url}
+    else:
+        env = {**ENV, "PUSH_URL": f"http://127.0.0.1:{nodes[0].process.port}", "PUSH_API_KEY": KEY}
+    service = UvicornProcess(["rest_app:api"], APPS, env)
+    try:
+        service.wait_ready()
+        yield request.param, service
+    finally:
+        service.stop()
+        service.cleanup()
+
+
+async def test_fastapi_route_pushes_into_the_cluster(
+    rest_service: tuple[str, UvicornProcess],
+    nodes: list[Node],
+    everywhere: dict[tuple[int, int], Client],
+) -> None:
+    """An HTTP call to a FastAPI route makes it push with ``Emitter``: to a room and to a user
+    with connections on both shards of both nodes, and to one connection on node 1."""
+    transport, service = rest_service
+    port = service.port
+    clients = list(everywhere.values())
+
+    async def post(path: str, body: Any = None) -> tuple[int, Any]:
+        return await asyncio.to_thread(call_api, port, "POST", path, body or {})
+
+    status, answer = await post("/rooms/news/headline", {"text": "from REST"})
+    assert status == 200
+    status, shipped = await post("/users/dana/orders/7/ship")
+    assert status == 200
+    target = everywhere[(1, 1)]
+    status, direct = await post(f"/connections/{target.conn_id}/direct", {"only": "you"})
+    assert (status, direct) == (200, {"sent": True})
+    # Over Redis the counts are the nodes that received it; over the API, node 0's own two
+    # connections plus one for the other node.
+    expected = 2 if transport == "redis" else 3
+    assert answer == shipped == {"delivered": expected}
+    for client in clients:
+        assert await client.receive("headline", timeout=5) == {"text": "from REST"}
+        # The route's pydantic model, serialised as the cluster's declared model has it.
+        assert await client.receive("shipped", timeout=5) == {"order_id": 7, "carrier": "post"}
+    assert await target.receive("direct", timeout=5) == {"only": "you"}
+    for client in clients:
+        if client is not target:
+            with pytest.raises(TimeoutError):
+                await client.receive("direct", timeout=0.2)
 
 
 async def test_emitter_order_among_handler_broadcasts_across_nodes(
