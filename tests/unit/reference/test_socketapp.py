@@ -18,6 +18,7 @@ import jwt
 import pytest
 from pagecode import run_blocks
 from pydantic import BaseModel
+from reference_pages import block
 
 from socketspec import Room, SocketApp
 from socketspec.connection import Identity
@@ -56,39 +57,10 @@ class MsgModel(BaseModel):
 socket = SocketApp(auth=RoleAuth())
 """
 
-# "Event Registration"
-BLOCK_1 = """\
-@socket.on(
-    "send_message",
-    description="Send a chat message.",
-    tags=["chat"],
-    emits=[Emits("message_ack", model=AckModel)],
-    broadcasts=[Broadcasts("new_message", room="chat:{room}", model=MsgModel)],
-    ordered=False,
-    deprecated=False,
-)
-async def handler(conn: Connection, payload: MyModel) -> None: ...
-"""
-
-# "@socket.room_guard(pattern)"
-BLOCK_2 = """\
-@socket.room_guard("admin:{section}")
-async def guard(conn: Connection, section: str) -> bool:
-    return conn.identity.role == "admin"
-"""
-
-# "@socket.middleware"
-BLOCK_3 = """\
-@socket.middleware
-async def log_events(conn, event, payload, next_handler):
-    print(f"[{conn.id}] {event}")
-    await next_handler(conn, event, payload)
-"""
-
 # The prelude's app authenticates with RoleAuth, handed to the page's namespace.
 page = run_blocks(
     PAGE,
-    {"prelude": PRELUDE, 1: BLOCK_1, 2: BLOCK_2, 3: BLOCK_3},
+    {"prelude": PRELUDE, **{n: block(PAGE, n) for n in (1, 2, 3)}},
     {"__name__": "page_socketapp", "RoleAuth": RoleAuth},
 )
 socket = page["socket"]

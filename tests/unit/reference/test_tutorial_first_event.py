@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from pagecode import run_blocks
+from reference_pages import block, without_adapter_lines
 
 from socketspec.docs.schema import socketspec_schema
 from socketspec.errors import DuplicateEventError, ReservedEventNameError
@@ -24,46 +25,10 @@ from socketspec.testing import TestClient
 
 PAGE = "tutorial-first-event"
 
-# Step 1, "Register the Event", without the adapter lines.
-BLOCK_1 = """\
-from pydantic import BaseModel
-from socketspec import SocketApp
+# Step 1, "Register the Event", without the adapter lines; step 4, "Write a Test".
+BLOCK_1 = without_adapter_lines(block(PAGE, 1))
 
-socket = SocketApp(docs=True)
-
-class EchoPayload(BaseModel):
-    echo: str
-
-@socket.on(
-    "echo",
-    description="Echo a message back to the sender.",
-    tags=["demo"],
-)
-async def echo_handler(conn, payload: EchoPayload) -> None:
-    await conn.emit("echo_response", {
-        "echo": payload.echo,
-        "from": conn.id,
-    })
-"""
-
-# Step 4, "Write a Test".
-BLOCK_3 = """\
-import pytest
-from socketspec.testing import TestClient
-
-@pytest.mark.asyncio
-async def test_echo():
-    async with TestClient(socket) as client:
-        conn = await client.connect()
-        await conn.send("echo", {"echo": "hello world"})
-        response = await conn.receive()
-
-        assert response["event"] == "echo_response"
-        assert response["payload"]["echo"] == "hello world"
-        assert "from" in response["payload"]
-"""
-
-page = run_blocks(PAGE, {1: BLOCK_1, 3: BLOCK_3})
+page = run_blocks(PAGE, {1: BLOCK_1, 3: block(PAGE, 3)})
 test_echo = page["test_echo"]
 
 

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from pagecode import run_blocks
+from reference_pages import block
 
 from socketspec.testing import TestClient, TestConnection
 
@@ -23,87 +24,7 @@ from socketspec import SocketApp
 socket = SocketApp()
 """
 
-# "Basic Validation"
-BLOCK_1 = """\
-from pydantic import BaseModel, Field
-
-class SendMessage(BaseModel):
-    room: str = Field(min_length=1, max_length=64)
-    text: str = Field(min_length=1, max_length=500)
-
-@socket.on("send_message")
-async def send_message(conn, payload: SendMessage) -> None:
-    # payload.room and payload.text are guaranteed valid here
-    await socket.rooms.broadcast(f"chat:{payload.room}", "new_message", {
-        "text": payload.text,
-    })
-"""
-
-# "Optional Fields and Defaults"
-BLOCK_2 = """\
-from typing import Literal
-
-class JoinRoom(BaseModel):
-    room_id: str
-    role: Literal["member", "moderator"] = "member"
-    mute: bool = False
-
-@socket.on("join_room")
-async def join_room(conn, payload: JoinRoom) -> None:
-    # payload.role defaults to "member" if not provided
-    await socket.rooms.join(conn, f"room:{payload.room_id}")
-"""
-
-# "Nested Models"
-BLOCK_3 = """\
-from pydantic import BaseModel
-
-class Recipient(BaseModel):
-    user_id: str
-    notify: bool = True
-
-class DirectMessage(BaseModel):
-    to: Recipient
-    text: str
-
-@socket.on("direct_message")
-async def direct_message(conn, payload: DirectMessage) -> None:
-    if payload.to.notify:
-        # send push notification
-        pass
-"""
-
-# "Custom Validators"
-BLOCK_4 = """\
-from pydantic import BaseModel, field_validator
-
-class BidPayload(BaseModel):
-    item_id: str
-    amount: float
-
-    @field_validator("amount")
-    @classmethod
-    def amount_must_be_positive(cls, v: float) -> float:
-        if v <= 0:
-            raise ValueError("Bid amount must be positive")
-        return v
-"""
-
-# "Events Without a Payload"
-BLOCK_5 = """\
-@socket.on("ping")
-async def ping(conn) -> None:
-    await conn.emit("pong", {})
-"""
-
-# "Payload Size Limit"
-BLOCK_6 = """\
-socket = SocketApp(max_payload_size=1_048_576)  # 1 MB
-"""
-
-page = run_blocks(
-    PAGE, {"prelude": PRELUDE, 1: BLOCK_1, 2: BLOCK_2, 3: BLOCK_3, 4: BLOCK_4, 5: BLOCK_5}
-)
+page = run_blocks(PAGE, {"prelude": PRELUDE, **{n: block(PAGE, n) for n in range(1, 6)}})
 socket = page["socket"]
 BidPayload = page["BidPayload"]
 bids: list[Any] = []
@@ -225,7 +146,7 @@ async def test_the_default_limit_is_64_kb() -> None:
 
 
 async def test_a_larger_limit_is_set_on_the_app() -> None:
-    bigger = run_blocks(PAGE, {"prelude": PRELUDE, 6: BLOCK_6})["socket"]
+    bigger = run_blocks(PAGE, {"prelude": PRELUDE, 6: block(PAGE, 6)})["socket"]
 
     @bigger.on("upload")
     async def upload(conn: Any, payload: dict[str, Any]) -> None:

@@ -17,126 +17,16 @@ from typing import Any
 
 import pytest
 from pagecode import run_blocks
+from reference_pages import block
 
 from socketspec.connection import Identity
 from socketspec.testing import TestClient, TestConnection
 
 PAGE = "tutorial-rooms"
 
-# "Creating a Room"
-BLOCK_1 = """\
-from socketspec import SocketApp
-from socketspec.rooms import Room
-
-socket = SocketApp(
-    docs=True,
-    rooms=[Room(name="lobby")],  # static room, always exists
-)
-"""
-
-# "Joining a Room"
-BLOCK_2 = """\
-from pydantic import BaseModel
-
-class JoinPayload(BaseModel):
-    room_id: str
-
-@socket.on("join_room", tags=["rooms"])
-async def join_room(conn, payload: JoinPayload) -> None:
-    room_name = f"chat:{payload.room_id}"
-    await socket.rooms.join(conn, room_name)
-    await conn.emit("joined", {"room": room_name})
-"""
-
-# "Leaving a Room"
-BLOCK_3 = """\
-@socket.on("leave_room")
-async def leave_room(conn, payload: JoinPayload) -> None:
-    room_name = f"chat:{payload.room_id}"
-    await socket.rooms.leave(conn, room_name)
-    await conn.emit("left", {"room": room_name})
-"""
-
-# "Broadcasting to a Room"
-BLOCK_4 = """\
-class ChatMessage(BaseModel):
-    room_id: str
-    text: str
-
-@socket.on("send_message")
-async def send_message(conn, payload: ChatMessage) -> None:
-    await socket.rooms.broadcast(
-        f"chat:{payload.room_id}",
-        "new_message",
-        {"from": conn.id, "text": payload.text},
-    )
-"""
-
-# "Room Guards (Permissions)"
-BLOCK_5 = """\
-@socket.room_guard("admin:{room_id}")
-async def admin_only(conn, room_id: str) -> bool:
-    return conn.identity.role == "admin"
-"""
-
-# "Multiple Guards"
-BLOCK_6 = """\
-@socket.room_guard("chat:{room_id}")
-async def chat_guard(conn, room_id: str) -> bool:
-    return conn.identity.is_authenticated
-
-@socket.room_guard("admin:{section}")
-async def admin_guard(conn, section: str) -> bool:
-    return conn.identity.role == "admin"
-"""
-
-# "Room Lifecycle Hooks"
-BLOCK_7 = """\
-@socket.on_room_join
-async def on_join(conn, room: str) -> None:
-    print(f"{conn.id} joined {room}")
-
-@socket.on_room_leave
-async def on_leave(conn, room: str) -> None:
-    print(f"{conn.id} left {room}")
-"""
-
-# "Listing Room Members"
-BLOCK_8 = """\
-@socket.on("who_is_here")
-async def who_is_here(conn, payload: JoinPayload) -> None:
-    room_name = f"chat:{payload.room_id}"
-    members = await socket.rooms.members(room_name)
-    await conn.emit("members", {"room": room_name, "count": len(members)})
-"""
-
 TEST_PRELUDE = """\
 import pytest
 from socketspec.testing import TestClient
-"""
-
-# "Testing Rooms"
-BLOCK_9 = """\
-@pytest.mark.asyncio
-async def test_broadcast():
-    async with TestClient(socket) as client:
-        alice = await client.connect()
-        bob   = await client.connect()
-
-        await alice.send("join_room", {"room_id": "general"})
-        await bob.send("join_room",   {"room_id": "general"})
-
-        # Drain join confirmations
-        await alice.receive()
-        await bob.receive()
-
-        # Alice broadcasts
-        await alice.send("send_message", {"room_id": "general", "text": "hi"})
-
-        # Bob receives the broadcast
-        msg = await bob.receive()
-        assert msg["event"] == "new_message"
-        assert msg["payload"]["text"] == "hi"
 """
 
 
@@ -156,12 +46,10 @@ def admin_room_entrance(socket: Any) -> None:
         await conn.emit("entered", {"room": f"admin:{payload['room_id']}"})
 
 
-APP_BLOCKS = {
-    1: BLOCK_1, 2: BLOCK_2, 3: BLOCK_3, 4: BLOCK_4, 5: BLOCK_5, 6: BLOCK_6, 7: BLOCK_7, 8: BLOCK_8,
-}  # fmt: skip
+APP_BLOCKS = {n: block(PAGE, n) for n in range(1, 9)}
 
 open_rooms = run_blocks(PAGE, {n: code for n, code in APP_BLOCKS.items() if n != 6})
-run_blocks(PAGE, {"prelude": TEST_PRELUDE, 9: BLOCK_9}, open_rooms)
+run_blocks(PAGE, {"prelude": TEST_PRELUDE, 9: block(PAGE, 9)}, open_rooms)
 test_broadcast = open_rooms["test_broadcast"]
 admin_room_entrance(open_rooms["socket"])
 

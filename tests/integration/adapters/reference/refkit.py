@@ -1,6 +1,6 @@
-"""What the reference pages' tests over real sockets share: the first tutorial's adapter
-lines (the way every page's app is served), and small client steps over the websockets
-library."""
+"""What the reference pages' tests over real sockets share: running a page's blocks as one
+module (the blocks and the adapter lines that serve them are in reference_pages), and
+small client steps over the websockets library."""
 
 from __future__ import annotations
 
@@ -13,18 +13,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from asgikit import recv
-from pages import block
+from reference_pages import block
 from websockets.asyncio.client import ClientConnection, connect
-
-# "Register the Event" in the first tutorial ends with these lines; the pages after it
-# serve their app the same way.
-ADAPTER_LINES = """\
-from fastapi import FastAPI
-from socketspec.adapters.fastapi import mount
-
-app = FastAPI()
-mount(socket, app, path="/ws")
-"""
 
 
 def run_page(page: str, *parts: int | str, given: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -14,8 +14,8 @@ from typing import Any
 import jwt
 import pytest
 from asgikit import StartUvicorn, close_code, recv, recv_event
-from pages import block
-from refkit import ADAPTER_LINES, client, emit, run_page, silent
+from reference_pages import ADAPTER_LINES, HOW_TO_TESTING_PRESUMED, block
+from refkit import client, emit, run_page, silent
 from websockets.asyncio.client import connect
 
 from socketspec.testing import TestClient
@@ -24,16 +24,6 @@ PAGE = "how-to-testing"
 
 # The page's JWT secret is short; PyJWT warns about that, and the page is run as written.
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
-
-PRESUMED = """\
-@socket.on("fire_and_forget")
-async def fire_and_forget(conn) -> None:
-    pass
-
-@socket.on("my_event")
-async def my_event(conn, payload: dict) -> None:
-    await conn.emit("expected_response", payload)
-"""
 
 AUTH_ADAPTER_LINES = """\
 app_with_auth = FastAPI()
@@ -47,7 +37,7 @@ def page_app() -> dict[str, Any]:
         1,
         block("tutorial-rooms", 2),
         block("tutorial-rooms", 4),
-        PRESUMED,
+        HOW_TO_TESTING_PRESUMED,
         2,
         3,
         4,

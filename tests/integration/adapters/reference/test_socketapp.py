@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 from asgikit import StartUvicorn, close_code, recv, recv_event
-from refkit import ADAPTER_LINES, client, emit, get, run_page, silent
+from reference_pages import ADAPTER_LINES
+from refkit import client, emit, get, run_page, silent
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from asgikit import UvicornProcess, recv
-from pages import block
+from reference_pages import block
 from refkit import client, emit, get
 
 PAGE = "tutorial-first-event"

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from asgikit import StartUvicorn, recv, recv_event
-from refkit import ADAPTER_LINES, client, emit, run_page, silent
+from reference_pages import ADAPTER_LINES
+from refkit import client, emit, run_page, silent
 
 PAGE = "tutorial-payload-validation"
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 from asgikit import StartUvicorn, recv, recv_event
-from refkit import ADAPTER_LINES, client, emit, run_page
+from reference_pages import ADAPTER_LINES
+from refkit import client, emit, run_page
 
 from socketspec.connection import Identity
 

@@ -1,5 +1,12 @@
 """The Python blocks of the SocketSpec reference pages, as the pages have them (numbered
-from 1, top to bottom), for the tests that serve them through the adapter."""
+from 1, top to bottom): the one copy in the repository, read by the tests that run the pages
+in process (tests/unit/reference) and by those that serve them through the adapter
+(tests/integration/adapters/reference). The pages themselves are not in the repository.
+
+This module owns the blocks' text and the few forms the tests derive from it (a block
+without the adapter lines that serve it, the handlers a page's tests presume). It does not
+run anything: how a block is executed is each test tree's business.
+"""
 
 from __future__ import annotations
 
@@ -365,3 +372,39 @@ async def test_something(conn):
 
 def block(page: str, number: int) -> str:
     return BLOCKS[page][number]
+
+
+# "Register the Event" in the first tutorial ends with these lines (its two adapter imports
+# are at the top of the block); the pages after it serve their app the same way.
+ADAPTER_LINES = """\
+from fastapi import FastAPI
+from socketspec.adapters.fastapi import mount
+
+app = FastAPI()
+mount(socket, app, path="/ws")
+"""
+
+
+def without_adapter_lines(code: str) -> str:
+    """``code`` without the lines of ``ADAPTER_LINES`` (each must stand in it exactly once),
+    and without the blank lines that end it: a block's app as a TestClient runs it, serving
+    it being the adapter's business."""
+    lines = code.splitlines()
+    for adapter_line in filter(None, ADAPTER_LINES.splitlines()):
+        if lines.count(adapter_line) != 1:
+            raise ValueError(f"{adapter_line!r} is not in the block exactly once")
+        lines.remove(adapter_line)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+# What the testing how-to's tests send and the page never defines: an event that answers
+# nothing and one answered by ``expected_response``.
+HOW_TO_TESTING_PRESUMED = """\
+@socket.on("fire_and_forget")
+async def fire_and_forget(conn) -> None:
+    pass
+
+@socket.on("my_event")
+async def my_event(conn, payload: dict) -> None:
+    await conn.emit("expected_response", payload)
+"""
