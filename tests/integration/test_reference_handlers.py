@@ -2,8 +2,10 @@
 
 Every app here is written in this project's own words (a library, a parcel desk, an
 auction) but has the shapes the SocketSpec reference pages show: handler signatures,
-``@socket.on`` options, pydantic constraints, hooks, middleware, the error envelope and
-the reserved system events. All of it runs through ``socketspec.testing.TestClient``.
+``@socket.on`` options, pydantic constraints, hooks, middleware and the error envelope.
+All of it runs through ``socketspec.testing.TestClient``. The SocketApp page's tables (the
+reserved system events, the error codes) are held to account once, with that page's code,
+in tests/unit/reference/test_socketapp.py.
 """
 
 from __future__ import annotations
@@ -20,12 +22,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from socketspec import SocketApp
 from socketspec.connection import Connection, Identity, SessionInfo
-from socketspec.errors import (
-    ERROR_CODES,
-    ConnectRejected,
-    DuplicateEventError,
-    ReservedEventNameError,
-)
+from socketspec.errors import ConnectRejected, DuplicateEventError
 from socketspec.registry import Broadcasts, Emits
 from socketspec.rooms import Room
 from socketspec.security.auth import JWTAuth
@@ -388,37 +385,7 @@ async def test_default_limit_is_64_kib_and_can_be_raised() -> None:
     assert sizes == [200_000]
 
 
-# -- startup validation: reserved and duplicate event names ------------------------------------
-
-SYSTEM_EVENTS = [
-    "__connect__",
-    "__disconnect__",
-    "__ping__",
-    "__pong__",
-    "__error__",
-    "__auth_expiring__",
-    "__session_expiring__",
-    "__idle_warning__",
-    "__server_shutdown__",
-    "__refresh_auth__",
-    "__ack__",  # reserved by DESIGN section 3 as well
-]
-
-
-@pytest.mark.parametrize("system_event", SYSTEM_EVENTS)
-async def test_registering_a_system_event_fails_at_startup(system_event: str) -> None:
-    app = SocketApp()
-
-    @app.on(system_event)
-    async def hijack(conn) -> None:  # pragma: no cover - must never run
-        await conn.emit("hijacked", {})
-
-    with pytest.raises(ReservedEventNameError):
-        async with TestClient(app):
-            pass
-    with pytest.raises(ReservedEventNameError):
-        async with TestClient(app).connect():
-            pass
+# -- startup validation: a duplicate event name (reserved names: tests/unit/reference) ---------
 
 
 async def test_two_handlers_for_one_event_fail_at_startup() -> None:
@@ -704,27 +671,6 @@ async def test_session_without_max_duration_has_no_expiry() -> None:
     async with TestClient(app) as client:
         conn = await client.connect()
         assert conn.connection.session.expires_at is None
-
-
-# -- the error codes table ---------------------------------------------------------------------
-
-ERROR_TABLE = {
-    "AUTH_ERROR",
-    "AUTH_EXPIRED",
-    "HANDLER_ERROR",
-    "IDLE_TIMEOUT",
-    "PAYLOAD_TOO_LARGE",
-    "PERMISSION_ERROR",
-    "RATE_LIMIT_ERROR",
-    "ROOM_NOT_FOUND",
-    "SESSION_EXPIRED",
-    "UNKNOWN_EVENT",
-    "VALIDATION_ERROR",
-}
-
-
-async def test_error_codes_match_the_reference_table() -> None:
-    assert set(ERROR_CODES) == ERROR_TABLE
 
 
 class Loaf(BaseModel):
