@@ -41,6 +41,15 @@ async def client(url: str, **options: Any) -> AsyncIterator[tuple[ClientConnecti
         yield ws, greeting["payload"]["conn_id"]
 
 
+@asynccontextmanager
+async def two_clients(
+    url: str,
+) -> AsyncIterator[tuple[tuple[ClientConnection, str], tuple[ClientConnection, str]]]:
+    """Alice and Bob, as the pages' tests call their two connections: each with its id."""
+    async with client(url) as alice, client(url) as bob:
+        yield alice, bob
+
+
 async def emit(ws: ClientConnection, event: str, payload: Any = None) -> None:
     """What the JavaScript client of the first tutorial sends: one envelope per message."""
     message: dict[str, Any] = {"event": event}

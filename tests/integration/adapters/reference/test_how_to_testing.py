@@ -15,7 +15,7 @@ import jwt
 import pytest
 from asgikit import StartUvicorn, close_code, recv, recv_event
 from reference_pages import ADAPTER_LINES, HOW_TO_TESTING_PRESUMED, block
-from refkit import client, emit, run_page, silent
+from refkit import client, emit, run_page, silent, two_clients
 from websockets.asyncio.client import connect
 
 from socketspec.testing import TestClient
@@ -58,13 +58,7 @@ async def test_ping_pong(start_uvicorn: StartUvicorn) -> None:
 
 async def test_two_clients(start_uvicorn: StartUvicorn) -> None:
     server = await start_uvicorn(page_app()["app"])
-    async with (
-        client(server.ws + "/ws") as (alice, alice_id),
-        client(server.ws + "/ws") as (
-            bob,
-            bob_id,
-        ),
-    ):
+    async with two_clients(server.ws + "/ws") as ((alice, alice_id), (bob, bob_id)):
         assert alice_id != bob_id
         await emit(alice, "join_room", {"room_id": "general"})
         await emit(bob, "join_room", {"room_id": "general"})

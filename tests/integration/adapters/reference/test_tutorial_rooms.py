@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from asgikit import StartUvicorn, recv, recv_event
 from reference_pages import ADAPTER_LINES
-from refkit import client, emit, run_page
+from refkit import client, emit, run_page, two_clients
 
 from socketspec.connection import Identity
 
@@ -59,13 +59,7 @@ async def count_in(ws: Any, room_id: str) -> int:
 
 async def test_the_pages_broadcast_between_two_clients(start_uvicorn: StartUvicorn) -> None:
     server = await start_uvicorn(open_rooms()["app"])
-    async with (
-        client(server.ws + "/ws") as (alice, alice_id),
-        client(server.ws + "/ws") as (
-            bob,
-            _,
-        ),
-    ):
+    async with two_clients(server.ws + "/ws") as ((alice, alice_id), (bob, _)):
         await emit(alice, "join_room", {"room_id": "general"})
         await emit(bob, "join_room", {"room_id": "general"})
         # Drain join confirmations
