@@ -779,38 +779,7 @@ async def test_auth_expired_mid_session_error_and_close() -> None:
         assert await conn.wait_closed(timeout=2) == 4002
 
 
-# -- constructor parameters --------------------------------------------------------------------
-
-
-async def test_constructor_parameters_and_their_defaults() -> None:
-    plain = SocketApp()
-    assert plain.docs is False
-    assert plain.docs_url == "/socket-docs"
-    assert plain.docs_access_token is None
-    assert plain.auth is None
-    assert plain.allowed_origins == ["*"]
-    assert plain.max_payload_size == 65536
-    assert plain.rate_limit is None
-    assert plain.session == SessionConfig()
-    assert plain.namespace == "/"
-    tuned = SocketApp(
-        docs=True,
-        docs_url="/events-ui",
-        docs_access_token="ui-token",
-        auth=JWTAuth(secret=SECRET, algorithm="HS256"),
-        backend="memory",
-        allowed_origins=["https://kiosk.example"],
-        max_payload_size=4096,
-        rate_limit=RateLimit(events=10, per_seconds=1),
-        session=SessionConfig(idle_timeout=60),
-        rooms=[Room(name="reception")],
-        namespace="/desk",
-    )
-    assert (tuned.docs, tuned.docs_url, tuned.docs_access_token) == (True, "/events-ui", "ui-token")
-    assert tuned.max_payload_size == 4096
-    assert tuned.session.idle_timeout == 60
-    assert tuned.namespace == "/desk"
-    assert await tuned.rooms.exists("reception")
+# -- constructor parameters (their defaults and that each is kept: tests/unit/reference) -------
 
 
 async def test_allowed_origins_refuse_other_origins() -> None:

@@ -109,6 +109,7 @@ async def test_every_constructor_parameter_is_accepted_and_used() -> None:
         await conn.emit("hi", {"namespace": conn.namespace})
 
     assert (app.docs, app.docs_url, app.docs_access_token) == (True, "/events-ui", "ui-token")
+    assert (app.max_payload_size, app.session.idle_timeout, app.namespace) == (2048, 120, "/chat")
     async with TestClient(app, origin="https://app.example") as client:
         conn = await client.connect(headers={"x-api-key": "station-key"}, namespace="/chat")
         assert await app.rooms.exists("lobby")
