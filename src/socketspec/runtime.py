@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from socketspec import envelope, metrics
 from socketspec.connection import Connection
-from socketspec.errors import CloseCode, ErrorCode
+from socketspec.errors import CloseCode, ErrorCode, SystemEvent
 from socketspec.metrics import TALLY
 from socketspec.security.ratelimit import TokenBucket
 from socketspec.session import SessionAction, SessionClock, SessionConfig
@@ -251,12 +251,12 @@ class ConnectionRuntime:
     def _perform(self, action: SessionAction) -> None:
         conn = self.conn
         if action is SessionAction.PING:
-            self.deliver(envelope.encode("__ping__", {"ts": time.time()}))
+            self.deliver(envelope.encode(SystemEvent.PING, {"ts": time.time()}))
         elif action is SessionAction.WARN_AUTH_EXPIRING:
             expires = conn.identity.token_expires_at
             self.deliver(
                 envelope.encode(
-                    "__auth_expiring__",
+                    SystemEvent.AUTH_EXPIRING,
                     {
                         "expires_at": expires.isoformat() if expires else None,
                         "expires_in": self._token_expires_in(),
@@ -296,7 +296,7 @@ _SESSION_CLOSES: dict[SessionAction, _SessionClose] = {
         "idle_timeout",
         ErrorCode.IDLE_TIMEOUT,
         "no activity for {config.idle_timeout:g}s",
-        "__idle_warning__",
+        SystemEvent.IDLE_WARNING,
         "idle_timeout",
     ),
     SessionAction.CLOSE_SESSION_EXPIRED: _SessionClose(
@@ -304,7 +304,7 @@ _SESSION_CLOSES: dict[SessionAction, _SessionClose] = {
         "session_expired",
         ErrorCode.SESSION_EXPIRED,
         "session reached its maximum of {config.max_duration:g}s",
-        "__session_expiring__",
+        SystemEvent.SESSION_EXPIRING,
         "max_duration",
     ),
     SessionAction.CLOSE_AUTH_EXPIRED: _SessionClose(

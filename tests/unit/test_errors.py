@@ -146,3 +146,16 @@ def test_hierarchy() -> None:
 def test_connection_auth_error_close_code() -> None:
     assert errors.ConnectionAuthError("no").close_code == 4001
     assert errors.ConnectionAuthError("late", CloseCode.TOKEN_EXPIRED).close_code == 4002
+
+
+def test_system_event_members_are_the_reserved_names_on_the_wire() -> None:
+    assert {event.value for event in errors.SystemEvent} == RESERVED_EVENTS
+    # A member is its wire string: it compares, hashes and serialises as the name.
+    assert errors.SystemEvent.ACK == "__ack__"
+    assert {"__error__": 1}[errors.SystemEvent.ERROR] == 1
+    assert f"{errors.SystemEvent.PING}" == "__ping__"
+
+
+def test_client_system_events_are_the_ones_a_client_sends() -> None:
+    assert set(errors.CLIENT_SYSTEM_EVENTS) == {"__pong__", "__refresh_auth__"}
+    assert all(isinstance(e, errors.SystemEvent) for e in errors.CLIENT_SYSTEM_EVENTS)

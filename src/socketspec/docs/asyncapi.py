@@ -24,7 +24,13 @@ from pydantic import BaseModel, TypeAdapter
 
 from socketspec import __version__
 from socketspec.app import SocketApp
-from socketspec.errors import ERROR_CODES, RESERVED_EVENTS, CloseCode
+from socketspec.errors import (
+    CLIENT_SYSTEM_EVENTS,
+    ERROR_CODES,
+    RESERVED_EVENTS,
+    CloseCode,
+    SystemEvent,
+)
 from socketspec.registry import Broadcasts, Emits, EventDefinition
 from socketspec.security.auth import APIKeyAuth, JWTAuth
 
@@ -56,12 +62,18 @@ _NULLABLE_DATETIME: Schema = {"type": ["string", "null"], "format": "date-time"}
 
 
 @dataclass(frozen=True)
-class _SystemEvent:
-    event: str
-    direction: Literal["send", "receive"]  # the server's action
+class _SystemEventDoc:
+    """How one member of ``SystemEvent`` is documented; who sends it comes from the table."""
+
+    event: SystemEvent
     summary: str
     payload: Schema
     description: str = ""
+
+    @property
+    def direction(self) -> Literal["send", "receive"]:
+        """The server's action: it receives what clients send and sends the rest."""
+        return "receive" if self.event in CLIENT_SYSTEM_EVENTS else "send"
 
 
 def _obj(properties: dict[str, Schema], required: Iterable[str] | None = None) -> Schema:
@@ -100,10 +112,9 @@ ERROR_PAYLOAD: Schema = _obj(
     },
 )
 
-SYSTEM_EVENTS: tuple[_SystemEvent, ...] = (
-    _SystemEvent(
-        "__connect__",
-        "send",
+SYSTEM_EVENTS: tuple[_SystemEventDoc, ...] = (
+    _SystemEventDoc(
+        SystemEvent.CONNECT,
         "The greeting: sent once, first, when a connection is admitted.",
         {
             **_obj(
@@ -119,23 +130,20 @@ SYSTEM_EVENTS: tuple[_SystemEvent, ...] = (
         },
         "The server may add fields of its own (the shard that serves the connection).",
     ),
-    _SystemEvent(
-        "__ping__",
-        "send",
+    _SystemEventDoc(
+        SystemEvent.PING,
         "Heartbeat: answer with __pong__ within heartbeat_timeout or be closed with 4005.",
         _obj({"ts": {"type": "number", "description": "server time, Unix seconds"}}),
     ),
-    _SystemEvent(
-        "__pong__",
-        "receive",
+    _SystemEventDoc(
+        SystemEvent.PONG,
         "The answer to __ping__; consumed by the session, never routed to a handler.",
         _ANY_OBJECT,
         "A __pong__ keeps the connection alive but does not count as activity for the "
         "idle timeout.",
     ),
-    _SystemEvent(
-        "__auth_expiring__",
-        "send",
+    _SystemEventDoc(
+        SystemEvent.AUTH_EXPIRING,
         "The token expires soon: send __refresh_auth__ with a new one.",
         _obj(
             {
@@ -146,17 +154,15 @@ SYSTEM_EVENTS: tuple[_SystemEvent, ...] = (
         "Sent once per token, token_refresh_window seconds before it expires; when it "
         "expires, AUTH_EXPIRED is sent and the connection closed with 4002.",
     ),
-    _SystemEvent(
-        "__refresh_auth__",
-        "receive",
+    _SystemEventDoc(
+        SystemEvent.REFRESH_AUTH,
         "Replace the connection's token without reconnecting.",
         _obj({"token": {"type": "string", "minLength": 1}}),
         "With an ack, answered with __ack__ {user_id, expires_at}; a refused token is "
         "answered with AUTH_ERROR and the connection stays open.",
     ),
-    _SystemEvent(
-        "__idle_warning__",
-        "send",
+    _SystemEventDoc(
+        SystemEvent.IDLE_WARNING,
         "No event arrived for idle_timeout seconds: the connection is being closed.",
         _obj(
             {
@@ -166,9 +172,8 @@ SYSTEM_EVENTS: tuple[_SystemEvent, ...] = (
         ),
         "Followed by IDLE_TIMEOUT and close code 4004.",
     ),
-    _SystemEvent(
-        "__session_expiring__",
-        "send",
+    _SystemEventDoc(
+        SystemEvent.SESSION_EXPIRING,
         "The session reached max_duration: the connection is being closed.",
         _obj(
             {
@@ -178,9 +183,8 @@ SYSTEM_EVENTS: tuple[_SystemEvent, ...] = (
         ),
         "Followed by SESSION_EXPIRED and close code 4003.",
     ),
-    _SystemEvent(
-        "__server_shutdown__",
-        "send",
+    _SystemEventDoc(
+        SystemEvent.SERVER_SHUTDOWN,
         "The server is shutting down: reconnect later.",
         _obj(
             {
@@ -191,23 +195,20 @@ SYSTEM_EVENTS: tuple[_SystemEvent, ...] = (
         "Running handlers get graceful_timeout seconds to finish, then the connection is "
         "closed with 1001.",
     ),
-    _SystemEvent(
-        "__disconnect__",
-        "send",
+    _SystemEventDoc(
+        SystemEvent.DISCONNECT,
         "Reserved for the server.",
         _ANY_OBJECT,
     ),
-    _SystemEvent(
-        "__error__",
-        "send",
+    _SystemEventDoc(
+        SystemEvent.ERROR,
         "An error: replies to a message (with its ack) or announces a policy close.",
         ERROR_PAYLOAD,
         "Handlers never close a connection; only protocol and policy do, after an "
         "__error__ when there is one to send.",
     ),
-    _SystemEvent(
-        "__ack__",
-        "send",
+    _SystemEventDoc(
+        SystemEvent.ACK,
         "The reply to a message that carried an ack, when its handler returned a value.",
         {},
     ),
@@ -347,7 +348,7 @@ def envelope_schema(
     required = ["event"]
     if role != "request":
         required.append("payload")
-    if role == "reply" and event == "__ack__":
+    if role == "reply" and event == SystemEvent.ACK:
         required.append("ack")
     schema: Schema = {
         "type": "object",
@@ -542,7 +543,7 @@ def asyncapi_document(
     system_keys: dict[str, str] = {}
     for system in SYSTEM_EVENTS:
         role: EnvelopeRole = "request" if system.direction == "receive" else "push"
-        if system.event in ("__ack__", "__error__"):
+        if system.event in (SystemEvent.ACK, SystemEvent.ERROR):
             role = "reply"
         message: Schema = {
             "name": system.event,
@@ -555,16 +556,16 @@ def asyncapi_document(
             ),
             "tags": [{"name": "system"}],
         }
-        if system.event in ("__ack__", "__error__", "__refresh_auth__"):
+        if system.event in (SystemEvent.ACK, SystemEvent.ERROR, SystemEvent.REFRESH_AUTH):
             message["correlationId"] = correlation
         system_keys[system.event] = add_message(system.event, message)
     refresh_ack_key = add_message(
         "__refresh_auth__.ack",
         {
-            "name": "__ack__",
+            "name": SystemEvent.ACK,
             "title": "__ack__ of __refresh_auth__",
             "summary": "The refreshed identity.",
-            "payload": envelope_schema("__ack__", _REFRESH_REPLY, role="reply"),
+            "payload": envelope_schema(SystemEvent.ACK, _REFRESH_REPLY, role="reply"),
             "correlationId": correlation,
             "tags": [{"name": "system"}],
         },
@@ -597,19 +598,19 @@ def asyncapi_document(
                 },
             )
             annotation = acks[(ns, d.name)]
-            reply = [ref(system_keys["__error__"])]
+            reply = [ref(system_keys[SystemEvent.ERROR])]
             if not _acks_nothing(annotation):
                 if _unknown(annotation):
-                    ack_key = system_keys["__ack__"]
+                    ack_key = system_keys[SystemEvent.ACK]
                 else:
                     ack_key = add_message(
                         f"{prefix}{d.name}.ack",
                         {
-                            "name": "__ack__",
+                            "name": SystemEvent.ACK,
                             "title": f"__ack__ of {d.name}",
                             "summary": f"What `{d.name}` returns, when the message had an ack.",
                             "payload": envelope_schema(
-                                "__ack__",
+                                SystemEvent.ACK,
                                 schemas.get(("ack", ns, d.name), "serialization"),
                                 role="reply",
                             ),
@@ -675,8 +676,8 @@ def asyncapi_document(
 
         # System events.
         for system in SYSTEM_EVENTS:
-            if system.event == "__ack__":
-                ref(system_keys["__ack__"])  # travels as replies; listed on the channel
+            if system.event == SystemEvent.ACK:
+                ref(system_keys[SystemEvent.ACK])  # travels as replies; listed on the channel
                 continue
             operation = {
                 "action": system.direction,
@@ -686,10 +687,10 @@ def asyncapi_document(
                 "messages": [ref(system_keys[system.event])],
                 "tags": [{"name": "system"}],
             }
-            if system.event == "__refresh_auth__":
+            if system.event == SystemEvent.REFRESH_AUTH:
                 operation["reply"] = {
                     "channel": channel_ref,
-                    "messages": [ref(refresh_ack_key), ref(system_keys["__error__"])],
+                    "messages": [ref(refresh_ack_key), ref(system_keys[SystemEvent.ERROR])],
                 }
             operations[operation_keys.take(f"{prefix}{system.direction}.{system.event}")] = (
                 operation

@@ -552,3 +552,10 @@ def test_an_app_without_events_still_documents_the_protocol() -> None:
     assert set(RESERVED_EVENTS) <= names
     for ref in refs(doc):
         resolve(doc, ref)
+
+
+def test_the_builder_documents_each_member_of_the_system_event_table_once() -> None:
+    from socketspec.docs.asyncapi import SYSTEM_EVENTS
+    from socketspec.errors import SystemEvent
+
+    assert sorted(doc.event for doc in SYSTEM_EVENTS) == sorted(SystemEvent)
