@@ -377,6 +377,8 @@ class _Channel:
     def __init__(self, key: str) -> None:
         self.key = key
         self.messages: dict[str, Schema] = {}
+        # What an operation's ``channel`` (and its reply's) points at.
+        self.address_ref = {"$ref": f"#/channels/{key}"}
 
     def ref(self, message_key: str) -> dict[str, str]:
         self.messages.setdefault(message_key, {"$ref": f"#/components/messages/{message_key}"})
@@ -480,6 +482,315 @@ def _info_description(auth_text: str, addresses: dict[str, str]) -> str:
     )
 
 
+class _Document:
+    """The document under construction: its keyed maps, filled section by section.
+
+    Message and operation keys are taken in the order the sections run, so the
+    order of the sections is part of the document's shape (which key gets a suffix).
+    """
+
+    def __init__(self, schemas: _Schemas, acks: dict[tuple[str, str], Any]) -> None:
+        self.schemas = schemas
+        self.acks = acks  # each client event's return annotation
+        self.message_keys, self.channel_keys, self.operation_keys = _Keys(), _Keys(), _Keys()
+        self.messages: dict[str, Schema] = {}
+        self.channels: dict[str, Schema] = {}
+        self.operations: dict[str, Schema] = {}
+        self.correlation = {"$ref": f"#/components/correlationIds/{ACK_CORRELATION}"}
+        self.system_keys: dict[str, str] = {}
+        self.refresh_ack_key = ""
+
+    def add_message(self, preferred: str, message: Schema) -> str:
+        key = self.message_keys.take(preferred)
+        self.messages[key] = message
+        return key
+
+    def add_operation(self, preferred: str, operation: Schema) -> None:
+        self.operations[self.operation_keys.take(preferred)] = operation
+
+    def payload_of(self, d: EventDefinition) -> Schema:
+        if d.payload_param is not None and d.validates:
+            return self.schemas.get(("payload", d.namespace, d.name), "validation")
+        return dict(_ANY_OBJECT)
+
+    def outbound_payload(self, out: _Outbound) -> Schema:
+        models = out.models
+        if any(m is None for m in models):
+            return dict(_ANY_OBJECT)
+        refs = [self.schemas.get(("model", m), "serialization") for m in models]
+        return refs[0] if len(refs) == 1 else {"anyOf": refs}
+
+
+def _describe_types(
+    definitions: list[EventDefinition], outbound: dict[str, list[_Outbound]]
+) -> tuple[_Schemas, dict[tuple[str, str], Any]]:
+    """Every Python type (payloads, return values, emitted models), described in one pass."""
+    schemas = _Schemas()
+    acks: dict[tuple[str, str], Any] = {}
+    for d in definitions:
+        if d.payload_param is not None and d.validates:
+            schemas.add(("payload", d.namespace, d.name), d.payload_type, "validation", _ANY_OBJECT)
+        annotation = _return_annotation(d.handler)
+        acks[(d.namespace, d.name)] = annotation
+        if not _acks_nothing(annotation) and not _unknown(annotation):
+            schemas.add(("ack", d.namespace, d.name), annotation, "serialization", {})
+    for events in outbound.values():
+        for out in events:
+            for model in out.models:
+                if model is not None:
+                    schemas.add(("model", model), model, "serialization", _ANY_OBJECT)
+    schemas.build()
+    return schemas, acks
+
+
+def _add_system_messages(document: _Document) -> None:
+    """The system events' messages, shared by every channel."""
+    correlation = document.correlation
+    for system in SYSTEM_EVENTS:
+        role: EnvelopeRole = "request" if system.direction == "receive" else "push"
+        if system.event in (SystemEvent.ACK, SystemEvent.ERROR):
+            role = "reply"
+        message: Schema = {
+            "name": system.event,
+            "title": system.event,
+            **_texts(system.summary + ("\n\n" + system.description if system.description else "")),
+            "payload": envelope_schema(system.event, system.payload, role=role),
+            "tags": [{"name": "system"}],
+        }
+        if system.event in (SystemEvent.ACK, SystemEvent.ERROR, SystemEvent.REFRESH_AUTH):
+            message["correlationId"] = correlation
+        document.system_keys[system.event] = document.add_message(system.event, message)
+    document.refresh_ack_key = document.add_message(
+        f"{SystemEvent.REFRESH_AUTH}.ack",
+        {
+            "name": SystemEvent.ACK,
+            "title": f"{SystemEvent.ACK} of {SystemEvent.REFRESH_AUTH}",
+            "summary": "The refreshed identity.",
+            "payload": envelope_schema(SystemEvent.ACK, _REFRESH_REPLY, role="reply"),
+            "correlationId": correlation,
+            "tags": [{"name": "system"}],
+        },
+    )
+
+
+def _ack_message_key(document: _Document, d: EventDefinition, prefix: str) -> str | None:
+    """The message that answers ``d`` when its message had an ack; None when it returns None."""
+    annotation = document.acks[(d.namespace, d.name)]
+    if _acks_nothing(annotation):
+        return None
+    if _unknown(annotation):
+        return document.system_keys[SystemEvent.ACK]
+    return document.add_message(
+        f"{prefix}{d.name}.ack",
+        {
+            "name": SystemEvent.ACK,
+            "title": f"{SystemEvent.ACK} of {d.name}",
+            "summary": f"What `{d.name}` returns, when the message had an ack.",
+            "payload": envelope_schema(
+                SystemEvent.ACK,
+                document.schemas.get(("ack", d.namespace, d.name), "serialization"),
+                role="reply",
+            ),
+            "correlationId": document.correlation,
+            "x-namespace": d.namespace,
+        },
+    )
+
+
+def _add_client_events(
+    document: _Document, channel: _Channel, prefix: str, definitions: list[EventDefinition]
+) -> None:
+    """Client events: received by the server; the reply is the ack or the error."""
+    ref = channel.ref
+    for d in definitions:
+        text = _texts(d.description)
+        key = document.add_message(
+            prefix + d.name,
+            {
+                "name": d.name,
+                "title": d.name,
+                **text,
+                "payload": envelope_schema(
+                    d.name, document.payload_of(d), role="request", deprecated=d.deprecated
+                ),
+                "correlationId": document.correlation,
+                **({"tags": _tags(d.tags)} if d.tags else {}),
+                **({"deprecated": True} if d.deprecated else {}),
+                "x-namespace": d.namespace,
+            },
+        )
+        reply = [ref(document.system_keys[SystemEvent.ERROR])]
+        ack_key = _ack_message_key(document, d, prefix)
+        if ack_key is not None:
+            reply.insert(0, ref(ack_key))
+        operation: Schema = {
+            "action": "receive",
+            "channel": channel.address_ref,
+            "title": d.name,
+            **text,
+            "messages": [ref(key)],
+            "reply": {"channel": channel.address_ref, "messages": reply},
+            **({"tags": _tags(d.tags)} if d.tags else {}),
+            "x-ordered": d.ordered,
+        }
+        if d.deprecated:
+            operation["x-deprecated"] = True
+        document.add_operation(f"{prefix}receive.{d.name}", operation)
+
+
+def _add_outbound_events(
+    document: _Document, channel: _Channel, prefix: str, ns: str, outbound: list[_Outbound]
+) -> None:
+    """Events the handlers emit to the sender or broadcast to rooms."""
+    for out in outbound:
+        description = _outbound_description(out)
+        tags = _tags(t for definition, _ in out.sources for t in definition.tags)
+        rooms = list(
+            dict.fromkeys(
+                item.room
+                for _, item in out.sources
+                if isinstance(item, Broadcasts) and item.room is not None
+            )
+        )
+        deprecated = all(definition.deprecated for definition, _ in out.sources)
+        key = document.add_message(
+            prefix + out.event,
+            {
+                "name": out.event,
+                "title": out.event,
+                **_texts(description),
+                "payload": envelope_schema(
+                    out.event, document.outbound_payload(out), deprecated=deprecated
+                ),
+                **({"tags": tags} if tags else {}),
+                **({"deprecated": True} if deprecated else {}),
+                "x-namespace": ns,
+            },
+        )
+        operation: Schema = {
+            "action": "send",
+            "channel": channel.address_ref,
+            "title": out.event,
+            **_texts(description),
+            "messages": [channel.ref(key)],
+            **({"tags": tags} if tags else {}),
+            "x-sent-by": list(dict.fromkeys(d.name for d, _ in out.sources)),
+        }
+        if rooms:
+            operation["x-rooms"] = rooms
+        if deprecated:
+            operation["x-deprecated"] = True
+        document.add_operation(f"{prefix}send.{out.event}", operation)
+
+
+def _add_system_operations(document: _Document, channel: _Channel, prefix: str) -> None:
+    """The system events on one channel: one operation each, in the server's direction."""
+    ref, keys = channel.ref, document.system_keys
+    for system in SYSTEM_EVENTS:
+        if system.event == SystemEvent.ACK:
+            ref(keys[SystemEvent.ACK])  # travels as replies; listed on the channel
+            continue
+        operation: Schema = {
+            "action": system.direction,
+            "channel": channel.address_ref,
+            "title": system.event,
+            "summary": system.summary,
+            "messages": [ref(keys[system.event])],
+            "tags": [{"name": "system"}],
+        }
+        if system.event == SystemEvent.REFRESH_AUTH:
+            operation["reply"] = {
+                "channel": channel.address_ref,
+                "messages": [ref(document.refresh_ack_key), ref(keys[SystemEvent.ERROR])],
+            }
+        document.add_operation(f"{prefix}{system.direction}.{system.event}", operation)
+
+
+def _add_channel(
+    document: _Document,
+    ns: str,
+    path: str,
+    definitions: list[EventDefinition],
+    outbound: list[_Outbound],
+) -> str:
+    """One namespace's channel and its operations; returns the channel's address."""
+    channel_key = document.channel_keys.take("root" if ns == "/" else ns.strip("/"))
+    prefix = "" if ns == "/" else f"{channel_key}."
+    channel = _Channel(channel_key)
+    _add_client_events(document, channel, prefix, definitions)
+    _add_outbound_events(document, channel, prefix, ns, outbound)
+    _add_system_operations(document, channel, prefix)
+    address = channel_address(ns, path)
+    document.channels[channel_key] = {
+        "address": address,
+        "title": f"Namespace {ns}",
+        "summary": f"Messages of the namespace {ns}, in both directions.",
+        "messages": channel.messages,
+        "servers": [{"$ref": f"#/servers/{SERVER_ID}"}],
+        "x-namespace": ns,
+    }
+    return address
+
+
+def _server(
+    host: str, path: str, protocol: str, auth_text: str, security_schemes: dict[str, Schema]
+) -> Schema:
+    server: Schema = {
+        "host": host,
+        "protocol": protocol,
+        "title": "socketspec WebSocket endpoint",
+        "description": f"Namespace `/` is served at `{channel_address('/', path)}`, namespace "
+        f"`/x` at `{channel_address('/x', path)}`. {auth_text}",
+        "x-close-codes": {str(int(c)): c.name.lower() for c in CloseCode},
+    }
+    if security_schemes:
+        server["security"] = [
+            {"$ref": f"#/components/securitySchemes/{name}"} for name in security_schemes
+        ]
+    return server
+
+
+def _components(document: _Document, security_schemes: dict[str, Schema]) -> Schema:
+    components: Schema = {
+        "schemas": document.schemas.definitions,
+        "messages": document.messages,
+        "correlationIds": {
+            ACK_CORRELATION: {
+                "description": "A reply (__ack__ or __error__) carries the ack of the message "
+                "it answers.",
+                "location": "$message.payload#/ack",
+            }
+        },
+    }
+    if security_schemes:
+        components["securitySchemes"] = security_schemes
+    if not components["schemas"]:
+        del components["schemas"]
+    return components
+
+
+def _info(
+    title: str | None,
+    description: str,
+    tags: list[str],
+    host: str,
+    protocol: str,
+) -> Schema:
+    return {
+        "title": title or "socketspec application",
+        "version": __version__,
+        "description": description,
+        "tags": _tags(tags),
+        # Pushing from other processes is HTTP, described in OpenAPI of its own.
+        "externalDocs": {
+            "description": "The HTTP publish API (push to rooms, users and connections "
+            "from other processes), served on the same port when socketspec-cluster runs "
+            "with --api-key: its OpenAPI 3.1 document.",
+            "url": f"{'https' if protocol == 'wss' else 'http'}://{host}/api/openapi.json",
+        },
+    }
+
+
 def asyncapi_document(
     app: SocketApp,
     *,
@@ -498,262 +809,19 @@ def asyncapi_document(
     by_namespace = {ns: [d for d in definitions if d.namespace == ns] for ns in namespaces}
     outbound = {ns: _outbound_events(by_namespace[ns]) for ns in namespaces}
 
-    # Every Python type, described in one pass.
-    schemas = _Schemas()
-    acks: dict[tuple[str, str], Any] = {}
-    for d in definitions:
-        if d.payload_param is not None and d.validates:
-            schemas.add(("payload", d.namespace, d.name), d.payload_type, "validation", _ANY_OBJECT)
-        annotation = _return_annotation(d.handler)
-        acks[(d.namespace, d.name)] = annotation
-        if not _acks_nothing(annotation) and not _unknown(annotation):
-            schemas.add(("ack", d.namespace, d.name), annotation, "serialization", {})
-    for ns in namespaces:
-        for out in outbound[ns]:
-            for model in out.models:
-                if model is not None:
-                    schemas.add(("model", model), model, "serialization", _ANY_OBJECT)
-    schemas.build()
-
-    def payload_of(d: EventDefinition) -> Schema:
-        if d.payload_param is not None and d.validates:
-            return schemas.get(("payload", d.namespace, d.name), "validation")
-        return dict(_ANY_OBJECT)
-
-    def outbound_payload(out: _Outbound) -> Schema:
-        models = out.models
-        if any(m is None for m in models):
-            return dict(_ANY_OBJECT)
-        refs = [schemas.get(("model", m), "serialization") for m in models]
-        return refs[0] if len(refs) == 1 else {"anyOf": refs}
-
+    document = _Document(*_describe_types(definitions, outbound))
     security_schemes, auth_text = _security(app)
-    message_keys, channel_keys, operation_keys = _Keys(), _Keys(), _Keys()
-    messages: dict[str, Schema] = {}
-    channels: dict[str, Schema] = {}
-    operations: dict[str, Schema] = {}
-    correlation = {"$ref": f"#/components/correlationIds/{ACK_CORRELATION}"}
-
-    def add_message(preferred: str, message: Schema) -> str:
-        key = message_keys.take(preferred)
-        messages[key] = message
-        return key
-
-    # The system events' messages are shared by every channel.
-    system_keys: dict[str, str] = {}
-    for system in SYSTEM_EVENTS:
-        role: EnvelopeRole = "request" if system.direction == "receive" else "push"
-        if system.event in (SystemEvent.ACK, SystemEvent.ERROR):
-            role = "reply"
-        message: Schema = {
-            "name": system.event,
-            "title": system.event,
-            **_texts(system.summary + ("\n\n" + system.description if system.description else "")),
-            "payload": envelope_schema(
-                system.event,
-                system.payload,
-                role=role,
-            ),
-            "tags": [{"name": "system"}],
-        }
-        if system.event in (SystemEvent.ACK, SystemEvent.ERROR, SystemEvent.REFRESH_AUTH):
-            message["correlationId"] = correlation
-        system_keys[system.event] = add_message(system.event, message)
-    refresh_ack_key = add_message(
-        "__refresh_auth__.ack",
-        {
-            "name": SystemEvent.ACK,
-            "title": "__ack__ of __refresh_auth__",
-            "summary": "The refreshed identity.",
-            "payload": envelope_schema(SystemEvent.ACK, _REFRESH_REPLY, role="reply"),
-            "correlationId": correlation,
-            "tags": [{"name": "system"}],
-        },
-    )
-
-    addresses: dict[str, str] = {}
-    for ns in namespaces:
-        channel_key = channel_keys.take("root" if ns == "/" else ns.strip("/"))
-        prefix = "" if ns == "/" else f"{channel_key}."
-        channel_ref = {"$ref": f"#/channels/{channel_key}"}
-        channel = _Channel(channel_key)
-        ref = channel.ref
-
-        # Client events: received by the server; the reply is the ack or the error.
-        for d in by_namespace[ns]:
-            text = _texts(d.description)
-            key = add_message(
-                prefix + d.name,
-                {
-                    "name": d.name,
-                    "title": d.name,
-                    **text,
-                    "payload": envelope_schema(
-                        d.name, payload_of(d), role="request", deprecated=d.deprecated
-                    ),
-                    "correlationId": correlation,
-                    **({"tags": _tags(d.tags)} if d.tags else {}),
-                    **({"deprecated": True} if d.deprecated else {}),
-                    "x-namespace": ns,
-                },
-            )
-            annotation = acks[(ns, d.name)]
-            reply = [ref(system_keys[SystemEvent.ERROR])]
-            if not _acks_nothing(annotation):
-                if _unknown(annotation):
-                    ack_key = system_keys[SystemEvent.ACK]
-                else:
-                    ack_key = add_message(
-                        f"{prefix}{d.name}.ack",
-                        {
-                            "name": SystemEvent.ACK,
-                            "title": f"__ack__ of {d.name}",
-                            "summary": f"What `{d.name}` returns, when the message had an ack.",
-                            "payload": envelope_schema(
-                                SystemEvent.ACK,
-                                schemas.get(("ack", ns, d.name), "serialization"),
-                                role="reply",
-                            ),
-                            "correlationId": correlation,
-                            "x-namespace": ns,
-                        },
-                    )
-                reply.insert(0, ref(ack_key))
-            operation: Schema = {
-                "action": "receive",
-                "channel": channel_ref,
-                "title": d.name,
-                **text,
-                "messages": [ref(key)],
-                "reply": {"channel": channel_ref, "messages": reply},
-                **({"tags": _tags(d.tags)} if d.tags else {}),
-                "x-ordered": d.ordered,
-            }
-            if d.deprecated:
-                operation["x-deprecated"] = True
-            operations[operation_keys.take(f"{prefix}receive.{d.name}")] = operation
-
-        # Events the handlers emit to the sender or broadcast to rooms.
-        for out in outbound[ns]:
-            description = _outbound_description(out)
-            tags = _tags(t for definition, _ in out.sources for t in definition.tags)
-            rooms = list(
-                dict.fromkeys(
-                    item.room
-                    for _, item in out.sources
-                    if isinstance(item, Broadcasts) and item.room is not None
-                )
-            )
-            deprecated = all(definition.deprecated for definition, _ in out.sources)
-            key = add_message(
-                prefix + out.event,
-                {
-                    "name": out.event,
-                    "title": out.event,
-                    **_texts(description),
-                    "payload": envelope_schema(
-                        out.event, outbound_payload(out), deprecated=deprecated
-                    ),
-                    **({"tags": tags} if tags else {}),
-                    **({"deprecated": True} if deprecated else {}),
-                    "x-namespace": ns,
-                },
-            )
-            operation = {
-                "action": "send",
-                "channel": channel_ref,
-                "title": out.event,
-                **_texts(description),
-                "messages": [ref(key)],
-                **({"tags": tags} if tags else {}),
-                "x-sent-by": list(dict.fromkeys(d.name for d, _ in out.sources)),
-            }
-            if rooms:
-                operation["x-rooms"] = rooms
-            if deprecated:
-                operation["x-deprecated"] = True
-            operations[operation_keys.take(f"{prefix}send.{out.event}")] = operation
-
-        # System events.
-        for system in SYSTEM_EVENTS:
-            if system.event == SystemEvent.ACK:
-                ref(system_keys[SystemEvent.ACK])  # travels as replies; listed on the channel
-                continue
-            operation = {
-                "action": system.direction,
-                "channel": channel_ref,
-                "title": system.event,
-                "summary": system.summary,
-                "messages": [ref(system_keys[system.event])],
-                "tags": [{"name": "system"}],
-            }
-            if system.event == SystemEvent.REFRESH_AUTH:
-                operation["reply"] = {
-                    "channel": channel_ref,
-                    "messages": [ref(refresh_ack_key), ref(system_keys[SystemEvent.ERROR])],
-                }
-            operations[operation_keys.take(f"{prefix}{system.direction}.{system.event}")] = (
-                operation
-            )
-
-        address = channel_address(ns, path)
-        addresses[ns] = address
-        channels[channel_key] = {
-            "address": address,
-            "title": f"Namespace {ns}",
-            "summary": f"Messages of the namespace {ns}, in both directions.",
-            "messages": channel.messages,
-            "servers": [{"$ref": f"#/servers/{SERVER_ID}"}],
-            "x-namespace": ns,
-        }
-
-    server: Schema = {
-        "host": host,
-        "protocol": protocol,
-        "title": "socketspec WebSocket endpoint",
-        "description": f"Namespace `/` is served at `{channel_address('/', path)}`, namespace "
-        f"`/x` at `{channel_address('/x', path)}`. {auth_text}",
-        "x-close-codes": {str(int(c)): c.name.lower() for c in CloseCode},
+    _add_system_messages(document)
+    addresses = {
+        ns: _add_channel(document, ns, path, by_namespace[ns], outbound[ns]) for ns in namespaces
     }
-    if security_schemes:
-        server["security"] = [
-            {"$ref": f"#/components/securitySchemes/{name}"} for name in security_schemes
-        ]
-
     all_tags = sorted({t for d in definitions for t in d.tags} | {"system"})
-    components: Schema = {
-        "schemas": schemas.definitions,
-        "messages": messages,
-        "correlationIds": {
-            ACK_CORRELATION: {
-                "description": "A reply (__ack__ or __error__) carries the ack of the message "
-                "it answers.",
-                "location": "$message.payload#/ack",
-            }
-        },
-    }
-    if security_schemes:
-        components["securitySchemes"] = security_schemes
-    if not components["schemas"]:
-        del components["schemas"]
     return {
         "asyncapi": ASYNCAPI_VERSION,
-        "info": {
-            "title": title or "socketspec application",
-            "version": __version__,
-            "description": _info_description(auth_text, addresses),
-            "tags": _tags(all_tags),
-            # Pushing from other processes is HTTP, described in OpenAPI of its own.
-            "externalDocs": {
-                "description": "The HTTP publish API (push to rooms, users and connections "
-                "from other processes), served on the same port when socketspec-cluster runs "
-                "with --api-key: its OpenAPI 3.1 document.",
-                "url": f"{'https' if protocol == 'wss' else 'http'}://{host}/api/openapi.json",
-            },
-        },
+        "info": _info(title, _info_description(auth_text, addresses), all_tags, host, protocol),
         "defaultContentType": CONTENT_TYPE,
-        "servers": {SERVER_ID: server},
-        "channels": channels,
-        "operations": operations,
-        "components": components,
+        "servers": {SERVER_ID: _server(host, path, protocol, auth_text, security_schemes)},
+        "channels": document.channels,
+        "operations": document.operations,
+        "components": _components(document, security_schemes),
     }
