@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from pagecode import run_blocks
 
-from socketspec.docs.schema import socketspec_schema
+from socketspec.apidocs.schema import socketspec_schema
 from socketspec.errors import DuplicateEventError, ReservedEventNameError
 from socketspec.testing import TestClient
 
