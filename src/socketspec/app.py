@@ -36,7 +36,7 @@ from socketspec.errors import (
     SystemEvent,
     UnknownNamespaceError,
 )
-from socketspec.hooks import Hook, HookName, Hooks
+from socketspec.hooks import HookName, Hooks
 from socketspec.middleware import Middleware
 from socketspec.pipeline import EventPipeline
 from socketspec.registry import (
@@ -482,6 +482,3 @@ class SocketApp:
     def connections(self) -> list[Connection]:
         """Connections served by this process."""
         return [rt.conn for rt in self._runtimes.values()]
-
-    def add_hook(self, name: HookName, hook: Hook) -> None:
-        self.hooks.add(name, hook)

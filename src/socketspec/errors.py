@@ -39,6 +39,8 @@ class CloseCode(IntEnum):
     INVALID_UTF8 = 1007
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
+    # In the protocol's table of codes; a shard refuses past its caps before the upgrade
+    # (503/429 with Retry-After), so no connection is closed with it today.
     OVER_CAPACITY = 1013
     AUTH_FAILED = 4001
     TOKEN_EXPIRED = 4002
@@ -146,6 +148,11 @@ class RoomNotFoundError(EventError):
 
 
 class RateLimitError(EventError):
+    """For a handler that enforces a limit of its own: the client gets ``RATE_LIMIT_ERROR``.
+
+    The server's own per-connection limit answers with the same code without raising it.
+    """
+
     code = ErrorCode.RATE_LIMIT_ERROR
 
 
@@ -158,6 +165,12 @@ class UnknownEventError(EventError):
 
 
 class PayloadTooLargeError(EventError):
+    """For a handler that bounds a field of its own: the client gets ``PAYLOAD_TOO_LARGE``.
+
+    A reference name (docs/compatibility.md); the server's ``max_payload_size`` check
+    answers with the same code before any handler runs, without raising it.
+    """
+
     code = ErrorCode.PAYLOAD_TOO_LARGE
 
 

@@ -84,7 +84,6 @@ class ConnectionRuntime:
         self._slot_waiters: list[Callable[[], None]] | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.ordered_tails: dict[EventName, asyncio.Task[Any]] = {}
-        self.heartbeat_rtt: float | None = None
         self._session_timer: asyncio.TimerHandle | None = None
         # A transport that queues frames within a loop iteration (the shard's protocol)
         # can flush them when the last handler of a burst ends: the replies leave one loop
@@ -239,7 +238,6 @@ class ConnectionRuntime:
         if is_pong:
             rtt = clock.on_pong(now)
             if rtt is not None:
-                self.heartbeat_rtt = rtt
                 TALLY.observe(metrics.heartbeat_rtt, rtt)
                 # the pong deadline was the timer's next wake-up; the next ping may be sooner
                 self._schedule_session()
