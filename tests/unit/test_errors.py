@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from socketspec import errors
@@ -159,3 +162,17 @@ def test_system_event_members_are_the_reserved_names_on_the_wire() -> None:
 def test_client_system_events_are_the_ones_a_client_sends() -> None:
     assert set(errors.CLIENT_SYSTEM_EVENTS) == {"__pong__", "__refresh_auth__"}
     assert all(isinstance(e, errors.SystemEvent) for e in errors.CLIENT_SYSTEM_EVENTS)
+
+
+def test_the_protocol_page_lists_the_system_event_table_with_its_directions() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    section = page.split("## System events", 1)[1].split("\n## ", 1)[0]
+    listed: dict[str, str] = {}
+    for row in section.splitlines():
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        if len(cells) == 3 and "→" in cells[1]:
+            for name in re.findall(r"`(__\w+__)`", cells[0]):
+                listed[name] = cells[1]
+    assert set(listed) == set(errors.SystemEvent)
+    client_sends = {name for name, direction in listed.items() if direction.startswith("client")}
+    assert client_sends == set(errors.CLIENT_SYSTEM_EVENTS)
