@@ -26,6 +26,7 @@ from socketspec.errors import (
     RoomNotFoundError,
     RoomPermissionError,
     SocketSpecError,
+    SystemEvent,
 )
 from socketspec.push.emitter import Emitter, EmitterError, EmitterUnavailableError, SyncEmitter
 from socketspec.registry import Broadcasts, Emits, EventDefinition
@@ -73,6 +74,7 @@ __all__ = [
     "SocketApp",
     "SocketSpecError",
     "SyncEmitter",
+    "SystemEvent",
     "TestClient",
     "TestConnection",
     "__version__",

@@ -33,9 +33,10 @@ from socketspec.errors import (
     ErrorCode,
     EventError,
     OriginNotAllowedError,
+    SystemEvent,
     UnknownNamespaceError,
 )
-from socketspec.hooks import Hook, HookName, Hooks
+from socketspec.hooks import HookName, Hooks
 from socketspec.middleware import Middleware
 from socketspec.pipeline import EventPipeline
 from socketspec.registry import (
@@ -359,7 +360,7 @@ class SocketApp:
         rt.machine.move(ConnState.OPEN)
         rt.deliver(
             envelope.encode(
-                "__connect__",
+                SystemEvent.CONNECT,
                 {
                     "conn_id": conn.id,
                     "namespace": ns,
@@ -417,7 +418,7 @@ class SocketApp:
         handlers (and ``busy``, the server's other work in flight, such as publish API
         requests) get ``timeout`` seconds to finish, then every connection closes with 1001."""
         notice = envelope.encode(
-            "__server_shutdown__", {"reason": "shutdown", "graceful_timeout": timeout}
+            SystemEvent.SERVER_SHUTDOWN, {"reason": "shutdown", "graceful_timeout": timeout}
         )
         for rt in list(self._runtimes.values()):
             rt.deliver(notice)
@@ -481,6 +482,3 @@ class SocketApp:
     def connections(self) -> list[Connection]:
         """Connections served by this process."""
         return [rt.conn for rt in self._runtimes.values()]
-
-    def add_hook(self, name: HookName, hook: Hook) -> None:
-        self.hooks.add(name, hook)

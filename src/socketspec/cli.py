@@ -101,11 +101,11 @@ def export_schema(args: argparse.Namespace) -> int:
 
     document: dict[str, Any]
     if args.format == "asyncapi":
-        from socketspec.docs.asyncapi import asyncapi_document
+        from socketspec.apidocs.asyncapi import asyncapi_document
 
         document = asyncapi_document(app, host=args.host, path=args.path)
     else:
-        from socketspec.docs.schema import socketspec_schema
+        from socketspec.apidocs.schema import socketspec_schema
 
         document = socketspec_schema(app)
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"

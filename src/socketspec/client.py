@@ -56,7 +56,13 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from socketspec.envelope import encode, message_size
-from socketspec.errors import CloseCode, ConnectionClosedError, ErrorReply, SocketSpecError
+from socketspec.errors import (
+    CloseCode,
+    ConnectionClosedError,
+    ErrorReply,
+    SocketSpecError,
+    SystemEvent,
+)
 from socketspec.receiving import DEFAULT_RECEIVE_TIMEOUT, Inbox, Receiver
 from socketspec.types import AckId, EventName, PayloadDict
 
@@ -71,7 +77,7 @@ READ_CHUNK = 64 * 1024
 # RFC 6455 7.1.5: the connection ended without a Close frame. Never sent on the wire.
 ABNORMAL_CLOSURE = 1006
 # Housekeeping a client library handles itself; receive() without an event skips it.
-PONG_MESSAGE = '{"event":"__pong__"}'
+PONG_MESSAGE = orjson.dumps({"event": SystemEvent.PONG}).decode()
 # Headers the opening handshake writes itself; passing them would break the negotiation.
 _HANDSHAKE_HEADERS = frozenset(
     {
@@ -249,10 +255,10 @@ class Client(Receiver):
         await self._handshake
         try:
             message = await self.inbox.take(
-                lambda m: m.get("event") == "__connect__", timeout, "__connect__"
+                lambda m: m.get("event") == SystemEvent.CONNECT, timeout, SystemEvent.CONNECT
             )
         except ConnectionClosed as exc:
-            errors = [m for m in self.inbox.pending() if m.get("event") == "__error__"]
+            errors = [m for m in self.inbox.pending() if m.get("event") == SystemEvent.ERROR]
             error = (errors[0].get("payload") or {}) if errors else None
             raise ConnectRefused(
                 close_code=exc.code, close_reason=exc.reason, error=error
@@ -354,7 +360,7 @@ class Client(Receiver):
             message = _decode_text("".join(parts))
         else:
             message = {"event": None, "raw": b"".join(parts)}
-        if self._auto_pong and message.get("event") == "__ping__":
+        if self._auto_pong and message.get("event") == SystemEvent.PING:
             self._send_nowait(TextMessage(data=PONG_MESSAGE))
         self.inbox.put(message)
 

@@ -13,11 +13,11 @@ from typing import Any, NamedTuple
 import orjson
 from pydantic import BaseModel
 
-from socketspec.errors import ErrorCode
+from socketspec.errors import ErrorCode, SystemEvent
 from socketspec.types import AckId, EventName, PayloadDict
 
-ERROR_EVENT = "__error__"
-ACK_EVENT = "__ack__"
+ERROR_EVENT = SystemEvent.ERROR
+ACK_EVENT = SystemEvent.ACK
 
 # A UTF-8 character takes at most four bytes: a str this short cannot exceed the limit.
 _MAX_UTF8_BYTES_PER_CHAR = 4

@@ -39,6 +39,8 @@ class CloseCode(IntEnum):
     INVALID_UTF8 = 1007
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
+    # In the protocol's table of codes; a shard refuses past its caps before the upgrade
+    # (503/429 with Retry-After), so no connection is closed with it today.
     OVER_CAPACITY = 1013
     AUTH_FAILED = 4001
     TOKEN_EXPIRED = 4002
@@ -48,21 +50,32 @@ class CloseCode(IntEnum):
     SLOW_CONSUMER = 4008
 
 
-RESERVED_EVENTS: frozenset[str] = frozenset(
-    {
-        "__connect__",
-        "__disconnect__",
-        "__error__",
-        "__ping__",
-        "__pong__",
-        "__auth_expiring__",
-        "__session_expiring__",
-        "__idle_warning__",
-        "__server_shutdown__",
-        "__refresh_auth__",
-        "__ack__",
-    }
-)
+class SystemEvent(StrEnum):
+    """The reserved event names: the protocol's own messages, never routed to a handler.
+
+    The one table of them: the server sends and reads these members, the AsyncAPI
+    builder and the docs page list them, and registering a handler for one raises
+    ``ReservedEventNameError``. A member is its wire string (``SystemEvent.ACK ==
+    "__ack__"``), so it goes into envelopes and comparisons as it is.
+    """
+
+    CONNECT = "__connect__"
+    DISCONNECT = "__disconnect__"
+    ERROR = "__error__"
+    PING = "__ping__"
+    PONG = "__pong__"
+    AUTH_EXPIRING = "__auth_expiring__"
+    SESSION_EXPIRING = "__session_expiring__"
+    IDLE_WARNING = "__idle_warning__"
+    SERVER_SHUTDOWN = "__server_shutdown__"
+    REFRESH_AUTH = "__refresh_auth__"
+    ACK = "__ack__"
+
+
+# The system events a client sends; the server sends every other one.
+CLIENT_SYSTEM_EVENTS: tuple[SystemEvent, ...] = (SystemEvent.PONG, SystemEvent.REFRESH_AUTH)
+
+RESERVED_EVENTS: frozenset[str] = frozenset(event.value for event in SystemEvent)
 
 
 class SocketSpecError(Exception):
@@ -135,6 +148,11 @@ class RoomNotFoundError(EventError):
 
 
 class RateLimitError(EventError):
+    """For a handler that enforces a limit of its own: the client gets ``RATE_LIMIT_ERROR``.
+
+    The server's own per-connection limit answers with the same code without raising it.
+    """
+
     code = ErrorCode.RATE_LIMIT_ERROR
 
 
@@ -147,6 +165,12 @@ class UnknownEventError(EventError):
 
 
 class PayloadTooLargeError(EventError):
+    """For a handler that bounds a field of its own: the client gets ``PAYLOAD_TOO_LARGE``.
+
+    A reference name (docs/compatibility.md); the server's ``max_payload_size`` check
+    answers with the same code before any handler runs, without raising it.
+    """
+
     code = ErrorCode.PAYLOAD_TOO_LARGE
 
 

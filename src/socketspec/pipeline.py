@@ -29,6 +29,7 @@ from socketspec.errors import (
     AuthenticationError,
     ErrorCode,
     EventError,
+    SystemEvent,
     UnknownEventError,
     ValidationFailed,
 )
@@ -46,8 +47,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("socketspec.pipeline")
 
-PONG = "__pong__"
-REFRESH_AUTH = "__refresh_auth__"
+PONG = SystemEvent.PONG
+REFRESH_AUTH = SystemEvent.REFRESH_AUTH
 HANDLER_ERROR_MESSAGE = "internal error while handling the event"
 # The handler's return value, per message task; read when the middleware chain returns None.
 _HANDLER_RESULT: ContextVar[Any] = ContextVar("socketspec_handler_result", default=None)

@@ -20,12 +20,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from socketspec.errors import ConnectionClosedError, ErrorReply
+from socketspec.errors import ConnectionClosedError, ErrorReply, SystemEvent
 from socketspec.types import AckId, EventName, PayloadDict, RoomName
 
 DEFAULT_RECEIVE_TIMEOUT = 5.0
 # Housekeeping a client library handles itself; receive() without an event skips it.
-HOUSEKEEPING_EVENTS = frozenset({"__connect__", "__ping__"})
+HOUSEKEEPING_EVENTS = frozenset({SystemEvent.CONNECT, SystemEvent.PING})
+# What answers a message that carried an ack.
+_REPLY_EVENTS = (SystemEvent.ACK, SystemEvent.ERROR)
 
 
 class Inbox:
@@ -161,7 +163,7 @@ class Receiver:
         """The payload of the next ``__error__`` (of ``code``, when given)."""
         message = await self.inbox.take(
             lambda m: (
-                m.get("event") == "__error__"
+                m.get("event") == SystemEvent.ERROR
                 and (code is None or (m.get("payload") or {}).get("code") == code)
             ),
             timeout,
@@ -191,10 +193,10 @@ class Receiver:
         ack = f"{self._ack_prefix}{next(self._acks)}"
         await self.emit(event, payload, ack=ack)
         message = await self.inbox.take(
-            lambda m: m.get("ack") == ack and m.get("event") in ("__ack__", "__error__"),
+            lambda m: m.get("ack") == ack and m.get("event") in _REPLY_EVENTS,
             timeout,
             f"the ack of {event!r}",
         )
-        if message["event"] == "__error__":
+        if message["event"] == SystemEvent.ERROR:
             raise ErrorReply(message.get("payload") or {})
         return message.get("payload")

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from socketspec import envelope, metrics
 from socketspec.connection import Connection
-from socketspec.errors import CloseCode, ErrorCode
+from socketspec.errors import CloseCode, ErrorCode, SystemEvent
 from socketspec.metrics import TALLY
 from socketspec.security.ratelimit import TokenBucket
 from socketspec.session import SessionAction, SessionClock, SessionConfig
@@ -84,7 +84,6 @@ class ConnectionRuntime:
         self._slot_waiters: list[Callable[[], None]] | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.ordered_tails: dict[EventName, asyncio.Task[Any]] = {}
-        self.heartbeat_rtt: float | None = None
         self._session_timer: asyncio.TimerHandle | None = None
         # A transport that queues frames within a loop iteration (the shard's protocol)
         # can flush them when the last handler of a burst ends: the replies leave one loop
@@ -239,7 +238,6 @@ class ConnectionRuntime:
         if is_pong:
             rtt = clock.on_pong(now)
             if rtt is not None:
-                self.heartbeat_rtt = rtt
                 TALLY.observe(metrics.heartbeat_rtt, rtt)
                 # the pong deadline was the timer's next wake-up; the next ping may be sooner
                 self._schedule_session()
@@ -251,12 +249,12 @@ class ConnectionRuntime:
     def _perform(self, action: SessionAction) -> None:
         conn = self.conn
         if action is SessionAction.PING:
-            self.deliver(envelope.encode("__ping__", {"ts": time.time()}))
+            self.deliver(envelope.encode(SystemEvent.PING, {"ts": time.time()}))
         elif action is SessionAction.WARN_AUTH_EXPIRING:
             expires = conn.identity.token_expires_at
             self.deliver(
                 envelope.encode(
-                    "__auth_expiring__",
+                    SystemEvent.AUTH_EXPIRING,
                     {
                         "expires_at": expires.isoformat() if expires else None,
                         "expires_in": self._token_expires_in(),
@@ -296,7 +294,7 @@ _SESSION_CLOSES: dict[SessionAction, _SessionClose] = {
         "idle_timeout",
         ErrorCode.IDLE_TIMEOUT,
         "no activity for {config.idle_timeout:g}s",
-        "__idle_warning__",
+        SystemEvent.IDLE_WARNING,
         "idle_timeout",
     ),
     SessionAction.CLOSE_SESSION_EXPIRED: _SessionClose(
@@ -304,7 +302,7 @@ _SESSION_CLOSES: dict[SessionAction, _SessionClose] = {
         "session_expired",
         ErrorCode.SESSION_EXPIRED,
         "session reached its maximum of {config.max_duration:g}s",
-        "__session_expiring__",
+        SystemEvent.SESSION_EXPIRING,
         "max_duration",
     ),
     SessionAction.CLOSE_AUTH_EXPIRED: _SessionClose(

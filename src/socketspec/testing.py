@@ -28,13 +28,22 @@ from pydantic import BaseModel
 from socketspec.app import SocketApp
 from socketspec.connection import Connection, Identity
 from socketspec.envelope import encode
-from socketspec.errors import CloseCode, ConnectionClosedError, ConnectRejected, ErrorReply
+from socketspec.errors import (
+    CloseCode,
+    ConnectionClosedError,
+    ConnectRejected,
+    ErrorReply,
+    SystemEvent,
+)
 from socketspec.receiving import Inbox, Receiver
 from socketspec.types import AckId, EventName, Namespace, PayloadDict, RoomName
 
 DEFAULT_ORIGIN = "http://testserver"
 DEFAULT_MAX_OUTBOUND = 1 << 20
 
+
+# What the automatic heartbeat answer sends, byte for byte what a client sends.
+PONG_FRAME = orjson.dumps({"event": SystemEvent.PONG})
 
 # Kept importable from here: what the TestClient raises.
 
@@ -79,7 +88,7 @@ class MemoryTransport:
         message = orjson.loads(data)
         self.frames_out += 1
         self.inbox.put(message, len(data))
-        if message.get("event") == "__ping__" and self.on_ping is not None:
+        if message.get("event") == SystemEvent.PING and self.on_ping is not None:
             self.on_ping()
 
     async def close(self, code: int, reason: str) -> None:
@@ -105,7 +114,7 @@ class TestConnection(Receiver):
             app.close_connection(conn, CloseCode.SLOW_CONSUMER, "slow_consumer")
         )
         if auto_pong:
-            transport.on_ping = lambda: self._spawn(app.handle_event(conn, b'{"event":"__pong__"}'))
+            transport.on_ping = lambda: self._spawn(app.handle_event(conn, PONG_FRAME))
 
     # -- what the test can look at -------------------------------------------------------------
 
@@ -290,7 +299,7 @@ class TestClient:
             )
         except ConnectRejected as exc:
             # What a client would have read before the close: the AUTH_ERROR envelope.
-            refusals = [m for m in transport.inbox.pending() if m.get("event") == "__error__"]
+            refusals = [m for m in transport.inbox.pending() if m.get("event") == SystemEvent.ERROR]
             if refusals:
                 exc.error = refusals[0].get("payload") or {}
             raise

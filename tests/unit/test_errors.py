@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from socketspec import errors
@@ -146,3 +149,30 @@ def test_hierarchy() -> None:
 def test_connection_auth_error_close_code() -> None:
     assert errors.ConnectionAuthError("no").close_code == 4001
     assert errors.ConnectionAuthError("late", CloseCode.TOKEN_EXPIRED).close_code == 4002
+
+
+def test_system_event_members_are_the_reserved_names_on_the_wire() -> None:
+    assert {event.value for event in errors.SystemEvent} == RESERVED_EVENTS
+    # A member is its wire string: it compares, hashes and serialises as the name.
+    assert errors.SystemEvent.ACK == "__ack__"
+    assert {"__error__": 1}[errors.SystemEvent.ERROR] == 1
+    assert f"{errors.SystemEvent.PING}" == "__ping__"
+
+
+def test_client_system_events_are_the_ones_a_client_sends() -> None:
+    assert set(errors.CLIENT_SYSTEM_EVENTS) == {"__pong__", "__refresh_auth__"}
+    assert all(isinstance(e, errors.SystemEvent) for e in errors.CLIENT_SYSTEM_EVENTS)
+
+
+def test_the_protocol_page_lists_the_system_event_table_with_its_directions() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    section = page.split("## System events", 1)[1].split("\n## ", 1)[0]
+    listed: dict[str, str] = {}
+    for row in section.splitlines():
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        if len(cells) == 3 and "→" in cells[1]:
+            for name in re.findall(r"`(__\w+__)`", cells[0]):
+                listed[name] = cells[1]
+    assert set(listed) == set(errors.SystemEvent)
+    client_sends = {name for name, direction in listed.items() if direction.startswith("client")}
+    assert client_sends == set(errors.CLIENT_SYSTEM_EVENTS)

@@ -35,9 +35,9 @@ from typing import Any
 
 from socketspec import metrics
 from socketspec.adapters.scope import header_map, query_params, route_path
+from socketspec.apidocs.routes import docs_reply, is_docs_path
 from socketspec.app import SocketApp
 from socketspec.connection import Connection
-from socketspec.docs.routes import docs_reply, is_docs_path
 from socketspec.errors import CloseCode, ConnectionAuthError, ConnectRejected
 from socketspec.metrics import TALLY
 from socketspec.server import http

@@ -21,8 +21,8 @@ from socketspec.adapters.asgi import (
     DEFAULT_MAX_OUTBOUND,
     SocketASGI,
 )
+from socketspec.apidocs.routes import ASYNCAPI_PATH
 from socketspec.app import SocketApp
-from socketspec.docs.routes import ASYNCAPI_PATH
 
 try:
     from starlette.routing import Route, Router, WebSocketRoute

@@ -383,7 +383,6 @@ def config_from(args: argparse.Namespace, app: SocketApp | None = None) -> Serve
         graceful_timeout=args.graceful_timeout,
         certfile=args.certfile,
         keyfile=args.keyfile,
-        echo=args.echo,
         log_level=args.log_level,
         log_json=args.log_json,
         serve_metrics=not args.no_metrics,

@@ -24,7 +24,6 @@ class ServerConfig:
     graceful_timeout: float = 30.0
     certfile: str | None = None
     keyfile: str | None = None
-    echo: bool = False
     handshake_timeout: float = 10.0  # to finish the HTTP upgrade
     max_connections: int = 10_000  # WebSocket connections per shard; past it 503 (0: no cap)
     max_per_ip: int = 0  # WebSocket connections per client address per shard; 429 (0: no cap)

@@ -22,9 +22,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from socketspec import metrics
+from socketspec.apidocs.routes import docs_response, is_docs_path
 from socketspec.app import SocketApp
 from socketspec.cluster import metrics_http
-from socketspec.docs.routes import docs_response, is_docs_path
 from socketspec.metrics import TALLY
 from socketspec.push.api import parse_keys
 from socketspec.push.service import PushService

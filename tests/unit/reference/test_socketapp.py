@@ -21,8 +21,8 @@ from pydantic import BaseModel
 from reference_pages import block
 
 from socketspec import Room, SocketApp
+from socketspec.apidocs.schema import socketspec_schema
 from socketspec.connection import Identity
-from socketspec.docs.schema import socketspec_schema
 from socketspec.errors import ERROR_CODES, RESERVED_EVENTS, ReservedEventNameError
 from socketspec.errors import RoomPermissionError as RoomRefused
 from socketspec.security.auth import APIKeyAuth, JWTAuth

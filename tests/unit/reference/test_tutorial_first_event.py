@@ -19,7 +19,7 @@ import pytest
 from pagecode import run_blocks
 from reference_pages import block, without_adapter_lines
 
-from socketspec.docs.schema import socketspec_schema
+from socketspec.apidocs.schema import socketspec_schema
 from socketspec.errors import DuplicateEventError, ReservedEventNameError
 from socketspec.testing import TestClient
 

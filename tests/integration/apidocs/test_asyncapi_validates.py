@@ -20,7 +20,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from socketspec import APIKeyAuth, Broadcasts, Connection, Emits, SocketApp
-from socketspec.docs.asyncapi import asyncapi_document
+from socketspec.apidocs.asyncapi import asyncapi_document
 
 ROOT = Path(__file__).resolve().parents[3]
 NODE_MODULES = ROOT / ".cache" / "node" / "node_modules"

@@ -1,4 +1,4 @@
-"""The SocketSpec JSON document (``socketspec.docs.schema``, served at ``<docs_url>/schema``).
+"""The SocketSpec JSON document (``socketspec.apidocs.schema``, served at ``<docs_url>/schema``).
 
 Every event with its payload schema, emits and broadcasts, namespaces, the system events
 and error codes, the auth backend by type, and the deprecated and ordered flags.
@@ -14,10 +14,10 @@ from pydantic import BaseModel
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from socketspec import __version__
+from socketspec.apidocs.routes import docs_response
+from socketspec.apidocs.schema import SYSTEM_EVENTS_CLIENT_SENDS, socketspec_schema
 from socketspec.app import SocketApp
 from socketspec.connection import Connection, Identity
-from socketspec.docs.routes import docs_response
-from socketspec.docs.schema import SYSTEM_EVENTS_CLIENT_SENDS, socketspec_schema
 from socketspec.errors import ERROR_CODES, RESERVED_EVENTS
 from socketspec.registry import Broadcasts, Emits
 from socketspec.security.auth import APIKeyAuth, JWTAuth
@@ -148,3 +148,19 @@ def test_served_at_the_docs_url() -> None:
     head, _, body = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200")
     assert json.loads(body) == socketspec_schema(app)
+
+
+def test_the_earlier_module_name_still_imports_the_same_modules() -> None:
+    import socketspec.docs.asyncapi
+    from socketspec.docs.routes import docs_response as old_docs_response
+    from socketspec.docs.schema import socketspec_schema as old_socketspec_schema
+
+    import socketspec.apidocs.asyncapi
+    import socketspec.apidocs.routes
+    import socketspec.apidocs.schema
+    import socketspec.docs
+
+    assert socketspec.docs.asyncapi is socketspec.apidocs.asyncapi
+    assert socketspec.docs.schema is socketspec.apidocs.schema
+    assert old_docs_response is socketspec.apidocs.routes.docs_response
+    assert old_socketspec_schema is socketspec_schema

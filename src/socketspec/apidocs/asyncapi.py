@@ -24,7 +24,13 @@ from pydantic import BaseModel, TypeAdapter
 
 from socketspec import __version__
 from socketspec.app import SocketApp
-from socketspec.errors import ERROR_CODES, RESERVED_EVENTS, CloseCode
+from socketspec.errors import (
+    CLIENT_SYSTEM_EVENTS,
+    ERROR_CODES,
+    RESERVED_EVENTS,
+    CloseCode,
+    SystemEvent,
+)
 from socketspec.registry import Broadcasts, Emits, EventDefinition
 from socketspec.security.auth import APIKeyAuth, JWTAuth
 
@@ -56,12 +62,18 @@ _NULLABLE_DATETIME: Schema = {"type": ["string", "null"], "format": "date-time"}
 
 
 @dataclass(frozen=True)
-class _SystemEvent:
-    event: str
-    direction: Literal["send", "receive"]  # the server's action
+class _SystemEventDoc:
+    """How one member of ``SystemEvent`` is documented; who sends it comes from the table."""
+
+    event: SystemEvent
     summary: str
     payload: Schema
     description: str = ""
+
+    @property
+    def direction(self) -> Literal["send", "receive"]:
+        """The server's action: it receives what clients send and sends the rest."""
+        return "receive" if self.event in CLIENT_SYSTEM_EVENTS else "send"
 
 
 def _obj(properties: dict[str, Schema], required: Iterable[str] | None = None) -> Schema:
@@ -100,10 +112,9 @@ ERROR_PAYLOAD: Schema = _obj(
     },
 )
 
-SYSTEM_EVENTS: tuple[_SystemEvent, ...] = (
-    _SystemEvent(
-        "__connect__",
-        "send",
+SYSTEM_EVENTS: tuple[_SystemEventDoc, ...] = (
+    _SystemEventDoc(
+        SystemEvent.CONNECT,
         "The greeting: sent once, first, when a connection is admitted.",
         {
             **_obj(
@@ -119,23 +130,20 @@ SYSTEM_EVENTS: tuple[_SystemEvent, ...] = (
         },
         "The server may add fields of its own (the shard that serves the connection).",
     ),
-    _SystemEvent(
-        "__ping__",
-        "send",
+    _SystemEventDoc(
+        SystemEvent.PING,
         "Heartbeat: answer with __pong__ within heartbeat_timeout or be closed with 4005.",
         _obj({"ts": {"type": "number", "description": "server time, Unix seconds"}}),
     ),
-    _SystemEvent(
-        "__pong__",
-        "receive",
+    _SystemEventDoc(
+        SystemEvent.PONG,
         "The answer to __ping__; consumed by the session, never routed to a handler.",
         _ANY_OBJECT,
         "A __pong__ keeps the connection alive but does not count as activity for the "
         "idle timeout.",
     ),
-    _SystemEvent(
-        "__auth_expiring__",
-        "send",
+    _SystemEventDoc(
+        SystemEvent.AUTH_EXPIRING,
         "The token expires soon: send __refresh_auth__ with a new one.",
         _obj(
             {
@@ -146,17 +154,15 @@ SYSTEM_EVENTS: tuple[_SystemEvent, ...] = (
         "Sent once per token, token_refresh_window seconds before it expires; when it "
         "expires, AUTH_EXPIRED is sent and the connection closed with 4002.",
     ),
-    _SystemEvent(
-        "__refresh_auth__",
-        "receive",
+    _SystemEventDoc(
+        SystemEvent.REFRESH_AUTH,
         "Replace the connection's token without reconnecting.",
         _obj({"token": {"type": "string", "minLength": 1}}),
         "With an ack, answered with __ack__ {user_id, expires_at}; a refused token is "
         "answered with AUTH_ERROR and the connection stays open.",
     ),
-    _SystemEvent(
-        "__idle_warning__",
-        "send",
+    _SystemEventDoc(
+        SystemEvent.IDLE_WARNING,
         "No event arrived for idle_timeout seconds: the connection is being closed.",
         _obj(
             {
@@ -166,9 +172,8 @@ SYSTEM_EVENTS: tuple[_SystemEvent, ...] = (
         ),
         "Followed by IDLE_TIMEOUT and close code 4004.",
     ),
-    _SystemEvent(
-        "__session_expiring__",
-        "send",
+    _SystemEventDoc(
+        SystemEvent.SESSION_EXPIRING,
         "The session reached max_duration: the connection is being closed.",
         _obj(
             {
@@ -178,9 +183,8 @@ SYSTEM_EVENTS: tuple[_SystemEvent, ...] = (
         ),
         "Followed by SESSION_EXPIRED and close code 4003.",
     ),
-    _SystemEvent(
-        "__server_shutdown__",
-        "send",
+    _SystemEventDoc(
+        SystemEvent.SERVER_SHUTDOWN,
         "The server is shutting down: reconnect later.",
         _obj(
             {
@@ -191,23 +195,20 @@ SYSTEM_EVENTS: tuple[_SystemEvent, ...] = (
         "Running handlers get graceful_timeout seconds to finish, then the connection is "
         "closed with 1001.",
     ),
-    _SystemEvent(
-        "__disconnect__",
-        "send",
+    _SystemEventDoc(
+        SystemEvent.DISCONNECT,
         "Reserved for the server.",
         _ANY_OBJECT,
     ),
-    _SystemEvent(
-        "__error__",
-        "send",
+    _SystemEventDoc(
+        SystemEvent.ERROR,
         "An error: replies to a message (with its ack) or announces a policy close.",
         ERROR_PAYLOAD,
         "Handlers never close a connection; only protocol and policy do, after an "
         "__error__ when there is one to send.",
     ),
-    _SystemEvent(
-        "__ack__",
-        "send",
+    _SystemEventDoc(
+        SystemEvent.ACK,
         "The reply to a message that carried an ack, when its handler returned a value.",
         {},
     ),
@@ -347,7 +348,7 @@ def envelope_schema(
     required = ["event"]
     if role != "request":
         required.append("payload")
-    if role == "reply" and event == "__ack__":
+    if role == "reply" and event == SystemEvent.ACK:
         required.append("ack")
     schema: Schema = {
         "type": "object",
@@ -376,6 +377,8 @@ class _Channel:
     def __init__(self, key: str) -> None:
         self.key = key
         self.messages: dict[str, Schema] = {}
+        # What an operation's ``channel`` (and its reply's) points at.
+        self.address_ref = {"$ref": f"#/channels/{key}"}
 
     def ref(self, message_key: str) -> dict[str, str]:
         self.messages.setdefault(message_key, {"$ref": f"#/components/messages/{message_key}"})
@@ -479,6 +482,315 @@ def _info_description(auth_text: str, addresses: dict[str, str]) -> str:
     )
 
 
+class _Document:
+    """The document under construction: its keyed maps, filled section by section.
+
+    Message and operation keys are taken in the order the sections run, so the
+    order of the sections is part of the document's shape (which key gets a suffix).
+    """
+
+    def __init__(self, schemas: _Schemas, acks: dict[tuple[str, str], Any]) -> None:
+        self.schemas = schemas
+        self.acks = acks  # each client event's return annotation
+        self.message_keys, self.channel_keys, self.operation_keys = _Keys(), _Keys(), _Keys()
+        self.messages: dict[str, Schema] = {}
+        self.channels: dict[str, Schema] = {}
+        self.operations: dict[str, Schema] = {}
+        self.correlation = {"$ref": f"#/components/correlationIds/{ACK_CORRELATION}"}
+        self.system_keys: dict[str, str] = {}
+        self.refresh_ack_key = ""
+
+    def add_message(self, preferred: str, message: Schema) -> str:
+        key = self.message_keys.take(preferred)
+        self.messages[key] = message
+        return key
+
+    def add_operation(self, preferred: str, operation: Schema) -> None:
+        self.operations[self.operation_keys.take(preferred)] = operation
+
+    def payload_of(self, d: EventDefinition) -> Schema:
+        if d.payload_param is not None and d.validates:
+            return self.schemas.get(("payload", d.namespace, d.name), "validation")
+        return dict(_ANY_OBJECT)
+
+    def outbound_payload(self, out: _Outbound) -> Schema:
+        models = out.models
+        if any(m is None for m in models):
+            return dict(_ANY_OBJECT)
+        refs = [self.schemas.get(("model", m), "serialization") for m in models]
+        return refs[0] if len(refs) == 1 else {"anyOf": refs}
+
+
+def _describe_types(
+    definitions: list[EventDefinition], outbound: dict[str, list[_Outbound]]
+) -> tuple[_Schemas, dict[tuple[str, str], Any]]:
+    """Every Python type (payloads, return values, emitted models), described in one pass."""
+    schemas = _Schemas()
+    acks: dict[tuple[str, str], Any] = {}
+    for d in definitions:
+        if d.payload_param is not None and d.validates:
+            schemas.add(("payload", d.namespace, d.name), d.payload_type, "validation", _ANY_OBJECT)
+        annotation = _return_annotation(d.handler)
+        acks[(d.namespace, d.name)] = annotation
+        if not _acks_nothing(annotation) and not _unknown(annotation):
+            schemas.add(("ack", d.namespace, d.name), annotation, "serialization", {})
+    for events in outbound.values():
+        for out in events:
+            for model in out.models:
+                if model is not None:
+                    schemas.add(("model", model), model, "serialization", _ANY_OBJECT)
+    schemas.build()
+    return schemas, acks
+
+
+def _add_system_messages(document: _Document) -> None:
+    """The system events' messages, shared by every channel."""
+    correlation = document.correlation
+    for system in SYSTEM_EVENTS:
+        role: EnvelopeRole = "request" if system.direction == "receive" else "push"
+        if system.event in (SystemEvent.ACK, SystemEvent.ERROR):
+            role = "reply"
+        message: Schema = {
+            "name": system.event,
+            "title": system.event,
+            **_texts(system.summary + ("\n\n" + system.description if system.description else "")),
+            "payload": envelope_schema(system.event, system.payload, role=role),
+            "tags": [{"name": "system"}],
+        }
+        if system.event in (SystemEvent.ACK, SystemEvent.ERROR, SystemEvent.REFRESH_AUTH):
+            message["correlationId"] = correlation
+        document.system_keys[system.event] = document.add_message(system.event, message)
+    document.refresh_ack_key = document.add_message(
+        f"{SystemEvent.REFRESH_AUTH}.ack",
+        {
+            "name": SystemEvent.ACK,
+            "title": f"{SystemEvent.ACK} of {SystemEvent.REFRESH_AUTH}",
+            "summary": "The refreshed identity.",
+            "payload": envelope_schema(SystemEvent.ACK, _REFRESH_REPLY, role="reply"),
+            "correlationId": correlation,
+            "tags": [{"name": "system"}],
+        },
+    )
+
+
+def _ack_message_key(document: _Document, d: EventDefinition, prefix: str) -> str | None:
+    """The message that answers ``d`` when its message had an ack; None when it returns None."""
+    annotation = document.acks[(d.namespace, d.name)]
+    if _acks_nothing(annotation):
+        return None
+    if _unknown(annotation):
+        return document.system_keys[SystemEvent.ACK]
+    return document.add_message(
+        f"{prefix}{d.name}.ack",
+        {
+            "name": SystemEvent.ACK,
+            "title": f"{SystemEvent.ACK} of {d.name}",
+            "summary": f"What `{d.name}` returns, when the message had an ack.",
+            "payload": envelope_schema(
+                SystemEvent.ACK,
+                document.schemas.get(("ack", d.namespace, d.name), "serialization"),
+                role="reply",
+            ),
+            "correlationId": document.correlation,
+            "x-namespace": d.namespace,
+        },
+    )
+
+
+def _add_client_events(
+    document: _Document, channel: _Channel, prefix: str, definitions: list[EventDefinition]
+) -> None:
+    """Client events: received by the server; the reply is the ack or the error."""
+    ref = channel.ref
+    for d in definitions:
+        text = _texts(d.description)
+        key = document.add_message(
+            prefix + d.name,
+            {
+                "name": d.name,
+                "title": d.name,
+                **text,
+                "payload": envelope_schema(
+                    d.name, document.payload_of(d), role="request", deprecated=d.deprecated
+                ),
+                "correlationId": document.correlation,
+                **({"tags": _tags(d.tags)} if d.tags else {}),
+                **({"deprecated": True} if d.deprecated else {}),
+                "x-namespace": d.namespace,
+            },
+        )
+        reply = [ref(document.system_keys[SystemEvent.ERROR])]
+        ack_key = _ack_message_key(document, d, prefix)
+        if ack_key is not None:
+            reply.insert(0, ref(ack_key))
+        operation: Schema = {
+            "action": "receive",
+            "channel": channel.address_ref,
+            "title": d.name,
+            **text,
+            "messages": [ref(key)],
+            "reply": {"channel": channel.address_ref, "messages": reply},
+            **({"tags": _tags(d.tags)} if d.tags else {}),
+            "x-ordered": d.ordered,
+        }
+        if d.deprecated:
+            operation["x-deprecated"] = True
+        document.add_operation(f"{prefix}receive.{d.name}", operation)
+
+
+def _add_outbound_events(
+    document: _Document, channel: _Channel, prefix: str, ns: str, outbound: list[_Outbound]
+) -> None:
+    """Events the handlers emit to the sender or broadcast to rooms."""
+    for out in outbound:
+        description = _outbound_description(out)
+        tags = _tags(t for definition, _ in out.sources for t in definition.tags)
+        rooms = list(
+            dict.fromkeys(
+                item.room
+                for _, item in out.sources
+                if isinstance(item, Broadcasts) and item.room is not None
+            )
+        )
+        deprecated = all(definition.deprecated for definition, _ in out.sources)
+        key = document.add_message(
+            prefix + out.event,
+            {
+                "name": out.event,
+                "title": out.event,
+                **_texts(description),
+                "payload": envelope_schema(
+                    out.event, document.outbound_payload(out), deprecated=deprecated
+                ),
+                **({"tags": tags} if tags else {}),
+                **({"deprecated": True} if deprecated else {}),
+                "x-namespace": ns,
+            },
+        )
+        operation: Schema = {
+            "action": "send",
+            "channel": channel.address_ref,
+            "title": out.event,
+            **_texts(description),
+            "messages": [channel.ref(key)],
+            **({"tags": tags} if tags else {}),
+            "x-sent-by": list(dict.fromkeys(d.name for d, _ in out.sources)),
+        }
+        if rooms:
+            operation["x-rooms"] = rooms
+        if deprecated:
+            operation["x-deprecated"] = True
+        document.add_operation(f"{prefix}send.{out.event}", operation)
+
+
+def _add_system_operations(document: _Document, channel: _Channel, prefix: str) -> None:
+    """The system events on one channel: one operation each, in the server's direction."""
+    ref, keys = channel.ref, document.system_keys
+    for system in SYSTEM_EVENTS:
+        if system.event == SystemEvent.ACK:
+            ref(keys[SystemEvent.ACK])  # travels as replies; listed on the channel
+            continue
+        operation: Schema = {
+            "action": system.direction,
+            "channel": channel.address_ref,
+            "title": system.event,
+            "summary": system.summary,
+            "messages": [ref(keys[system.event])],
+            "tags": [{"name": "system"}],
+        }
+        if system.event == SystemEvent.REFRESH_AUTH:
+            operation["reply"] = {
+                "channel": channel.address_ref,
+                "messages": [ref(document.refresh_ack_key), ref(keys[SystemEvent.ERROR])],
+            }
+        document.add_operation(f"{prefix}{system.direction}.{system.event}", operation)
+
+
+def _add_channel(
+    document: _Document,
+    ns: str,
+    path: str,
+    definitions: list[EventDefinition],
+    outbound: list[_Outbound],
+) -> str:
+    """One namespace's channel and its operations; returns the channel's address."""
+    channel_key = document.channel_keys.take("root" if ns == "/" else ns.strip("/"))
+    prefix = "" if ns == "/" else f"{channel_key}."
+    channel = _Channel(channel_key)
+    _add_client_events(document, channel, prefix, definitions)
+    _add_outbound_events(document, channel, prefix, ns, outbound)
+    _add_system_operations(document, channel, prefix)
+    address = channel_address(ns, path)
+    document.channels[channel_key] = {
+        "address": address,
+        "title": f"Namespace {ns}",
+        "summary": f"Messages of the namespace {ns}, in both directions.",
+        "messages": channel.messages,
+        "servers": [{"$ref": f"#/servers/{SERVER_ID}"}],
+        "x-namespace": ns,
+    }
+    return address
+
+
+def _server(
+    host: str, path: str, protocol: str, auth_text: str, security_schemes: dict[str, Schema]
+) -> Schema:
+    server: Schema = {
+        "host": host,
+        "protocol": protocol,
+        "title": "socketspec WebSocket endpoint",
+        "description": f"Namespace `/` is served at `{channel_address('/', path)}`, namespace "
+        f"`/x` at `{channel_address('/x', path)}`. {auth_text}",
+        "x-close-codes": {str(int(c)): c.name.lower() for c in CloseCode},
+    }
+    if security_schemes:
+        server["security"] = [
+            {"$ref": f"#/components/securitySchemes/{name}"} for name in security_schemes
+        ]
+    return server
+
+
+def _components(document: _Document, security_schemes: dict[str, Schema]) -> Schema:
+    components: Schema = {
+        "schemas": document.schemas.definitions,
+        "messages": document.messages,
+        "correlationIds": {
+            ACK_CORRELATION: {
+                "description": "A reply (__ack__ or __error__) carries the ack of the message "
+                "it answers.",
+                "location": "$message.payload#/ack",
+            }
+        },
+    }
+    if security_schemes:
+        components["securitySchemes"] = security_schemes
+    if not components["schemas"]:
+        del components["schemas"]
+    return components
+
+
+def _info(
+    title: str | None,
+    description: str,
+    tags: list[str],
+    host: str,
+    protocol: str,
+) -> Schema:
+    return {
+        "title": title or "socketspec application",
+        "version": __version__,
+        "description": description,
+        "tags": _tags(tags),
+        # Pushing from other processes is HTTP, described in OpenAPI of its own.
+        "externalDocs": {
+            "description": "The HTTP publish API (push to rooms, users and connections "
+            "from other processes), served on the same port when socketspec-cluster runs "
+            "with --api-key: its OpenAPI 3.1 document.",
+            "url": f"{'https' if protocol == 'wss' else 'http'}://{host}/api/openapi.json",
+        },
+    }
+
+
 def asyncapi_document(
     app: SocketApp,
     *,
@@ -497,262 +809,19 @@ def asyncapi_document(
     by_namespace = {ns: [d for d in definitions if d.namespace == ns] for ns in namespaces}
     outbound = {ns: _outbound_events(by_namespace[ns]) for ns in namespaces}
 
-    # Every Python type, described in one pass.
-    schemas = _Schemas()
-    acks: dict[tuple[str, str], Any] = {}
-    for d in definitions:
-        if d.payload_param is not None and d.validates:
-            schemas.add(("payload", d.namespace, d.name), d.payload_type, "validation", _ANY_OBJECT)
-        annotation = _return_annotation(d.handler)
-        acks[(d.namespace, d.name)] = annotation
-        if not _acks_nothing(annotation) and not _unknown(annotation):
-            schemas.add(("ack", d.namespace, d.name), annotation, "serialization", {})
-    for ns in namespaces:
-        for out in outbound[ns]:
-            for model in out.models:
-                if model is not None:
-                    schemas.add(("model", model), model, "serialization", _ANY_OBJECT)
-    schemas.build()
-
-    def payload_of(d: EventDefinition) -> Schema:
-        if d.payload_param is not None and d.validates:
-            return schemas.get(("payload", d.namespace, d.name), "validation")
-        return dict(_ANY_OBJECT)
-
-    def outbound_payload(out: _Outbound) -> Schema:
-        models = out.models
-        if any(m is None for m in models):
-            return dict(_ANY_OBJECT)
-        refs = [schemas.get(("model", m), "serialization") for m in models]
-        return refs[0] if len(refs) == 1 else {"anyOf": refs}
-
+    document = _Document(*_describe_types(definitions, outbound))
     security_schemes, auth_text = _security(app)
-    message_keys, channel_keys, operation_keys = _Keys(), _Keys(), _Keys()
-    messages: dict[str, Schema] = {}
-    channels: dict[str, Schema] = {}
-    operations: dict[str, Schema] = {}
-    correlation = {"$ref": f"#/components/correlationIds/{ACK_CORRELATION}"}
-
-    def add_message(preferred: str, message: Schema) -> str:
-        key = message_keys.take(preferred)
-        messages[key] = message
-        return key
-
-    # The system events' messages are shared by every channel.
-    system_keys: dict[str, str] = {}
-    for system in SYSTEM_EVENTS:
-        role: EnvelopeRole = "request" if system.direction == "receive" else "push"
-        if system.event in ("__ack__", "__error__"):
-            role = "reply"
-        message: Schema = {
-            "name": system.event,
-            "title": system.event,
-            **_texts(system.summary + ("\n\n" + system.description if system.description else "")),
-            "payload": envelope_schema(
-                system.event,
-                system.payload,
-                role=role,
-            ),
-            "tags": [{"name": "system"}],
-        }
-        if system.event in ("__ack__", "__error__", "__refresh_auth__"):
-            message["correlationId"] = correlation
-        system_keys[system.event] = add_message(system.event, message)
-    refresh_ack_key = add_message(
-        "__refresh_auth__.ack",
-        {
-            "name": "__ack__",
-            "title": "__ack__ of __refresh_auth__",
-            "summary": "The refreshed identity.",
-            "payload": envelope_schema("__ack__", _REFRESH_REPLY, role="reply"),
-            "correlationId": correlation,
-            "tags": [{"name": "system"}],
-        },
-    )
-
-    addresses: dict[str, str] = {}
-    for ns in namespaces:
-        channel_key = channel_keys.take("root" if ns == "/" else ns.strip("/"))
-        prefix = "" if ns == "/" else f"{channel_key}."
-        channel_ref = {"$ref": f"#/channels/{channel_key}"}
-        channel = _Channel(channel_key)
-        ref = channel.ref
-
-        # Client events: received by the server; the reply is the ack or the error.
-        for d in by_namespace[ns]:
-            text = _texts(d.description)
-            key = add_message(
-                prefix + d.name,
-                {
-                    "name": d.name,
-                    "title": d.name,
-                    **text,
-                    "payload": envelope_schema(
-                        d.name, payload_of(d), role="request", deprecated=d.deprecated
-                    ),
-                    "correlationId": correlation,
-                    **({"tags": _tags(d.tags)} if d.tags else {}),
-                    **({"deprecated": True} if d.deprecated else {}),
-                    "x-namespace": ns,
-                },
-            )
-            annotation = acks[(ns, d.name)]
-            reply = [ref(system_keys["__error__"])]
-            if not _acks_nothing(annotation):
-                if _unknown(annotation):
-                    ack_key = system_keys["__ack__"]
-                else:
-                    ack_key = add_message(
-                        f"{prefix}{d.name}.ack",
-                        {
-                            "name": "__ack__",
-                            "title": f"__ack__ of {d.name}",
-                            "summary": f"What `{d.name}` returns, when the message had an ack.",
-                            "payload": envelope_schema(
-                                "__ack__",
-                                schemas.get(("ack", ns, d.name), "serialization"),
-                                role="reply",
-                            ),
-                            "correlationId": correlation,
-                            "x-namespace": ns,
-                        },
-                    )
-                reply.insert(0, ref(ack_key))
-            operation: Schema = {
-                "action": "receive",
-                "channel": channel_ref,
-                "title": d.name,
-                **text,
-                "messages": [ref(key)],
-                "reply": {"channel": channel_ref, "messages": reply},
-                **({"tags": _tags(d.tags)} if d.tags else {}),
-                "x-ordered": d.ordered,
-            }
-            if d.deprecated:
-                operation["x-deprecated"] = True
-            operations[operation_keys.take(f"{prefix}receive.{d.name}")] = operation
-
-        # Events the handlers emit to the sender or broadcast to rooms.
-        for out in outbound[ns]:
-            description = _outbound_description(out)
-            tags = _tags(t for definition, _ in out.sources for t in definition.tags)
-            rooms = list(
-                dict.fromkeys(
-                    item.room
-                    for _, item in out.sources
-                    if isinstance(item, Broadcasts) and item.room is not None
-                )
-            )
-            deprecated = all(definition.deprecated for definition, _ in out.sources)
-            key = add_message(
-                prefix + out.event,
-                {
-                    "name": out.event,
-                    "title": out.event,
-                    **_texts(description),
-                    "payload": envelope_schema(
-                        out.event, outbound_payload(out), deprecated=deprecated
-                    ),
-                    **({"tags": tags} if tags else {}),
-                    **({"deprecated": True} if deprecated else {}),
-                    "x-namespace": ns,
-                },
-            )
-            operation = {
-                "action": "send",
-                "channel": channel_ref,
-                "title": out.event,
-                **_texts(description),
-                "messages": [ref(key)],
-                **({"tags": tags} if tags else {}),
-                "x-sent-by": list(dict.fromkeys(d.name for d, _ in out.sources)),
-            }
-            if rooms:
-                operation["x-rooms"] = rooms
-            if deprecated:
-                operation["x-deprecated"] = True
-            operations[operation_keys.take(f"{prefix}send.{out.event}")] = operation
-
-        # System events.
-        for system in SYSTEM_EVENTS:
-            if system.event == "__ack__":
-                ref(system_keys["__ack__"])  # travels as replies; listed on the channel
-                continue
-            operation = {
-                "action": system.direction,
-                "channel": channel_ref,
-                "title": system.event,
-                "summary": system.summary,
-                "messages": [ref(system_keys[system.event])],
-                "tags": [{"name": "system"}],
-            }
-            if system.event == "__refresh_auth__":
-                operation["reply"] = {
-                    "channel": channel_ref,
-                    "messages": [ref(refresh_ack_key), ref(system_keys["__error__"])],
-                }
-            operations[operation_keys.take(f"{prefix}{system.direction}.{system.event}")] = (
-                operation
-            )
-
-        address = channel_address(ns, path)
-        addresses[ns] = address
-        channels[channel_key] = {
-            "address": address,
-            "title": f"Namespace {ns}",
-            "summary": f"Messages of the namespace {ns}, in both directions.",
-            "messages": channel.messages,
-            "servers": [{"$ref": f"#/servers/{SERVER_ID}"}],
-            "x-namespace": ns,
-        }
-
-    server: Schema = {
-        "host": host,
-        "protocol": protocol,
-        "title": "socketspec WebSocket endpoint",
-        "description": f"Namespace `/` is served at `{channel_address('/', path)}`, namespace "
-        f"`/x` at `{channel_address('/x', path)}`. {auth_text}",
-        "x-close-codes": {str(int(c)): c.name.lower() for c in CloseCode},
+    _add_system_messages(document)
+    addresses = {
+        ns: _add_channel(document, ns, path, by_namespace[ns], outbound[ns]) for ns in namespaces
     }
-    if security_schemes:
-        server["security"] = [
-            {"$ref": f"#/components/securitySchemes/{name}"} for name in security_schemes
-        ]
-
     all_tags = sorted({t for d in definitions for t in d.tags} | {"system"})
-    components: Schema = {
-        "schemas": schemas.definitions,
-        "messages": messages,
-        "correlationIds": {
-            ACK_CORRELATION: {
-                "description": "A reply (__ack__ or __error__) carries the ack of the message "
-                "it answers.",
-                "location": "$message.payload#/ack",
-            }
-        },
-    }
-    if security_schemes:
-        components["securitySchemes"] = security_schemes
-    if not components["schemas"]:
-        del components["schemas"]
     return {
         "asyncapi": ASYNCAPI_VERSION,
-        "info": {
-            "title": title or "socketspec application",
-            "version": __version__,
-            "description": _info_description(auth_text, addresses),
-            "tags": _tags(all_tags),
-            # Pushing from other processes is HTTP, described in OpenAPI of its own.
-            "externalDocs": {
-                "description": "The HTTP publish API (push to rooms, users and connections "
-                "from other processes), served on the same port when socketspec-cluster runs "
-                "with --api-key: its OpenAPI 3.1 document.",
-                "url": f"{'https' if protocol == 'wss' else 'http'}://{host}/api/openapi.json",
-            },
-        },
+        "info": _info(title, _info_description(auth_text, addresses), all_tags, host, protocol),
         "defaultContentType": CONTENT_TYPE,
-        "servers": {SERVER_ID: server},
-        "channels": channels,
-        "operations": operations,
-        "components": components,
+        "servers": {SERVER_ID: _server(host, path, protocol, auth_text, security_schemes)},
+        "channels": document.channels,
+        "operations": document.operations,
+        "components": _components(document, security_schemes),
     }

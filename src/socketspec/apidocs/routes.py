@@ -34,14 +34,14 @@ _NO_STORE = ((b"cache-control", b"no-store"),)
 def _asset(name: str) -> bytes | None:
     if "/" in name or name.startswith("."):
         return None
-    entry = resources.files("socketspec.docs").joinpath("static", name)
+    entry = resources.files("socketspec.apidocs").joinpath("static", name)
     return entry.read_bytes() if entry.is_file() else None
 
 
 @cache
 def _documents(app_id: int, app: SocketApp, ws_path: str) -> tuple[bytes, bytes]:
-    from socketspec.docs.asyncapi import asyncapi_document
-    from socketspec.docs.schema import socketspec_schema
+    from socketspec.apidocs.asyncapi import asyncapi_document
+    from socketspec.apidocs.schema import socketspec_schema
 
     return (
         orjson.dumps(socketspec_schema(app), option=orjson.OPT_INDENT_2),

@@ -13,10 +13,11 @@ from pydantic import BaseModel
 
 from socketspec import __version__
 from socketspec.app import SocketApp
-from socketspec.errors import ERROR_CODES, RESERVED_EVENTS
+from socketspec.errors import CLIENT_SYSTEM_EVENTS, ERROR_CODES, RESERVED_EVENTS
 from socketspec.registry import Broadcasts, Emits, EventDefinition
 
-SYSTEM_EVENTS_CLIENT_SENDS = ("__pong__", "__refresh_auth__")
+# Kept under its earlier name; the table is ``errors.SystemEvent``.
+SYSTEM_EVENTS_CLIENT_SENDS = CLIENT_SYSTEM_EVENTS
 
 
 def _model_schema(model: type[BaseModel] | None) -> dict[str, Any] | None:

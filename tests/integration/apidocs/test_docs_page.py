@@ -22,7 +22,7 @@ from docs_browser import REPO, DocsPage, Served, http_get, user_token  # noqa: E
 
 pytest_plugins = ["docs_browser"]
 
-STATIC = REPO / "src" / "socketspec" / "docs" / "static"
+STATIC = REPO / "src" / "socketspec" / "apidocs" / "static"
 CARDS = '[data-testid^="event-card-"]'
 
 

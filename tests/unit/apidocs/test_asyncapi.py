@@ -1,6 +1,6 @@
-"""The AsyncAPI 3.0 document (``socketspec.docs.asyncapi``): its structure, event by event.
+"""The AsyncAPI 3.0 document (``socketspec.apidocs.asyncapi``): its structure, event by event.
 
-The official parser's verdict on it is in ``tests/integration/docs/test_asyncapi_validates.py``;
+The official parser's verdict on it is in ``tests/integration/apidocs/test_asyncapi_validates.py``;
 here every promise is checked directly: each event with its payload schema and its reply,
 emits and broadcasts, namespaces as channels, the error envelope and the system events,
 security schemes by auth type, deprecated and ordered events, and references that resolve.
@@ -17,10 +17,10 @@ from pydantic import BaseModel, Field
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from socketspec import __version__
+from socketspec.apidocs.asyncapi import asyncapi_document, channel_address
+from socketspec.apidocs.routes import docs_response
 from socketspec.app import SocketApp
 from socketspec.connection import Connection, Identity
-from socketspec.docs.asyncapi import asyncapi_document, channel_address
-from socketspec.docs.routes import docs_response
 from socketspec.errors import ERROR_CODES, RESERVED_EVENTS
 from socketspec.registry import Broadcasts, Emits
 from socketspec.security.auth import APIKeyAuth, JWTAuth
@@ -552,3 +552,10 @@ def test_an_app_without_events_still_documents_the_protocol() -> None:
     assert set(RESERVED_EVENTS) <= names
     for ref in refs(doc):
         resolve(doc, ref)
+
+
+def test_the_builder_documents_each_member_of_the_system_event_table_once() -> None:
+    from socketspec.apidocs.asyncapi import SYSTEM_EVENTS
+    from socketspec.errors import SystemEvent
+
+    assert sorted(doc.event for doc in SYSTEM_EVENTS) == sorted(SystemEvent)
