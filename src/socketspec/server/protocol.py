@@ -39,7 +39,7 @@ from socketspec.errors import CloseCode, ConnectionAuthError, ConnectRejected
 from socketspec.metrics import TALLY
 from socketspec.push.api import is_api_path
 from socketspec.push.service import ApiRequest
-from socketspec.server import caps, frames, http
+from socketspec.server import caps, frames, http, opcodes
 from socketspec.server.codec import (
     OVERSIZE,
     DeflateParams,
@@ -370,7 +370,7 @@ class WebSocketProtocol(asyncio.Protocol):
                     self._offer(event)  # type: ignore[arg-type]
             elif kind is Ping:
                 if self.phase is Phase.OPEN:
-                    self._write_raw(frames.encode_frame(frames.OP_PONG, event.payload))  # type: ignore[union-attr]
+                    self._write_raw(frames.encode_frame(opcodes.OP_PONG, event.payload))  # type: ignore[union-attr]
             elif kind is PeerClose:
                 self._on_peer_close(event)  # type: ignore[arg-type]
                 break
@@ -383,9 +383,9 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _echo(self, message: str | bytes | object) -> None:
         if isinstance(message, str):
-            opcode, payload = frames.OP_TEXT, message.encode()
+            opcode, payload = opcodes.OP_TEXT, message.encode()
         elif isinstance(message, bytes):
-            opcode, payload = frames.OP_BINARY, message
+            opcode, payload = opcodes.OP_BINARY, message
         else:
             return
         deflater = self._deflater
