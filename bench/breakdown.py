@@ -64,7 +64,8 @@ from socketspec import envelope, metrics  # noqa: E402
 from socketspec.metrics import TALLY  # noqa: E402
 from socketspec.server.codec import FrameReader  # noqa: E402
 from socketspec.server.config import ServerConfig  # noqa: E402
-from socketspec.server.protocol import Phase, WebSocketProtocol  # noqa: E402
+from socketspec.server.protocol import WebSocketProtocol, new_protocol  # noqa: E402
+from socketspec.server.websocket import Phase  # noqa: E402
 from socketspec.server.shard import ShardContext  # noqa: E402
 
 BATCH = 8
@@ -144,7 +145,7 @@ def upgrade_request() -> bytes:
 async def open_protocol(app: Any) -> tuple[WebSocketProtocol, FakeTransport]:
     """A protocol past its upgrade (and, with an app, past its admission and greeting)."""
     ctx = ShardContext(app, ServerConfig(), asyncio.get_running_loop())
-    protocol = WebSocketProtocol(ctx)
+    protocol = new_protocol(ctx)
     transport = FakeTransport()
     protocol.connection_made(transport)  # type: ignore[arg-type]
     protocol.data_received(upgrade_request())
