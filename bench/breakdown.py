@@ -65,8 +65,8 @@ from socketspec.metrics import TALLY  # noqa: E402
 from socketspec.server.codec import FrameReader  # noqa: E402
 from socketspec.server.config import ServerConfig  # noqa: E402
 from socketspec.server.protocol import WebSocketProtocol, new_protocol  # noqa: E402
-from socketspec.server.websocket import Phase  # noqa: E402
 from socketspec.server.shard import ShardContext  # noqa: E402
+from socketspec.server.websocket import Phase  # noqa: E402
 
 BATCH = 8
 SIZE = 100

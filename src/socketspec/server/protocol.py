@@ -35,6 +35,7 @@ from wsproto.utilities import RemoteProtocolError
 from socketspec import metrics
 from socketspec.connection import Connection
 from socketspec.errors import CloseCode, ConnectionAuthError, ConnectRejected
+from socketspec.handle import ConnectionHandle
 from socketspec.metrics import TALLY
 from socketspec.push.api import is_api_path
 from socketspec.push.service import ApiRequest
@@ -62,6 +63,8 @@ class WebSocketProtocol(asyncio.Protocol):
     def __init__(self, ctx: ShardContext) -> None:
         self.ctx = ctx
         self.conn: Connection | None = None
+        # What the application gave for the admitted connection; messages go through it.
+        self.handle: ConnectionHandle | None = None
         self.ws = ServerConnection(
             ctx.config.max_outbound, self._offer, self._schedule_flush, bounded=self.bounded
         )
@@ -147,8 +150,8 @@ class WebSocketProtocol(asyncio.Protocol):
             self.ctx.caps.release(self._address)
             self._address = None
         self._mailbox.clear()
-        if self.conn is not None:
-            self.ctx.spawn(self.ctx.app_required.handle_disconnect(self.conn, "connection_lost"))
+        if self.handle is not None:
+            self.ctx.spawn(self.handle.disconnect("connection_lost"))
 
     # -- HTTP ------------------------------------------------------------------------------------
 
@@ -268,7 +271,7 @@ class WebSocketProtocol(asyncio.Protocol):
     async def _admit(self, head: http.RequestHead, namespace: str) -> None:
         app = self.ctx.app_required
         try:
-            conn = await app.handle_connect(self, head.header_map, head.query, namespace=namespace)
+            handle = await app.accept(self, head.header_map, head.query, namespace=namespace)
         except ConnectionAuthError:
             # AUTH_ERROR was sent and close(4001) called by the application; read on
             # only to complete the closing handshake.
@@ -284,9 +287,10 @@ class WebSocketProtocol(asyncio.Protocol):
             self._refused()
             return
         if self.ws.phase is not Phase.UPGRADING:  # the peer went away meanwhile
-            await app.handle_disconnect(conn, "connection_lost")
+            await handle.disconnect("connection_lost")
             return
-        self.conn = conn
+        self.conn = handle.conn
+        self.handle = handle
         self.ws.enter(Phase.OPEN)
         pending, self._pending = self._pending, b""
         transport = self._transport
@@ -322,8 +326,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self._notify_app(reason.replace(" ", "_"))
 
     def _notify_app(self, reason: str) -> None:
-        if self.conn is not None:
-            self.ctx.spawn(self.ctx.app_required.handle_disconnect(self.conn, reason))
+        if self.handle is not None:
+            self.ctx.spawn(self.handle.disconnect(reason))
 
     # -- the inbound mailbox ---------------------------------------------------------------------
 
@@ -342,18 +346,17 @@ class WebSocketProtocol(asyncio.Protocol):
         self._wait_for_slot()
 
     def _deliver(self, item: MailboxItem) -> bool:
-        conn = self.conn
-        assert conn is not None
-        app = self.ctx.app_required
+        handle = self.handle
+        assert handle is not None
         if item is OVERSIZE:
-            app.refuse_oversize(conn)
+            handle.refuse_oversize()
             return True
-        return app.offer_event(conn, item)  # type: ignore[arg-type]
+        return handle.offer(item)  # type: ignore[arg-type]
 
     def _wait_for_slot(self) -> None:
-        if not self._waiting_for_slot and self.conn is not None:
+        if not self._waiting_for_slot and self.handle is not None:
             self._waiting_for_slot = True
-            self.ctx.app_required.when_ready(self.conn, self._drain)
+            self.handle.when_ready(self._drain)
 
     def _drain(self) -> None:
         """A handler slot came free: hand over queued messages until the slots run out."""
