@@ -1,8 +1,8 @@
 """The per-connection asyncio adapter: one ``asyncio.Protocol`` per TCP connection.
 
 Owns the I/O of one connection: the HTTP request head (health answers,
-403/404/400/431, the handshake deadline), the upgrade (validated and
-negotiated by wsproto; refused with 503/429 when ``caps`` has no slot for it),
+403/404/400/431, the handshake deadline), the upgrade (``websocket.negotiate_upgrade``;
+refused with 503/429 when ``caps`` has no slot for it),
 admission by the application, the bounded inbound mailbox (reading pauses at
 the high-water mark and resumes at the low), handing the transport the bytes
 the connection gives it (one write per loop turn; while the transport has
@@ -27,13 +27,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, Request
-from wsproto.extensions import Extension, PerMessageDeflate
-from wsproto.utilities import RemoteProtocolError
 
 from socketspec import metrics
-from socketspec.connection import Connection
 from socketspec.errors import CloseCode, ConnectionAuthError, ConnectRejected
 from socketspec.handle import ConnectionHandle
 from socketspec.metrics import TALLY
@@ -42,7 +37,13 @@ from socketspec.push.service import ApiRequest
 from socketspec.server import caps, frames, http, opcodes
 from socketspec.server.codec import OVERSIZE, DeflateParams, FrameReader
 from socketspec.server.outbound import KERNEL_UNSENT_LIMIT
-from socketspec.server.websocket import Ended, Message, Phase, ServerConnection
+from socketspec.server.websocket import (
+    Ended,
+    Message,
+    Phase,
+    ServerConnection,
+    negotiate_upgrade,
+)
 
 if TYPE_CHECKING:
     from socketspec.server.shard import ShardContext
@@ -62,7 +63,6 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def __init__(self, ctx: ShardContext) -> None:
         self.ctx = ctx
-        self.conn: Connection | None = None
         # What the application gave for the admitted connection; messages go through it.
         self.handle: ConnectionHandle | None = None
         self.ws = ServerConnection(
@@ -200,33 +200,10 @@ class WebSocketProtocol(asyncio.Protocol):
         if refusal is not None:
             self._reply(http.text_response(403, f"forbidden: {refusal}"))
             return
-        if head.header_map.get("sec-websocket-version") != "13":
-            # RFC 6455 section 4.4: name the version this server speaks.
-            self._reply(
-                http.response(
-                    426,
-                    b"unsupported WebSocket version; this server speaks 13\n",
-                    extra=[(b"sec-websocket-version", b"13")],
-                )
-            )
+        upgrade = negotiate_upgrade(head, compression=ctx.config.compression)
+        if isinstance(upgrade, bytes):  # refused: the HTTP response that says why
+            self._reply(upgrade)
             return
-        # wsproto validates the upgrade and negotiates extensions; after the 101 the
-        # connection's frames are ``websocket``'s and the codec's.
-        ws = WSConnection(ConnectionType.SERVER)
-        try:
-            ws.initiate_upgrade_connection(head.headers, head.target)
-            request = next((e for e in ws.events() if isinstance(e, Request)), None)
-        except RemoteProtocolError as exc:
-            self._reply(http.text_response(400, f"bad WebSocket handshake: {exc}"))
-            return
-        if request is None:
-            self._reply(http.text_response(400, "bad WebSocket handshake"))
-            return
-        config = ctx.config
-        extensions: list[Extension] = []
-        deflate = PerMessageDeflate() if config.compression else None
-        if deflate is not None:
-            extensions.append(deflate)
         transport = self._transport
         assert transport is not None
         address = caps.client_address(transport.get_extra_info("peername"))
@@ -236,17 +213,10 @@ class WebSocketProtocol(asyncio.Protocol):
             self._reply(no_slot.response())
             return
         self._address = address
-        transport.write(ws.send(AcceptConnection(extensions=extensions)))
+        transport.write(upgrade.response)
         self._cancel_timer()
-        params = None
-        if deflate is not None and deflate.enabled():
-            params = DeflateParams(
-                client_no_context_takeover=deflate.client_no_context_takeover,
-                client_max_window_bits=deflate.client_max_window_bits,
-                server_no_context_takeover=deflate.server_no_context_takeover,
-                server_max_window_bits=deflate.server_max_window_bits,
-            )
-        reader = FrameReader(self._soft_limit(), config.max_message_size, params)
+        params = upgrade.deflate
+        reader = FrameReader(self._soft_limit(), ctx.config.max_message_size, params)
         self._upgraded(head, namespace, reader, params)
 
     def _soft_limit(self) -> int:
@@ -289,7 +259,6 @@ class WebSocketProtocol(asyncio.Protocol):
         if self.ws.phase is not Phase.UPGRADING:  # the peer went away meanwhile
             await handle.disconnect("connection_lost")
             return
-        self.conn = handle.conn
         self.handle = handle
         self.ws.enter(Phase.OPEN)
         pending, self._pending = self._pending, b""

@@ -9,12 +9,14 @@ the close code for a protocol failure), the frames written during one loop turn
 has paused writing and its ``max_outbound`` limit, and the closing handshake
 (our close frame goes out next, or last behind the waiting frames).
 
+``negotiate_upgrade`` turns a request head into the 101 (or the refusal).
 ``receive`` takes bytes, hands each complete message to the ``deliver``
 callable and returns ``Ended`` once the connection is over (its last frames and
 the reason the application is told); the adapter writes ``Ended.frames`` and
 drops TCP. ``take_turn``, ``take_queued`` and ``start_closing`` hand back the
-bytes to write. Does not own the socket, timers, the HTTP head or the upgrade,
-the inbound mailbox (``protocol`` owns those) or building frames (``frames``).
+bytes to write. Does not own the socket, timers, reading the HTTP head (``http``),
+admission (``caps``, the application), the inbound mailbox (``protocol`` owns those
+three) or building frames (``frames``).
 """
 
 from __future__ import annotations
@@ -23,11 +25,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Request
+from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.utilities import RemoteProtocolError
+
 from socketspec import metrics
 from socketspec.errors import CloseCode
 from socketspec.metrics import TALLY
-from socketspec.server import frames
-from socketspec.server.codec import OVERSIZE, Failure, FrameReader, Oversize, PeerClose, Ping
+from socketspec.server import frames, http
+from socketspec.server.codec import (
+    OVERSIZE,
+    DeflateParams,
+    Failure,
+    FrameReader,
+    Oversize,
+    PeerClose,
+    Ping,
+)
 from socketspec.server.opcodes import OP_PONG
 from socketspec.server.outbound import OutboundQueue, water_marks
 
@@ -65,6 +80,49 @@ _CLOSE_REASONS: dict[int, str] = {
 }
 
 Message = str | bytes | Oversize
+
+
+@dataclass(frozen=True, slots=True)
+class Upgrade:
+    """An upgrade wsproto validated: the 101 response to send, the negotiated deflate."""
+
+    response: bytes
+    deflate: DeflateParams | None
+
+
+def negotiate_upgrade(head: http.RequestHead, *, compression: bool) -> Upgrade | bytes:
+    """The ``Upgrade`` for a WebSocket request head, or the HTTP response refusing it
+    (426 for another protocol version, 400 for a bad handshake). wsproto validates the
+    request and negotiates permessage-deflate; the frames after the 101 are this module's."""
+    if head.header_map.get("sec-websocket-version") != "13":
+        # RFC 6455 section 4.4: name the version this server speaks.
+        return http.response(
+            426,
+            b"unsupported WebSocket version; this server speaks 13\n",
+            extra=[(b"sec-websocket-version", b"13")],
+        )
+    ws = WSConnection(ConnectionType.SERVER)
+    try:
+        ws.initiate_upgrade_connection(head.headers, head.target)
+        request = next((e for e in ws.events() if isinstance(e, Request)), None)
+    except RemoteProtocolError as exc:
+        return http.text_response(400, f"bad WebSocket handshake: {exc}")
+    if request is None:
+        return http.text_response(400, "bad WebSocket handshake")
+    extensions: list[Extension] = []
+    deflate = PerMessageDeflate() if compression else None
+    if deflate is not None:
+        extensions.append(deflate)
+    response = ws.send(AcceptConnection(extensions=extensions))
+    params = None
+    if deflate is not None and deflate.enabled():  # negotiated by the send above
+        params = DeflateParams(
+            client_no_context_takeover=deflate.client_no_context_takeover,
+            client_max_window_bits=deflate.client_max_window_bits,
+            server_no_context_takeover=deflate.server_no_context_takeover,
+            server_max_window_bits=deflate.server_max_window_bits,
+        )
+    return Upgrade(response, params)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import struct
 
 import pytest
 
-from socketspec.server import frames
+from socketspec.server import frames, http
 from socketspec.server.codec import OVERSIZE, FrameReader
 from socketspec.server.opcodes import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT
 from socketspec.server.websocket import (
@@ -17,6 +18,8 @@ from socketspec.server.websocket import (
     Phase,
     PhaseError,
     ServerConnection,
+    Upgrade,
+    negotiate_upgrade,
 )
 
 MAX_OUTBOUND = 4096  # the transport's high-water mark is a quarter: 1024 bytes
@@ -222,3 +225,46 @@ def test_a_lost_connection_is_closed_and_keeps_nothing() -> None:
     ws.lost()
     assert ws.phase is Phase.CLOSED and ws.turn is None and len(ws.queue) == 0
     ws.lost()  # twice is harmless: connection_lost after our own end
+
+
+def request_head(extra: str = "", version: str = "13") -> http.RequestHead:
+    raw = (
+        "GET /ws?x=1 HTTP/1.1\r\nHost: example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: {version}\r\n"
+        f"{extra}\r\n"
+    )
+    head = http.RequestHeadReader().feed(raw.encode())
+    assert isinstance(head, http.RequestHead)
+    return head
+
+
+def test_a_valid_upgrade_gets_the_101_with_the_rfc_accept_key() -> None:
+    upgrade = negotiate_upgrade(request_head(), compression=True)
+    assert isinstance(upgrade, Upgrade)
+    assert upgrade.response.startswith(b"HTTP/1.1 101 ")
+    assert b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in upgrade.response  # RFC 6455 section 1.3
+    assert upgrade.deflate is None  # the client offered no extension
+
+
+def test_permessage_deflate_is_negotiated_only_when_compression_is_on() -> None:
+    offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+    on = negotiate_upgrade(request_head(offer), compression=True)
+    assert isinstance(on, Upgrade) and on.deflate is not None
+    assert b"permessage-deflate" in on.response
+    off = negotiate_upgrade(request_head(offer), compression=False)
+    assert isinstance(off, Upgrade) and off.deflate is None
+    assert b"permessage-deflate" not in off.response
+
+
+def test_another_protocol_version_is_refused_with_426_naming_13() -> None:
+    refusal = negotiate_upgrade(request_head(version="8"), compression=False)
+    assert isinstance(refusal, bytes) and refusal.startswith(b"HTTP/1.1 426 ")
+    assert b"sec-websocket-version: 13" in refusal.lower()
+
+
+def test_a_bad_handshake_is_refused_with_400() -> None:
+    head = request_head()
+    without_key = [(name, value) for name, value in head.headers if name != b"sec-websocket-key"]
+    broken = dataclasses.replace(head, headers=without_key)
+    refusal = negotiate_upgrade(broken, compression=False)
+    assert isinstance(refusal, bytes) and refusal.startswith(b"HTTP/1.1 400 ")
