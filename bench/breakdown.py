@@ -64,8 +64,9 @@ from socketspec import envelope, metrics  # noqa: E402
 from socketspec.metrics import TALLY  # noqa: E402
 from socketspec.server.codec import FrameReader  # noqa: E402
 from socketspec.server.config import ServerConfig  # noqa: E402
-from socketspec.server.protocol import Phase, WebSocketProtocol  # noqa: E402
+from socketspec.server.protocol import WebSocketProtocol, new_protocol  # noqa: E402
 from socketspec.server.shard import ShardContext  # noqa: E402
+from socketspec.server.websocket import Phase  # noqa: E402
 
 BATCH = 8
 SIZE = 100
@@ -104,6 +105,9 @@ class FakeTransport:
 
     def is_closing(self) -> bool:
         return self.closing
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
 
     def pause_reading(self) -> None:
         pass
@@ -144,7 +148,7 @@ def upgrade_request() -> bytes:
 async def open_protocol(app: Any) -> tuple[WebSocketProtocol, FakeTransport]:
     """A protocol past its upgrade (and, with an app, past its admission and greeting)."""
     ctx = ShardContext(app, ServerConfig(), asyncio.get_running_loop())
-    protocol = WebSocketProtocol(ctx)
+    protocol = new_protocol(ctx)
     transport = FakeTransport()
     protocol.connection_made(transport)  # type: ignore[arg-type]
     protocol.data_received(upgrade_request())

@@ -36,6 +36,7 @@ from socketspec.errors import (
     SystemEvent,
     UnknownNamespaceError,
 )
+from socketspec.handle import ConnectionHandle
 from socketspec.hooks import HookName, Hooks
 from socketspec.middleware import Middleware
 from socketspec.pipeline import EventPipeline
@@ -293,7 +294,21 @@ class SocketApp:
         *,
         namespace: Namespace | None = None,
     ) -> Connection:
-        """Admit a new connection whose transport is ``raw_socket`` (a ``Transport``).
+        """Admit a new connection whose transport is ``raw_socket`` (a ``Transport``);
+        ``accept`` with the reference's return value (the errors are ``accept``'s)."""
+        handle = await self.accept(raw_socket, headers, query_params, namespace=namespace)
+        return handle.conn
+
+    async def accept(
+        self,
+        raw_socket: RawSocket,
+        headers: Mapping[str, str],
+        query_params: Mapping[str, str],
+        *,
+        namespace: Namespace | None = None,
+    ) -> ConnectionHandle:
+        """Admit a new connection whose transport is ``raw_socket`` (a ``Transport``); the
+        handle is what the transport keeps to drive it (offer messages, close, report the end).
 
         Raises:
             UnknownNamespaceError: nothing is registered in ``namespace``.
@@ -328,7 +343,11 @@ class SocketApp:
             namespace=ns,
         )
         bucket = TokenBucket(self.rate_limit) if self.rate_limit is not None else None
-        rt = ConnectionRuntime(self, conn, transport, self.session, bucket)
+
+        def close(code: int, reason: str) -> Awaitable[None]:
+            return self.close_connection(conn, code, reason)
+
+        rt = ConnectionRuntime(conn, transport, self.session, bucket, close)
         if self.auth is not None:
             try:
                 result = self.auth.authenticate(headers, query)
@@ -373,7 +392,11 @@ class SocketApp:
         )
         rt.start_session()
         await self.hooks.run("on_connect", conn)
-        return conn
+        pipeline = self._pipeline
+        assert pipeline is not None  # built by startup()
+        return ConnectionHandle(
+            rt, pipeline, close, lambda reason: self.handle_disconnect(conn, reason)
+        )
 
     async def _refuse(self, rt: ConnectionRuntime, message: str) -> None:
         """Authentication failed: browsers cannot read a refused handshake, so accept,
@@ -392,26 +415,6 @@ class SocketApp:
         if rt is None or self._pipeline is None:
             return
         await self._pipeline.handle(rt, raw_message)
-
-    def offer_event(self, conn: Connection, raw_message: str | bytes) -> bool:
-        """Feed one inbound message without waiting: False (and nothing done) while every
-        handler slot of the connection is busy; offer it again after ``when_ready``."""
-        rt = self._runtimes.get(conn.id)
-        if rt is None or self._pipeline is None:
-            return True
-        return self._pipeline.admit(rt, raw_message)
-
-    def when_ready(self, conn: Connection, callback: Callable[[], None]) -> None:
-        """Call ``callback`` once when the connection can take a message again."""
-        rt = self._runtimes.get(conn.id)
-        if rt is not None:
-            rt.when_slot_free(callback)
-
-    def refuse_oversize(self, conn: Connection) -> None:
-        """The transport discarded a message larger than ``max_payload_size`` while it arrived."""
-        rt = self._runtimes.get(conn.id)
-        if rt is not None and self._pipeline is not None and rt.machine.accepts_events:
-            self._pipeline.refuse_oversize(rt)
 
     async def drain(self, timeout: float, busy: Awaitable[Any] | None = None) -> None:
         """Server shutdown: no new events, ``__server_shutdown__`` to everyone, running

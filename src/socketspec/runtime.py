@@ -7,7 +7,8 @@ rate-limit bucket, its in-flight handler tasks (bounded: the count of slots
 and the callbacks waiting for one; per-event ordering for ``ordered=True``
 handlers) and the outbound side of ``emit``. The transport underneath (the
 shard's WebSocket protocol, the TestClient's queue) only moves bytes: it
-implements ``Transport``.
+implements ``Transport``. It closes the connection through the close callable
+it is given, not through the application, which it does not know.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from prometheus_client import Counter
 from pydantic import BaseModel
@@ -32,9 +33,6 @@ from socketspec.security.ratelimit import TokenBucket
 from socketspec.session import SessionAction, SessionClock, SessionConfig
 from socketspec.state import ConnectionStateMachine, ConnState
 from socketspec.types import AckId, ConnectionId, EventName, PayloadDict
-
-if TYPE_CHECKING:
-    from socketspec.app import SocketApp
 
 logger = logging.getLogger("socketspec.connection")
 
@@ -58,6 +56,12 @@ class Transport(Protocol):
         """Start the closing handshake with ``code``; the transport later reports the end."""
         ...
 
+    def flush_if_quiet(self) -> None:
+        """The connection's last running handler ended: a transport that gathers frames
+        within a loop turn (the shard's protocol) may send them now, one loop turn sooner,
+        unless other connections have frames waiting too. Others do nothing."""
+        ...
+
 
 def new_request_id() -> str:
     return uuid.uuid4().hex
@@ -66,13 +70,15 @@ def new_request_id() -> str:
 class ConnectionRuntime:
     def __init__(
         self,
-        app: SocketApp,
         conn: Connection,
         transport: Transport,
         session: SessionConfig,
         bucket: TokenBucket | None,
+        close: Callable[[int, str], Awaitable[None]],
     ) -> None:
-        self.app = app
+        # How a session policy closes the connection (the application's close, which
+        # cleans up too): a callable, so that the runtime does not hold the application.
+        self._close = close
         self.conn = conn
         self.transport = transport
         self.machine = ConnectionStateMachine()
@@ -86,10 +92,10 @@ class ConnectionRuntime:
         self.ordered_tails: dict[EventName, asyncio.Task[Any]] = {}
         self._session_timer: asyncio.TimerHandle | None = None
         # A transport that queues frames within a loop iteration (the shard's protocol)
-        # can flush them when the last handler of a burst ends: the replies leave one loop
+        # flushes them when the last handler of a burst ends: the replies leave one loop
         # iteration sooner, yet in one write per burst (it declines under load, where
         # waiting for the end of the turn gathers more per write).
-        self._flush: Callable[[], None] | None = getattr(transport, "flush_if_quiet", None)
+        self._flush = transport.flush_if_quiet
 
     @property
     def id(self) -> ConnectionId:
@@ -106,7 +112,7 @@ class ConnectionRuntime:
 
     def release_slot(self) -> None:
         self.inflight -= 1
-        if not self.inflight and self._flush is not None:
+        if not self.inflight:
             self._flush()
         waiters = self._slot_waiters
         if waiters is not None:
@@ -275,7 +281,7 @@ class ConnectionRuntime:
             self.deliver(envelope.encode(policy.notice, {"reason": setting, setting: value}))
         if policy.error is not None:
             self.send_error(policy.error, policy.message.format(config=config))
-        await self.app.close_connection(self.conn, policy.close_code, policy.reason)
+        await self._close(policy.close_code, policy.reason)
 
 
 @dataclass(frozen=True, slots=True)

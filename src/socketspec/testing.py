@@ -1,10 +1,11 @@
 """``TestClient``: the whole application in-process, no sockets.
 
 Owns an in-memory transport and a client-side view of a connection that
-drives the application through the same entry points the WebSocket server
-uses (``handle_connect``, ``handle_event``, ``handle_disconnect``), so tests
-exercise origins, auth, the pipeline, rooms, sessions and hooks exactly as a
-real connection does. Like a browser client library, it answers heartbeat
+drives the application through the same ``ConnectionHandle`` the WebSocket
+server keeps (``SocketApp.accept``; messages offered through it wait for a
+handler slot as the server's do), so tests exercise origins, auth, the
+pipeline, handler slots, rooms, sessions and hooks exactly as a real
+connection does. Like a browser client library, it answers heartbeat
 pings by itself unless ``auto_pong=False``.
 
 Both forms of the reference work::
@@ -35,6 +36,7 @@ from socketspec.errors import (
     ErrorReply,
     SystemEvent,
 )
+from socketspec.handle import ConnectionHandle
 from socketspec.receiving import Inbox, Receiver
 from socketspec.types import AckId, EventName, Namespace, PayloadDict, RoomName
 
@@ -96,6 +98,9 @@ class MemoryTransport:
             self.inbox.close(code, reason)
             self.closed.set()
 
+    def flush_if_quiet(self) -> None:
+        """Nothing to flush: every message reaches the inbox as it is written."""
+
 
 class TestConnection(Receiver):
     """The client end of one in-memory connection."""
@@ -103,18 +108,25 @@ class TestConnection(Receiver):
     __test__ = False  # not a pytest test class
 
     def __init__(
-        self, app: SocketApp, conn: Connection, transport: MemoryTransport, auto_pong: bool
+        self,
+        app: SocketApp,
+        handle: ConnectionHandle,
+        transport: MemoryTransport,
+        auto_pong: bool,
     ) -> None:
         self._app = app
-        self._conn = conn
+        # The same handle the shard's protocol and the ASGI adapter drive: messages are
+        # offered through it and wait for a handler slot as theirs do.
+        self._handle = handle
+        self._conn = handle.conn
         self._transport = transport
         self.inbox = transport.inbox
         self._tasks: set[asyncio.Task[None]] = set()
         transport.on_overflow = lambda: self._spawn(
-            app.close_connection(conn, CloseCode.SLOW_CONSUMER, "slow_consumer")
+            handle.close(CloseCode.SLOW_CONSUMER, "slow_consumer")
         )
         if auto_pong:
-            transport.on_ping = lambda: self._spawn(app.handle_event(conn, PONG_FRAME))
+            transport.on_ping = lambda: self._spawn(handle.send(PONG_FRAME))
 
     # -- what the test can look at -------------------------------------------------------------
 
@@ -159,7 +171,7 @@ class TestConnection(Receiver):
 
     async def send_raw(self, raw: str | bytes) -> None:
         """Send raw message text (for malformed-input tests)."""
-        await self._app.handle_event(self._conn, raw)
+        await self._handle.send(raw)
 
     def pending(self) -> list[PayloadDict]:
         """Messages received and not yet consumed, without waiting."""
@@ -176,9 +188,7 @@ class TestConnection(Receiver):
 
     async def wait_idle(self) -> None:
         """Wait until every handler started by this connection's messages has finished."""
-        rt = self._app.runtime(self._conn.id)
-        if rt is not None:
-            await rt.wait_idle()
+        await self._handle.wait_idle()
 
     async def close(self, code: int = CloseCode.NORMAL) -> None:
         """Close from the client side."""
@@ -186,7 +196,7 @@ class TestConnection(Receiver):
             task.cancel()
         if not self.closed:
             await self._transport.close(code, "client_close")
-        await self._app.handle_disconnect(self._conn, "client_close")
+        await self._handle.disconnect("client_close")
 
     disconnect = close
 
@@ -294,16 +304,14 @@ class TestClient:
         all_headers.update({k.lower(): v for k, v in (headers or {}).items()})
         transport = MemoryTransport()
         try:
-            conn = await self.app.handle_connect(
-                transport, all_headers, params, namespace=namespace
-            )
+            handle = await self.app.accept(transport, all_headers, params, namespace=namespace)
         except ConnectRejected as exc:
             # What a client would have read before the close: the AUTH_ERROR envelope.
             refusals = [m for m in transport.inbox.pending() if m.get("event") == SystemEvent.ERROR]
             if refusals:
                 exc.error = refusals[0].get("payload") or {}
             raise
-        test_conn = TestConnection(self.app, conn, transport, self.auto_pong)
+        test_conn = TestConnection(self.app, handle, transport, self.auto_pong)
         self._open_conns.append(test_conn)
         return test_conn
 

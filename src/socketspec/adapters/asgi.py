@@ -1,8 +1,8 @@
 """The ASGI entry: one ``SocketApp`` served by any ASGI server, in that server's process.
 
-Owns the three ASGI scopes for the socket: ``websocket`` (one connection, driven through
-``SocketApp.handle_connect / handle_event / handle_disconnect / close_connection`` exactly
-as the shard's protocol drives it, with the project's limits kept whatever the server:
+Owns the three ASGI scopes for the socket: ``websocket`` (one connection, admitted by
+``SocketApp.accept`` and driven through the ``ConnectionHandle`` it returns, exactly as the
+shard's protocol drives it, with the project's limits kept whatever the server:
 ``max_payload_size`` by the pipeline, and the shard's ``OutboundQueue`` between the
 application and one writer task: past ``max_outbound`` waiting, a client that stopped
 reading loses its backlog and is closed with 4008), ``http`` (the docs
@@ -37,8 +37,8 @@ from socketspec import metrics
 from socketspec.adapters.scope import header_map, query_params, route_path
 from socketspec.apidocs.routes import docs_reply, is_docs_path
 from socketspec.app import SocketApp
-from socketspec.connection import Connection
 from socketspec.errors import CloseCode, ConnectionAuthError, ConnectRejected
+from socketspec.handle import ConnectionHandle
 from socketspec.metrics import TALLY
 from socketspec.server import http
 from socketspec.server.outbound import OutboundQueue
@@ -103,7 +103,7 @@ class ASGIConnection:
         self._entry = entry
         self._send = send
         self.phase = Phase.CONNECTING
-        self.conn: Connection | None = None
+        self.handle: ConnectionHandle | None = None
         self._queue = OutboundQueue(chunk=1)  # one message per send
         self._close: tuple[int, str] | None = None
         self._wake = asyncio.Event()
@@ -138,16 +138,15 @@ class ASGIConnection:
         metrics.outbound_dropped_frames.inc(dropped.frames)
         metrics.outbound_dropped_bytes.inc(dropped.size)
         self.close_now(CloseCode.SLOW_CONSUMER, "slow consumer")
-        conn = self.conn
-        if conn is not None:  # the application's bookkeeping: hooks, rooms, the close metric
-            self._entry.spawn(
-                self._entry.app_required.close_connection(
-                    conn, CloseCode.SLOW_CONSUMER, "slow_consumer"
-                )
-            )
+        handle = self.handle
+        if handle is not None:  # the application's bookkeeping: hooks, rooms, the close metric
+            self._entry.spawn(handle.close(CloseCode.SLOW_CONSUMER, "slow_consumer"))
 
     async def close(self, code: int, reason: str) -> None:
         self.close_now(code, reason)
+
+    def flush_if_quiet(self) -> None:
+        """Nothing to flush here: the writer task sends as soon as messages are queued."""
 
     def close_now(self, code: int, reason: str) -> None:
         """Queue our close after the messages before it; leave the connection if the peer has
@@ -483,7 +482,7 @@ class SocketASGI:
         writer = asyncio.ensure_future(connection.write_loop())
         try:
             try:
-                conn = await socket.handle_connect(
+                handle = await socket.accept(
                     connection,
                     headers,
                     query_params(scope.get("query_string", b"")),
@@ -502,12 +501,12 @@ class SocketASGI:
                 connection.close_now(CloseCode.INTERNAL_ERROR, "internal error")
                 await self._until_done(connection, receive, writer)
                 return
-            connection.conn = conn
+            connection.handle = handle
             reason = "connection_lost"
             try:
-                reason = await self._until_done(connection, receive, writer, conn)
+                reason = await self._until_done(connection, receive, writer, handle)
             finally:
-                await socket.handle_disconnect(conn, reason)
+                await handle.disconnect(reason)
         finally:
             writer.cancel()
 
@@ -516,11 +515,11 @@ class SocketASGI:
         connection: ASGIConnection,
         receive: Receive,
         writer: asyncio.Future[None],
-        conn: Connection | None = None,
+        handle: ConnectionHandle | None = None,
     ) -> str:
-        """Read messages (into the application when ``conn`` is given) until the server
+        """Read messages (into the application when ``handle`` is given) until the server
         reports the end or our close went unanswered; the reason for the on_disconnect hooks."""
-        reader = asyncio.ensure_future(self._read(connection, receive, conn))
+        reader = asyncio.ensure_future(self._read(connection, receive, handle))
         given_up = asyncio.ensure_future(connection.done.wait())
         try:
             await asyncio.wait({reader, given_up}, return_when=asyncio.FIRST_COMPLETED)
@@ -533,14 +532,13 @@ class SocketASGI:
         return "close_timeout"
 
     async def _read(
-        self, connection: ASGIConnection, receive: Receive, conn: Connection | None
+        self, connection: ASGIConnection, receive: Receive, handle: ConnectionHandle | None
     ) -> str:
-        socket = self.app_required
         while True:
             message = await receive()
             kind = message["type"]
             if kind == "websocket.receive":
-                if conn is None or connection.phase is not Phase.OPEN:
+                if handle is None or connection.phase is not Phase.OPEN:
                     continue  # after our close, messages are not read
                 text = message.get("text")
                 data: str | bytes | None = text if text is not None else message.get("bytes")
@@ -553,7 +551,7 @@ class SocketASGI:
                     metrics.connection_closes.labels(code=str(int(CloseCode.MESSAGE_TOO_BIG))).inc()
                     connection.close_now(CloseCode.MESSAGE_TOO_BIG, "message too big")
                     continue
-                await socket.handle_event(conn, data)
+                await handle.send(data)
             elif kind == "websocket.disconnect":
                 return "client_close" if connection.phase is Phase.OPEN else "server_close"
 

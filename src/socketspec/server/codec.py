@@ -19,7 +19,8 @@ limit; partial frame headers and partial control frames (at most 131 bytes)
 are the only other bytes kept.
 
 Does not own the opening handshake or the extension negotiation (wsproto does,
-in ``protocol``), building server frames (``frames``), or any socket.
+in ``protocol``), building server frames (``frames``), the opcode numbers (``opcodes``), or
+any socket.
 """
 
 from __future__ import annotations
@@ -31,6 +32,14 @@ from dataclasses import dataclass
 from typing import Final
 
 from socketspec.errors import CloseCode
+from socketspec.server.opcodes import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONTINUATION,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+)
 
 
 class Oversize:
@@ -78,13 +87,6 @@ class DeflateParams:
     server_no_context_takeover: bool = False
     server_max_window_bits: int = 15
 
-
-OP_CONTINUATION = 0x0
-OP_TEXT = 0x1
-OP_BINARY = 0x2
-OP_CLOSE = 0x8
-OP_PING = 0x9
-OP_PONG = 0xA
 
 # Codes a peer may send (RFC 6455 section 7.4; 1004-1006 and 1015 are never sent).
 _PROTOCOL_CLOSE_CODES = frozenset(

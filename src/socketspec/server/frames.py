@@ -12,11 +12,7 @@ from __future__ import annotations
 import struct
 import zlib
 
-OP_TEXT = 0x1
-OP_BINARY = 0x2
-OP_CLOSE = 0x8
-OP_PING = 0x9
-OP_PONG = 0xA
+from socketspec.server.opcodes import OP_CLOSE, OP_TEXT
 
 _FIN = 0x80
 _U16 = struct.Struct("!BBH")

@@ -9,7 +9,7 @@ unsent bytes pass ``max_outbound``, this queue is dropped (counted, never sent)
 and the 4008 close frame is written right after the at most high-water bytes the
 transport already holds, instead of behind a megabyte that an abort would throw
 away together with it. Does not own the transport, the per-turn write batching
-or the close itself (``protocol`` does).
+or the close itself (``websocket`` and ``protocol`` do).
 """
 
 from __future__ import annotations

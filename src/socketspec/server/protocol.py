@@ -1,19 +1,19 @@
-"""The per-connection I/O shell: one ``asyncio.Protocol`` per TCP connection.
+"""The per-connection asyncio adapter: one ``asyncio.Protocol`` per TCP connection.
 
-Owns the bytes of one connection: the HTTP request head (health answers,
-403/404/400/431, the handshake deadline), the upgrade (validated and
-negotiated by wsproto; refused with 503/429 when ``caps`` has no slot for it),
-the connection's phases, the frame reader (``codec``:
-parsing, reassembly within the size limits, inflation), the bounded inbound
-mailbox (reading pauses at the high-water mark and resumes at the low), the
-outbound path (frames go to the transport while it writes, and wait in the
-connection's ``OutboundQueue`` while it has paused at its high-water mark;
-past ``max_outbound`` unsent bytes the queue is dropped and the 4008 close
-frame follows the transport's few buffered bytes) and the closing handshake
-with its bounded wait. Together with the application's
+Owns the I/O of one connection: the HTTP request head (health answers,
+403/404/400/431, the handshake deadline), the upgrade (``websocket.negotiate_upgrade``;
+refused with 503/429 when ``caps`` has no slot for it),
+admission by the application, the bounded inbound mailbox (reading pauses at
+the high-water mark and resumes at the low), handing the transport the bytes
+the connection gives it (one write per loop turn; while the transport has
+paused, a high-water's worth at a time), the slow-consumer close (4008, with
+the kernel left to deliver the close frame) and the timers (handshake deadline,
+the bounded wait for the peer's close). What the connection decides (phases,
+control frames, the closing handshake, close codes, the outbound queue) is
+``websocket.ServerConnection``'s. Together with the application's
 ``ConnectionRuntime`` it forms the connection actor; the runtime owns the
-connection's state, this class only moves bytes. In echo mode messages are
-echoed as they complete, bypassing the application.
+connection's state. ``EchoProtocol`` is echo mode: messages are sent back as
+they complete, bypassing the application.
 """
 
 from __future__ import annotations
@@ -24,33 +24,26 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Callable
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, Request
-from wsproto.extensions import Extension, PerMessageDeflate
-from wsproto.utilities import RemoteProtocolError
 
 from socketspec import metrics
-from socketspec.connection import Connection
 from socketspec.errors import CloseCode, ConnectionAuthError, ConnectRejected
+from socketspec.handle import ConnectionHandle
 from socketspec.metrics import TALLY
 from socketspec.push.api import is_api_path
 from socketspec.push.service import ApiRequest
-from socketspec.server import caps, frames, http
-from socketspec.server.codec import (
-    OVERSIZE,
-    DeflateParams,
-    Event,
-    Failure,
-    FrameReader,
-    Oversize,
-    PeerClose,
-    Ping,
+from socketspec.server import caps, frames, http, opcodes
+from socketspec.server.codec import OVERSIZE, DeflateParams, FrameReader
+from socketspec.server.outbound import KERNEL_UNSENT_LIMIT
+from socketspec.server.websocket import (
+    Ended,
+    Message,
+    Phase,
+    ServerConnection,
+    negotiate_upgrade,
 )
-from socketspec.server.outbound import KERNEL_UNSENT_LIMIT, OutboundQueue, water_marks
 
 if TYPE_CHECKING:
     from socketspec.server.shard import ShardContext
@@ -62,68 +55,35 @@ _HTTP_RESPONSES: dict[str, Counter] = {}
 # Exposed at 0 from the start, so that a query or an alert on them finds a series.
 _REFUSED = {reason: metrics.connections_refused.labels(reason=reason) for reason in caps.REASONS}
 
-
-class Phase(Enum):
-    HTTP = "http"  # reading the request head
-    UPGRADING = "upgrading"  # 101 sent, the application is admitting the connection
-    OPEN = "open"  # messages flow
-    CLOSING = "closing"  # our close frame is sent; waiting (bounded) for the peer's
-    CLOSED = "closed"
-
-
-PHASES: dict[Phase, frozenset[Phase]] = {
-    Phase.HTTP: frozenset({Phase.UPGRADING, Phase.OPEN, Phase.CLOSED}),
-    Phase.UPGRADING: frozenset({Phase.OPEN, Phase.CLOSING, Phase.CLOSED}),
-    Phase.OPEN: frozenset({Phase.CLOSING, Phase.CLOSED}),
-    Phase.CLOSING: frozenset({Phase.CLOSED}),
-    Phase.CLOSED: frozenset(),
-}
-
-
-# What the on_disconnect hooks are told when the peer broke the protocol.
-_CLOSE_REASONS: dict[int, str] = {
-    CloseCode.INVALID_UTF8: "invalid_utf8",
-    CloseCode.MESSAGE_TOO_BIG: "message_too_big",
-}
-
-MailboxItem = str | bytes | Oversize
+MailboxItem = Message
 
 
 class WebSocketProtocol(asyncio.Protocol):
+    """A connection served by the application: messages go through the inbound mailbox."""
+
     def __init__(self, ctx: ShardContext) -> None:
         self.ctx = ctx
-        self.phase = Phase.HTTP
-        self.conn: Connection | None = None
+        # What the application gave for the admitted connection; messages go through it.
+        self.handle: ConnectionHandle | None = None
+        self.ws = ServerConnection(
+            ctx.config.max_outbound, self._offer, self._schedule_flush, bounded=self.bounded
+        )
         self._transport: asyncio.Transport | None = None
         self._reader: http.RequestHeadReader | None = http.RequestHeadReader()
-        self._frames: FrameReader | None = None
-        # Echo mode compresses its replies when the client negotiated permessage-deflate;
-        # application messages go uncompressed, so that a broadcast is framed once.
-        self._deflater: frames.MessageDeflater | None = None
         # Messages the application could not take yet (every handler slot busy), in order.
         self._mailbox: deque[MailboxItem] = deque()
         self._waiting_for_slot = False
         self._reading_paused = False
-        # Frames written during this loop iteration, sent in one write when the shard
-        # flushes (see ShardContext.flush_writes): a broadcast burst or a batch of replies
-        # costs one system call per connection, not one per frame.
-        self._out: list[bytes] | None = None
-        self._out_messages = 0
-        self._out_bytes = 0
-        high, low = water_marks(ctx.config.max_outbound)
-        self._water_marks = (high, low)
-        # Frames the transport may not have yet: it paused writing past its high-water mark.
-        self._queue = OutboundQueue(chunk=high)
         self._timer: asyncio.TimerHandle | None = None
         self._pending: bytes = b""  # bytes read while the application admits the connection
         self._address: str | None = None  # the client address holding a slot (server.caps)
 
-    # -- phase -----------------------------------------------------------------------------------
+    # What differs in echo mode (``EchoProtocol``).
+    bounded = True  # max_outbound applies: a slow reader's backlog is closed with 4008
 
-    def _enter(self, phase: Phase) -> None:
-        if phase not in PHASES[self.phase]:
-            raise RuntimeError(f"connection cannot move from {self.phase.value} to {phase.value}")
-        self.phase = phase
+    @property
+    def phase(self) -> Phase:
+        return self.ws.phase
 
     @property
     def mailbox_depth(self) -> int:
@@ -132,15 +92,19 @@ class WebSocketProtocol(asyncio.Protocol):
     @property
     def opening(self) -> bool:
         """Still in its HTTP handshake or being admitted by the application."""
-        return self.phase in (Phase.HTTP, Phase.UPGRADING)
+        return self.ws.phase in (Phase.HTTP, Phase.UPGRADING)
+
+    def _schedule_flush(self) -> None:
+        self.ctx.schedule_flush(self)
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self._transport = transport  # type: ignore[assignment]
-        high, low = self._water_marks
-        self._transport.set_write_buffer_limits(high=high, low=low)  # type: ignore[union-attr]
+        self._transport.set_write_buffer_limits(  # type: ignore[union-attr]
+            high=self.ws.high_water, low=self.ws.low_water
+        )
         # Without it the kernel takes megabytes from a stalled reader's connection (loopback
         # send buffers autotune to 4 MiB), and a close frame written after them would wait
         # behind all of it.
@@ -149,13 +113,11 @@ class WebSocketProtocol(asyncio.Protocol):
         self._set_timer(self.ctx.config.handshake_timeout, self._handshake_expired)
 
     def data_received(self, data: bytes) -> None:
-        phase = self.phase
+        phase = self.ws.phase
         if phase is Phase.OPEN or phase is Phase.CLOSING:
-            reader = self._frames
-            assert reader is not None
-            events = reader.feed(data)
-            if events:
-                self._on_frames(events)
+            ended = self.ws.receive(data)
+            if ended is not None:
+                self._end(ended)
         elif phase is Phase.HTTP:
             head_reader = self._reader
             assert head_reader is not None
@@ -172,39 +134,24 @@ class WebSocketProtocol(asyncio.Protocol):
         return None  # close our side too
 
     def pause_writing(self) -> None:
-        """The transport's buffer passed its high-water mark: frames wait in our queue."""
-        self._queue.pause()
-        if self.ctx.app is None and self.phase is Phase.OPEN and self._transport is not None:
-            # Echo mode answers every message: a peer that sends faster than it reads is
-            # read no further until its answers drain (no application queue to bound).
-            self._transport.pause_reading()
+        """The transport's buffer passed its high-water mark: frames wait in the queue."""
+        self.ws.pause_writing()
 
     def resume_writing(self) -> None:
         """The transport drained under its low-water mark: hand it what waits."""
-        self._queue.resume()
+        self.ws.resume_writing()
         self._send_queued()
-        transport = self._transport
-        if (
-            self.ctx.app is None
-            and self.phase is Phase.OPEN
-            and transport is not None
-            and not transport.is_closing()
-        ):
-            transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
-        if self.phase is not Phase.CLOSED:
-            self._enter(Phase.CLOSED)
+        self.ws.lost()
         self.ctx.forget(self)
         if self._address is not None:
             self.ctx.caps.release(self._address)
             self._address = None
         self._mailbox.clear()
-        self._queue.drop()
-        self._out = None
-        if self.conn is not None:
-            self.ctx.spawn(self.ctx.app_required.handle_disconnect(self.conn, "connection_lost"))
+        if self.handle is not None:
+            self.ctx.spawn(self.handle.disconnect("connection_lost"))
 
     # -- HTTP ------------------------------------------------------------------------------------
 
@@ -221,17 +168,21 @@ class WebSocketProtocol(asyncio.Protocol):
         counter.inc()
         transport.write(response)
         transport.close()
-        if self.phase is not Phase.CLOSED:
-            self._enter(Phase.CLOSED)
+        if self.ws.phase is not Phase.CLOSED:
+            self.ws.enter(Phase.CLOSED)
 
     def _hand_over_to_api(self, head: http.RequestHead) -> None:
         """The publish API reads the body and answers from here on (``push.service``)."""
         transport = self._transport
         assert transport is not None and self.ctx.api is not None
         self._cancel_timer()
-        self._enter(Phase.CLOSED)
+        self.ws.enter(Phase.CLOSED)
         self.ctx.forget(self)
         ApiRequest(self.ctx.api, head, transport, self.ctx.spawn).start()
+
+    def _refusal(self, head: http.RequestHead) -> str | None:
+        """Why the application refuses this upgrade before it starts (the Origin rule)."""
+        return self.ctx.app_required.check_origin(head.header_map)
 
     def _on_request(self, head: http.RequestHead) -> None:
         ctx = self.ctx
@@ -245,38 +196,14 @@ class WebSocketProtocol(asyncio.Protocol):
         if namespace is None:
             self._reply(http.text_response(404, f"no WebSocket endpoint at {head.path}"))
             return
-        if ctx.app is not None:
-            refusal = ctx.app.check_origin(head.header_map)
-            if refusal is not None:
-                self._reply(http.text_response(403, f"forbidden: {refusal}"))
-                return
-        if head.header_map.get("sec-websocket-version") != "13":
-            # RFC 6455 section 4.4: name the version this server speaks.
-            self._reply(
-                http.response(
-                    426,
-                    b"unsupported WebSocket version; this server speaks 13\n",
-                    extra=[(b"sec-websocket-version", b"13")],
-                )
-            )
+        refusal = self._refusal(head)
+        if refusal is not None:
+            self._reply(http.text_response(403, f"forbidden: {refusal}"))
             return
-        # wsproto validates the upgrade and negotiates extensions; after the 101 the
-        # connection's frames are this module's and the codec's.
-        ws = WSConnection(ConnectionType.SERVER)
-        try:
-            ws.initiate_upgrade_connection(head.headers, head.target)
-            request = next((e for e in ws.events() if isinstance(e, Request)), None)
-        except RemoteProtocolError as exc:
-            self._reply(http.text_response(400, f"bad WebSocket handshake: {exc}"))
+        upgrade = negotiate_upgrade(head, compression=ctx.config.compression)
+        if isinstance(upgrade, bytes):  # refused: the HTTP response that says why
+            self._reply(upgrade)
             return
-        if request is None:
-            self._reply(http.text_response(400, "bad WebSocket handshake"))
-            return
-        config = ctx.config
-        extensions: list[Extension] = []
-        deflate = PerMessageDeflate() if config.compression else None
-        if deflate is not None:
-            extensions.append(deflate)
         transport = self._transport
         assert transport is not None
         address = caps.client_address(transport.get_extra_info("peername"))
@@ -286,36 +213,35 @@ class WebSocketProtocol(asyncio.Protocol):
             self._reply(no_slot.response())
             return
         self._address = address
-        transport.write(ws.send(AcceptConnection(extensions=extensions)))
+        transport.write(upgrade.response)
         self._cancel_timer()
-        soft = ctx.app.max_payload_size if ctx.app is not None else config.max_message_size
-        params = None
-        if deflate is not None and deflate.enabled():
-            params = DeflateParams(
-                client_no_context_takeover=deflate.client_no_context_takeover,
-                client_max_window_bits=deflate.client_max_window_bits,
-                server_no_context_takeover=deflate.server_no_context_takeover,
-                server_max_window_bits=deflate.server_max_window_bits,
-            )
-        self._frames = FrameReader(soft, config.max_message_size, params)
-        if ctx.app is None:  # echo mode: no application to admit the connection
-            if params is not None:
-                self._deflater = frames.MessageDeflater(
-                    params.server_no_context_takeover, params.server_max_window_bits
-                )
-            self._enter(Phase.OPEN)
-            if head.trailing:
-                self.data_received(head.trailing)
-            return
-        self._enter(Phase.UPGRADING)
+        params = upgrade.deflate
+        reader = FrameReader(self._soft_limit(), ctx.config.max_message_size, params)
+        self._upgraded(head, namespace, reader, params)
+
+    def _soft_limit(self) -> int:
+        """Past it a message is refused (``OVERSIZE``) but the connection stays open."""
+        return self.ctx.app_required.max_payload_size
+
+    def _upgraded(
+        self,
+        head: http.RequestHead,
+        namespace: str,
+        reader: FrameReader,
+        params: DeflateParams | None,
+    ) -> None:
+        """The 101 is sent: the application admits the connection, reading waits for it."""
+        self.ws.upgraded(reader, admitting=True)
         self._pending = head.trailing
+        transport = self._transport
+        assert transport is not None
         transport.pause_reading()
-        ctx.spawn(self._admit(head, namespace))
+        self.ctx.spawn(self._admit(head, namespace))
 
     async def _admit(self, head: http.RequestHead, namespace: str) -> None:
         app = self.ctx.app_required
         try:
-            conn = await app.handle_connect(self, head.header_map, head.query, namespace=namespace)
+            handle = await app.accept(self, head.header_map, head.query, namespace=namespace)
         except ConnectionAuthError:
             # AUTH_ERROR was sent and close(4001) called by the application; read on
             # only to complete the closing handshake.
@@ -330,11 +256,11 @@ class WebSocketProtocol(asyncio.Protocol):
             self.close_now(CloseCode.INTERNAL_ERROR, "internal error")
             self._refused()
             return
-        if self.phase is not Phase.UPGRADING:  # the peer went away meanwhile
-            await app.handle_disconnect(conn, "connection_lost")
+        if self.ws.phase is not Phase.UPGRADING:  # the peer went away meanwhile
+            await handle.disconnect("connection_lost")
             return
-        self.conn = conn
-        self._enter(Phase.OPEN)
+        self.handle = handle
+        self.ws.enter(Phase.OPEN)
         pending, self._pending = self._pending, b""
         transport = self._transport
         assert transport is not None
@@ -344,88 +270,23 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _refused(self) -> None:
         """The connection was refused with a close frame: read on for the peer's."""
-        if self.phase is not Phase.CLOSING:
+        if self.ws.phase is not Phase.CLOSING:
             return
         pending, self._pending = self._pending, b""
         if pending:
             self.data_received(pending)
 
-    # -- WebSocket -------------------------------------------------------------------------------
+    # -- the end ---------------------------------------------------------------------------------
 
-    def _on_frames(self, events: list[Event]) -> None:
-        app = self.ctx.app
-        received = 0
-        size = 0
-        for event in events:
-            kind = type(event)
-            if kind is str or kind is bytes or event is OVERSIZE:
-                received += 1
-                if event is not OVERSIZE:
-                    size += len(event)  # type: ignore[arg-type]
-                if self.phase is not Phase.OPEN:
-                    continue  # after our close frame, messages are not read
-                if app is None:
-                    self._echo(event)
-                elif self.conn is not None:
-                    self._offer(event)  # type: ignore[arg-type]
-            elif kind is Ping:
-                if self.phase is Phase.OPEN:
-                    self._write_raw(frames.encode_frame(frames.OP_PONG, event.payload))  # type: ignore[union-attr]
-            elif kind is PeerClose:
-                self._on_peer_close(event)  # type: ignore[arg-type]
-                break
-            elif kind is Failure:
-                self._on_failure(event)  # type: ignore[arg-type]
-                break
-        if received:
-            TALLY.add(metrics.frames_received, received)
-            TALLY.add(metrics.bytes_received, size)
-
-    def _echo(self, message: str | bytes | object) -> None:
-        if isinstance(message, str):
-            opcode, payload = frames.OP_TEXT, message.encode()
-        elif isinstance(message, bytes):
-            opcode, payload = frames.OP_BINARY, message
-        else:
-            return
-        deflater = self._deflater
-        if deflater is not None:
-            self._write_raw(deflater.frame(opcode, payload))
-        else:
-            self._write_raw(frames.encode_frame(opcode, payload))
-
-    def _on_peer_close(self, event: PeerClose) -> None:
+    def _end(self, ended: Ended) -> None:
+        """The connection is over (``websocket`` decided): last frames, then drop TCP."""
         transport = self._transport
         assert transport is not None
-        if self.phase is Phase.OPEN:
-            # The peer started the closing handshake: answer it, then close TCP.
-            code = event.code if event.code is not None else CloseCode.NORMAL
-            self.flush()
-            self._queue.drop()  # the peer is leaving: what it has not been sent is moot
-            transport.write(frames.close_frame(code, ""))
-            reason = "client_close"
-        else:
-            reason = "server_close"  # the answer to our own close
-        self._end(reason)
-
-    def _on_failure(self, failure: Failure) -> None:
-        """The peer broke the protocol: send the close code, drop the connection."""
-        transport = self._transport
-        assert transport is not None
-        if self.phase is Phase.OPEN:
-            self.flush()
-            self._queue.drop()
-            transport.write(frames.close_frame(failure.code, failure.reason))
-            metrics.connection_closes.labels(code=str(int(failure.code))).inc()
-        self._end(_CLOSE_REASONS.get(failure.code, "protocol_error"))
-
-    def _end(self, reason: str) -> None:
-        transport = self._transport
-        assert transport is not None
+        if ended.frames and not transport.is_closing():
+            transport.writelines(ended.frames)
         self._cancel_timer()
         transport.close()
-        self._enter(Phase.CLOSED)
-        self._notify_app(reason)
+        self._notify_app(ended.reason)
 
     def _fail(self, code: int, reason: str) -> None:
         """Policy close decided here, not by the application."""
@@ -434,8 +295,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self._notify_app(reason.replace(" ", "_"))
 
     def _notify_app(self, reason: str) -> None:
-        if self.conn is not None:
-            self.ctx.spawn(self.ctx.app_required.handle_disconnect(self.conn, reason))
+        if self.handle is not None:
+            self.ctx.spawn(self.handle.disconnect(reason))
 
     # -- the inbound mailbox ---------------------------------------------------------------------
 
@@ -454,25 +315,24 @@ class WebSocketProtocol(asyncio.Protocol):
         self._wait_for_slot()
 
     def _deliver(self, item: MailboxItem) -> bool:
-        conn = self.conn
-        assert conn is not None
-        app = self.ctx.app_required
+        handle = self.handle
+        assert handle is not None
         if item is OVERSIZE:
-            app.refuse_oversize(conn)
+            handle.refuse_oversize()
             return True
-        return app.offer_event(conn, item)  # type: ignore[arg-type]
+        return handle.offer(item)  # type: ignore[arg-type]
 
     def _wait_for_slot(self) -> None:
-        if not self._waiting_for_slot and self.conn is not None:
+        if not self._waiting_for_slot and self.handle is not None:
             self._waiting_for_slot = True
-            self.ctx.app_required.when_ready(self.conn, self._drain)
+            self.handle.when_ready(self._drain)
 
     def _drain(self) -> None:
         """A handler slot came free: hand over queued messages until the slots run out."""
         self._waiting_for_slot = False
         mailbox = self._mailbox
         low = self.ctx.config.mailbox_low_water
-        while mailbox and self.phase is Phase.OPEN:
+        while mailbox and self.ws.phase is Phase.OPEN:
             if not self._deliver(mailbox[0]):
                 self._wait_for_slot()
                 return
@@ -485,18 +345,11 @@ class WebSocketProtocol(asyncio.Protocol):
 
     # -- outbound: the application's Transport ---------------------------------------------------
 
-    def _write_raw(self, frame: bytes) -> None:
-        out = self._out
-        if out is None:
-            self._out = [frame]
-            self.ctx.schedule_flush(self)
-        else:
-            out.append(frame)
-
     def write(self, data: bytes) -> None:
         """Queue one JSON envelope as a text frame; past max_outbound unsent bytes, close 4008."""
         transport = self._transport
-        phase = self.phase
+        ws = self.ws
+        phase = ws.phase
         # While upgrading, the application greets the connection it is admitting.
         if (
             (phase is not Phase.OPEN and phase is not Phase.UPGRADING)
@@ -504,10 +357,7 @@ class WebSocketProtocol(asyncio.Protocol):
             or transport.is_closing()
         ):
             return
-        self._write_raw(self.ctx.frames.text(data))
-        self._out_messages += 1
-        self._out_bytes += len(data)
-        if self._out_bytes > self._water_marks[0]:
+        if ws.send_message(self.ctx.frames.text(data), len(data)):
             # A burst within one iteration: hand it over in pieces, so that the transport
             # can pause and the rest waits (bounded) in the queue.
             self.flush()
@@ -516,45 +366,34 @@ class WebSocketProtocol(asyncio.Protocol):
         """Flush now unless other connections have frames waiting too. Alone (one client
         waiting for its reply), the reply leaves at once; under load, the flush at the end
         of the turn gathers more replies per connection into one write."""
-        if self._out is not None and self.ctx.quiet():
+        if self.ws.turn is not None and self.ctx.quiet():
             self.flush()
 
     def flush(self) -> None:
         """Send the frames queued during this iteration in one write."""
-        out = self._out
-        if out is None:
+        ws = self.ws
+        if ws.turn is None:
             return
-        self._out = None
         transport = self._transport
         if transport is None or transport.is_closing():
+            ws.discard_turn()
             return
-        queue = self._queue
-        if not queue.idle:  # the transport paused writing: the frames wait their turn
-            queue.push(out)
+        out = ws.take_turn()
+        if not out:  # the transport paused writing: the frames wait their turn
             self._send_queued()
         elif len(out) == 1:
             transport.write(out[0])
         else:
             transport.writelines(out)
-        if self._out_messages:
-            TALLY.add(metrics.frames_sent, self._out_messages)
-            TALLY.add(metrics.bytes_sent, self._out_bytes)
-            self._out_messages = self._out_bytes = 0
-        # Echo mode (no application) stops reading instead (see pause_writing): the
-        # limit is for application messages, which a slow reader lets pile up.
-        if (
-            self.ctx.app is not None
-            and self.phase is not Phase.CLOSING
-            and queue.over(self.ctx.config.max_outbound)
-        ):
+        if ws.over_limit:
             self._slow_consumer()
 
     def _send_queued(self) -> None:
         """Feed the transport from the queue, a piece at a time, until it pauses again."""
         transport = self._transport
-        queue = self._queue
+        ws = self.ws
         while transport is not None and not transport.is_closing():
-            taken = queue.take()  # empty once paused: writelines calls pause_writing
+            taken = ws.take_queued()  # empty once paused: writelines calls pause_writing
             if not taken:
                 return
             transport.writelines(taken)
@@ -562,7 +401,7 @@ class WebSocketProtocol(asyncio.Protocol):
     def _slow_consumer(self) -> None:
         """Past max_outbound unsent bytes: drop what waits, so that the 4008 close frame
         follows the transport's high-water bytes at most, then close."""
-        dropped = self._queue.drop()
+        dropped = self.ws.queue.drop()
         metrics.slow_consumer_closes.inc()
         metrics.outbound_dropped_frames.inc(dropped.frames)
         metrics.outbound_dropped_bytes.inc(dropped.size)
@@ -605,26 +444,27 @@ class WebSocketProtocol(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        if self.phase is not Phase.OPEN and self.phase is not Phase.UPGRADING:
+        ws = self.ws
+        if not ws.closable:
             transport.close()
             return
-        upgrading = self.phase is Phase.UPGRADING
+        upgrading = ws.phase is Phase.UPGRADING
         self.flush()
-        if transport.is_closing() or self.phase not in (Phase.OPEN, Phase.UPGRADING):
+        if transport.is_closing() or not ws.closable:
             return  # the flush found a slow consumer and closed it
-        close = frames.close_frame(code, reason)
-        if not self._queue:  # nothing waits (or it was just dropped): the close goes next
+        close = ws.start_closing(code, reason)
+        if close is not None:  # nothing waits (or it was just dropped): the close goes next
             transport.write(close)
-        else:
-            # Messages still wait for the transport (a drain's last broadcasts): the close
-            # frame is the last of them; close_timeout bounds how long they may take.
-            self._queue.push([close])
-        self._enter(Phase.CLOSING)
         self._set_timer(self.ctx.config.close_timeout, self._abort)
-        if self._reading_paused or upgrading or self.ctx.app is None:
-            # To read the peer's close frame (echo mode may have paused for its replies).
-            transport.resume_reading()
-            self._reading_paused = False
+        if self._reading_paused or upgrading:
+            # To read the peer's close frame.
+            self._resume_reading_for_close()
+
+    def _resume_reading_for_close(self) -> None:
+        transport = self._transport
+        assert transport is not None
+        transport.resume_reading()
+        self._reading_paused = False
 
     # -- timers ----------------------------------------------------------------------------------
 
@@ -646,3 +486,77 @@ class WebSocketProtocol(asyncio.Protocol):
         self._timer = None
         if self._transport is not None:
             self._transport.abort()
+
+
+class EchoProtocol(WebSocketProtocol):
+    """Echo mode (no application): every message is sent back as it completes.
+
+    No application admits the connection or bounds its queue: a peer that sends
+    faster than it reads is read no further until its answers drain. Replies are
+    compressed when the client negotiated permessage-deflate (application messages
+    go uncompressed, so that a broadcast is framed once).
+    """
+
+    bounded = False
+
+    def __init__(self, ctx: ShardContext) -> None:
+        super().__init__(ctx)
+        self._deflater: frames.MessageDeflater | None = None
+
+    def _refusal(self, head: http.RequestHead) -> str | None:
+        return None
+
+    def _soft_limit(self) -> int:
+        return self.ctx.config.max_message_size
+
+    def _upgraded(
+        self,
+        head: http.RequestHead,
+        namespace: str,
+        reader: FrameReader,
+        params: DeflateParams | None,
+    ) -> None:
+        if params is not None:
+            self._deflater = frames.MessageDeflater(
+                params.server_no_context_takeover, params.server_max_window_bits
+            )
+        self.ws.upgraded(reader, admitting=False)
+        if head.trailing:
+            self.data_received(head.trailing)
+
+    def _offer(self, message: MailboxItem) -> None:
+        """Echo the message back (there is no application to offer it to)."""
+        if isinstance(message, str):
+            opcode, payload = opcodes.OP_TEXT, message.encode()
+        elif isinstance(message, bytes):
+            opcode, payload = opcodes.OP_BINARY, message
+        else:
+            return
+        deflater = self._deflater
+        if deflater is not None:
+            self.ws.send(deflater.frame(opcode, payload))
+        else:
+            self.ws.send(frames.encode_frame(opcode, payload))
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.ws.phase is Phase.OPEN and self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        transport = self._transport
+        if self.ws.phase is Phase.OPEN and transport is not None and not transport.is_closing():
+            transport.resume_reading()
+
+    def close_now(self, code: int, reason: str) -> None:
+        was_closable = self.ws.closable
+        super().close_now(code, reason)
+        if was_closable and self.ws.phase is Phase.CLOSING and self._transport is not None:
+            # To read the peer's close frame (reading may have paused for the replies).
+            self._resume_reading_for_close()
+
+
+def new_protocol(ctx: ShardContext) -> WebSocketProtocol:
+    """The protocol for one accepted connection: the application's, or echo mode's."""
+    return WebSocketProtocol(ctx) if ctx.app is not None else EchoProtocol(ctx)

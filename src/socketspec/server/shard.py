@@ -32,7 +32,7 @@ from socketspec.server import http
 from socketspec.server.caps import ConnectionCaps
 from socketspec.server.config import ServerConfig
 from socketspec.server.frames import FrameCache
-from socketspec.server.protocol import WebSocketProtocol
+from socketspec.server.protocol import WebSocketProtocol, new_protocol
 
 logger = logging.getLogger("socketspec.server")
 
@@ -193,7 +193,7 @@ class Shard:
         if config.certfile:
             context = tls_context(config.certfile, config.keyfile or config.certfile)
         self._server = await loop.create_server(
-            lambda: WebSocketProtocol(ctx),
+            lambda: new_protocol(ctx),
             sock=sock,
             ssl=context,
             backlog=config.backlog,

@@ -7,7 +7,7 @@ import struct
 import pytest
 from wsproto.frame_protocol import FrameDecoder, Opcode
 
-from socketspec.server import frames
+from socketspec.server import frames, opcodes
 
 
 def decode_one(data: bytes) -> tuple[Opcode, bytes, bool]:
@@ -28,9 +28,9 @@ def test_text_frames_decode_with_a_real_parser(size: int) -> None:
 
 
 def test_header_lengths_follow_rfc6455() -> None:
-    assert frames.frame_header(frames.OP_TEXT, 125) == bytes((0x81, 125))
-    assert frames.frame_header(frames.OP_TEXT, 126) == struct.pack("!BBH", 0x81, 126, 126)
-    assert frames.frame_header(frames.OP_BINARY, 1 << 16) == struct.pack(
+    assert frames.frame_header(opcodes.OP_TEXT, 125) == bytes((0x81, 125))
+    assert frames.frame_header(opcodes.OP_TEXT, 126) == struct.pack("!BBH", 0x81, 126, 126)
+    assert frames.frame_header(opcodes.OP_BINARY, 1 << 16) == struct.pack(
         "!BBQ", 0x82, 127, 1 << 16
     )
 
