@@ -42,7 +42,8 @@ async def test_a_shard_killed_during_the_first_boot_stops_the_cluster() -> None:
             for line in cluster.stderr_text().splitlines()
             if line.startswith("socketspec-cluster:")
         ]
-        assert len(reasons) == 1 and "shard 0 failed to boot" in reasons[0], reasons
+        # Which shard the first child found is depends on the fork order under load.
+        assert len(reasons) == 1 and re.search(r"shard [01] failed to boot", reasons[0]), reasons
         assert cluster.leftovers() == []
     finally:
         cluster.kill()
