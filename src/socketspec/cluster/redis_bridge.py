@@ -47,13 +47,19 @@ from redis.exceptions import RedisError
 
 from socketspec import metrics
 from socketspec.backends.base import JoinResult
+from socketspec.cluster.addresses import (
+    LUA_MEMBER_NODE,
+    NODE_ID_LENGTH,
+    RemoteMember,
+    member_value,
+    parse_member,
+)
 from socketspec.metrics import TALLY
 from socketspec.types import ConnectionId, Namespace, RoomName
 
 logger = logging.getLogger("socketspec.redis")
 
 PREFIX = "socketspec:"
-NODE_ID_LENGTH = 8  # hex characters; the Lua scripts read a member's node from them
 QUEUE_LIMIT = 10_000  # ordered operations waiting for Redis; past it, broadcasts are dropped
 PENDING_LEAVES_LIMIT = 100_000
 BACKOFF_FIRST = 0.1
@@ -66,13 +72,17 @@ _RECEIVED = {kind: metrics.redis_received.labels(kind=kind) for kind in ("room",
 
 # The members of live nodes in a room's hash (conn_id, value, ...); the others are deleted.
 # A member's value starts with its node's id, whose liveness key is prefix .. id.
-_LIVE_ENTRIES = """
+_LIVE_ENTRIES = (
+    """
 local function live_entries(key, prefix)
   local entries = redis.call('HGETALL', key)
   local alive = {}
   local out = {}
   for i = 1, #entries, 2 do
-    local node = string.sub(entries[i + 1], 1, 8)
+    local value = entries[i + 1]
+    local node = """
+    + LUA_MEMBER_NODE
+    + """
     local live = alive[node]
     if live == nil then
       live = redis.call('EXISTS', prefix .. node) == 1
@@ -88,6 +98,7 @@ local function live_entries(key, prefix)
   return out
 end
 """
+)
 
 # KEYS[1] the room's hash; ARGV: conn_id, value, max_members, node key prefix.
 _JOIN = (
@@ -141,36 +152,6 @@ class BridgeHandler(Protocol):
         ...
 
 
-class RemoteMember:
-    """A member of a room as Redis lists it."""
-
-    __slots__ = ("conn_id", "info", "node", "shard")
-
-    def __init__(self, conn_id: str, node: str, shard: int, info: dict[str, Any]) -> None:
-        self.conn_id = conn_id
-        self.node = node
-        self.shard = shard
-        self.info = info
-
-
-def member_value(node: str, shard: int, info: dict[str, Any]) -> bytes:
-    return f"{node}:{shard}:".encode() + orjson.dumps(info)
-
-
-def parse_member(conn_id: bytes | str, value: bytes | str) -> RemoteMember | None:
-    raw = value.encode() if isinstance(value, str) else value
-    try:
-        node, shard, info = raw.split(b":", 2)
-        return RemoteMember(
-            conn_id.decode() if isinstance(conn_id, bytes) else conn_id,
-            node.decode(),
-            int(shard),
-            orjson.loads(info),
-        )
-    except ValueError:
-        return None
-
-
 def encode_message(header: dict[str, Any], frame: bytes) -> bytes:
     return orjson.dumps(header) + b"\n" + frame
 
@@ -190,6 +171,8 @@ Operation = Callable[[aioredis.Redis], Awaitable[Any]]
 
 
 class RedisBridge:
+    spans_nodes = True  # other nodes are reached: answers that list members wait for Redis
+
     def __init__(
         self, url: str, node: str, shard: int, node_ttl: float, handler: BridgeHandler
     ) -> None:
