@@ -47,6 +47,7 @@ from socketspec import envelope, metrics
 from socketspec.backends.base import JoinResult, LocalMember, RoomStore
 from socketspec.backends.home import RoomHome
 from socketspec.cluster.addresses import RemoteMember, locate, new_connection_id
+from socketspec.cluster.asks import ASK_TIMEOUT, Asks, PeerRef, RoomUnavailableError
 from socketspec.cluster.bridge import NodeBridge, NullBridge
 from socketspec.cluster.codec import (
     Deliver,
@@ -64,13 +65,11 @@ from socketspec.cluster.codec import (
 from socketspec.cluster.links import LinkManager
 from socketspec.cluster.router import Handler, LinkRouter
 from socketspec.connection import Connection, Identity, SessionInfo, utcnow
-from socketspec.errors import ErrorCode, EventError
 from socketspec.metrics import TALLY
 from socketspec.types import ConnectionId, Namespace, RoomName
 
 logger = logging.getLogger("socketspec.cluster")
 
-ASK_TIMEOUT = 5.0
 # How many broadcast origins a shard remembers having delivered (oldest forgotten first): a
 # home's copy and the sender's own copy of one broadcast (sent when the home died before
 # answering) reach a shard within moments of each other, far fewer messages apart.
@@ -84,12 +83,6 @@ MemberEntry = tuple[int, int, dict[str, Any]]  # shard, generation, info
 # What a member listing carries: conn_id, shard, info, node ("" for this node).
 ListedMember = tuple[str, int, dict[str, Any], str]
 PendingJoin = JoinResult | asyncio.Future[Any]
-
-
-class RoomUnavailableError(EventError):
-    """The room's home shard is down or did not answer; the client may retry."""
-
-    code = ErrorCode.HANDLER_ERROR
 
 
 def home_of(room: RoomName, shards: int) -> int:
@@ -128,8 +121,7 @@ class ClusterRoomStore(RoomStore):
         self._memberships: dict[ConnectionId, set[RoomName]] = {}
         # The room actors homed on this shard.
         self._home: RoomHome[MemberEntry] = RoomHome()
-        self._pending: dict[int, tuple[asyncio.Future[Any], int, Callable[[Any], None] | None]] = {}
-        self._next_request = 0
+        self.asks = Asks()
         self._answering: set[asyncio.Task[Any]] = set()
         # The origins of the broadcasts delivered here, oldest first (SEEN_ORIGINS at most).
         self._seen_origins: dict[str, None] = {}
@@ -230,8 +222,8 @@ class ClusterRoomStore(RoomStore):
             else:  # it left while the join was in flight: no ghost member at the home
                 self._leave_at_home(room, conn_id)
 
-        value = await self._ask(
-            home, lambda request: JoinRequest(request, room, conn_id, max_members, info), joined
+        value = await self._ref(home).ask(
+            lambda request: JoinRequest(request, room, conn_id, max_members, info), joined
         )
         return JoinResult(value)
 
@@ -251,7 +243,7 @@ class ClusterRoomStore(RoomStore):
         if self._is_home(home):
             entries = await self._listed_members(room)
         else:
-            entries = await self._ask(home, lambda request: MembersRequest(request, room))
+            entries = await self._ref(home).ask(lambda request: MembersRequest(request, room))
         out: list[Connection] = []
         for conn_id, shard, info, node in entries:
             member = self._local.get(conn_id)
@@ -267,7 +259,7 @@ class ClusterRoomStore(RoomStore):
         home = self.home_of(room)
         if self._is_home(home):
             return await self._exists_at_home(room)
-        return bool(await self._ask(home, lambda request: ExistsRequest(request, room)))
+        return bool(await self._ref(home).ask(lambda request: ExistsRequest(request, room)))
 
     async def publish(
         self, room: RoomName, frame: bytes, exclude: frozenset[ConnectionId] = frozenset()
@@ -295,7 +287,7 @@ class ClusterRoomStore(RoomStore):
             return await _with_remote(count, counting)
         # The home orders it (this shard's members get it through the home too) and answers
         # with the number of members it fanned it out to.
-        request, answer = self._new_request(home)
+        request, answer = self.asks.open(home)
         origin = f"{self.node}:{self.shard}.{self.generation}.{request}"
         try:
             if self.links.send(home, Publish(room, excluded, frame, request, origin)):
@@ -312,7 +304,7 @@ class ClusterRoomStore(RoomStore):
                     # that got the home's copy know its origin and drop this one.
                     return self._deliver_degraded(room, frame, exclude, origin)
         finally:
-            self._pending.pop(request, None)
+            self.asks.forget(request)
         # The home is down: reach every member that can be reached, in this sender's order.
         return self._deliver_degraded(room, frame, exclude, "")
 
@@ -361,7 +353,7 @@ class ClusterRoomStore(RoomStore):
                 return self.bridge.send_direct(remote[0], remote[1], conn_id, frame)
             return False
         try:
-            return bool(await self._ask(owner, lambda request: EmitTo(request, conn_id, frame)))
+            return bool(await self._ref(owner).ask(lambda request: EmitTo(request, conn_id, frame)))
         except RoomUnavailableError:
             return False
 
@@ -395,7 +387,7 @@ class ClusterRoomStore(RoomStore):
             for link in self.links.instances():
                 if link.peer is None:
                     continue
-                request, answer = self._new_request(link.peer)
+                request, answer = self.asks.open(link.peer)
                 requests.append(request)
                 if link.send(Deliver(None, excluded, namespace, frame, request)):
                     answers.append(answer)
@@ -411,7 +403,7 @@ class ClusterRoomStore(RoomStore):
             return delivered
         finally:
             for request in requests:
-                self._pending.pop(request, None)
+                self.asks.forget(request)
 
     def local_connections(self) -> Iterable[Connection]:
         return [member.conn for member in self._local.values()]
@@ -665,17 +657,17 @@ class ClusterRoomStore(RoomStore):
         if not message.request:
             self.links.send(self.shard, message)
             return
-        request, answer = self._new_request(self.shard)
+        request, answer = self.asks.open(self.shard)
         forwarded = Publish(message.room, message.exclude, message.frame, request, message.origin)
         if not self.links.send(self.shard, forwarded):
-            self._pending.pop(request, None)
+            self.asks.forget(request)
             return  # the asker's own timeout tells it
 
         async def relayed() -> Any:
             try:
                 return await asyncio.wait_for(answer, ASK_TIMEOUT)
             finally:
-                self._pending.pop(request, None)
+                self.asks.forget(request)
 
         self._answer_later(peer, message.request, relayed(), generation)
 
@@ -749,43 +741,9 @@ class ClusterRoomStore(RoomStore):
 
     # -- asks ------------------------------------------------------------------------------------
 
-    def _new_request(
-        self, peer: int, on_reply: Callable[[Any], None] | None = None
-    ) -> tuple[int, asyncio.Future[Any]]:
-        """A request id and the future its Reply from ``peer`` completes (failed with
-        RoomUnavailableError if the peer goes down first). The caller removes the entry."""
-        self._next_request += 1
-        request = self._next_request
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[request] = (future, peer, on_reply)
-        return request, future
-
-    async def _ask(
-        self,
-        peer: int,
-        build: Callable[[int], PipeMessage],
-        on_reply: Callable[[Any], None] | None = None,
-    ) -> Any:
-        request, future = self._new_request(peer, on_reply)
-        if not self.links.send(peer, build(request)):
-            self._pending.pop(request, None)
-            raise RoomUnavailableError(
-                "room service temporarily unavailable; retry", details={"retry": True}
-            )
-        try:
-            return await asyncio.wait_for(future, ASK_TIMEOUT)
-        except TimeoutError:
-            self._pending.pop(request, None)
-            raise RoomUnavailableError(
-                "room service did not answer; retry", details={"retry": True}
-            ) from None
-        except asyncio.CancelledError:
-            # The asker went away (its connection closed). A reply with work to do (a join
-            # to undo) must still find its entry; it is removed when the reply comes or the
-            # peer goes down.
-            if on_reply is None:
-                self._pending.pop(request, None)
-            raise
+    def _ref(self, peer: int) -> PeerRef:
+        """Shard ``peer`` of this node, to tell or to ask (its live instance)."""
+        return self.asks.ref(self.links, peer)
 
     # -- LinkHandler -----------------------------------------------------------------------------
 
@@ -826,13 +784,7 @@ class ClusterRoomStore(RoomStore):
             self._answer_publish(peer, generation, message)
 
     def _on_reply(self, peer: int, generation: int, message: Reply) -> None:
-        pending = self._pending.pop(message.request, None)
-        if pending is not None:
-            future, _, on_reply = pending
-            if on_reply is not None:
-                on_reply(message.value)
-            if not future.done():
-                future.set_result(message.value)
+        self.asks.answered(message.request, message.value)
 
     def _on_join(self, peer: int, generation: int, message: JoinRequest) -> None:
         joining = self._begin_join(
@@ -907,14 +859,7 @@ class ClusterRoomStore(RoomStore):
                 self.bridge.room_emptied(room)
         if self.links.generation_of(peer) not in (None, generation):
             return  # a draining predecessor exited: asks go to its successor, which is up
-        for request, (future, target, _) in list(self._pending.items()):
-            if target == peer and not future.done():
-                future.set_exception(
-                    RoomUnavailableError(
-                        "room service temporarily unavailable; retry", details={"retry": True}
-                    )
-                )
-                del self._pending[request]
+        self.asks.peer_down(peer)
 
 
 async def _with_remote(count: int, remote: asyncio.Future[Any] | None) -> int:
