@@ -110,8 +110,14 @@ class Supervisor:
         metrics_token: str | None = None,
         shard_timeout: float = DEFAULT_SHARD_TIMEOUT,
         watcher: SourceWatcher | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        send_signal: Callable[[int, int], None] = os.kill,
     ) -> None:
         self.app = app
+        # Every decision reads this clock and every signal goes through send_signal, so the
+        # decisions can be tested without processes.
+        self._clock = clock
+        self._send_signal = send_signal
         if config.redis_url and not config.node_id:
             # Names this node in Redis and in its connection ids; fresh on every start, so a
             # restarted node is not mistaken for the one that died.
@@ -187,7 +193,7 @@ class Supervisor:
                 os._exit(code)
         os.close(pipe_w)
         os.set_blocking(pipe_r, False)
-        now = time.monotonic()
+        now = self._clock()
         process = ShardProcess(index, pid, generation, pipe_r, now, changed_at=now)
         self.processes[pid] = process
         return process
@@ -195,7 +201,7 @@ class Supervisor:
     def _move(self, process: ShardProcess, event: ShardEvent) -> None:
         """The one place a shard changes state (the table records its metric)."""
         process.state = next_state(process.state, event)
-        process.changed_at = time.monotonic()
+        process.changed_at = self._clock()
         if process.state is ShardState.SERVING:
             self.liveness.heard(process.pid, process.changed_at)
         else:
@@ -228,7 +234,7 @@ class Supervisor:
             messages = process.decoder.feed(data)
         except PipeProtocolError:
             return
-        now = time.monotonic()
+        now = self._clock()
         for message in messages:
             if isinstance(message, Alive):
                 if process.pid in self.liveness:
@@ -258,7 +264,7 @@ class Supervisor:
 
     def _kill(self, process: ShardProcess, event: ShardEvent) -> None:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGKILL)
+            self._send_signal(process.pid, signal.SIGKILL)
         self._move(process, event)
         process.kill_at = None
 
@@ -267,7 +273,7 @@ class Supervisor:
         is still running past the drain (or, before it was ready, a short grace)."""
         grace = BOOTING_GRACE if process.state is ShardState.BOOTING else self._drain_limit()
         with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGTERM)
+            self._send_signal(process.pid, signal.SIGTERM)
         self._move(process, ShardEvent.RETIRE)
         process.kill_at = process.changed_at + grace
 
@@ -283,7 +289,7 @@ class Supervisor:
             HUNG_GRACE,
         )
         with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGTERM)
+            self._send_signal(process.pid, signal.SIGTERM)
         self._move(process, ShardEvent.SILENT)
         process.kill_at = process.changed_at + HUNG_GRACE
         self._schedule_restart(process, "hung")
@@ -339,13 +345,13 @@ class Supervisor:
     def _schedule_restart(self, process: ShardProcess, what: str) -> None:
         if self._live(process.index) or process.index in self._restart_at:
             return  # another process serves it already (a reload's successor)
-        lived = time.monotonic() - (process.ready_at or process.started)
+        lived = self._clock() - (process.ready_at or process.started)
         if process.ready_at is not None and lived >= STABLE_AFTER:
             self._deaths[process.index] = 0
         deaths = self._deaths.get(process.index, 0)
         delay = 0.0 if deaths == 0 else min(MAX_BACKOFF, 0.1 * 2 ** (deaths - 1))
         self._deaths[process.index] = deaths + 1
-        self._restart_at[process.index] = time.monotonic() + delay
+        self._restart_at[process.index] = self._clock() + delay
         logger.warning(
             "shard %s (pid %s) %s; restarting in %.1fs", process.index, process.pid, what, delay
         )
@@ -353,7 +359,7 @@ class Supervisor:
     def _restart_due(self) -> None:
         if self.phase is ClusterPhase.STOPPING:
             return
-        now = time.monotonic()
+        now = self._clock()
         for index, when in list(self._restart_at.items()):
             if when <= now:
                 del self._restart_at[index]
@@ -362,7 +368,7 @@ class Supervisor:
 
     def _check_timers(self) -> None:
         """Boots that take too long, serving shards gone silent, stops that overrun."""
-        now = time.monotonic()
+        now = self._clock()
         for pid, silent_for in list(self.liveness.silent(now)):
             self._hang_up(self.processes[pid], silent_for)
         for process in list(self.processes.values()):
@@ -422,7 +428,7 @@ class Supervisor:
         self._restart_due()
 
     def _tick_timeout(self) -> float:
-        now = time.monotonic()
+        now = self._clock()
         deadlines = list(self._restart_at.values())
         deadlines += [p.kill_at for p in self.processes.values() if p.kill_at is not None]
         liveness = self.liveness.next_deadline()
@@ -481,7 +487,7 @@ class Supervisor:
     def _watch_sources(self) -> None:
         """--reload: at most one snapshot a second (the loop turns more often, on every
         liveness report); a change reloads."""
-        now = time.monotonic()
+        now = self._clock()
         if self.watcher is None or now < self._watch_at:
             return
         self._watch_at = now + WATCH_INTERVAL
