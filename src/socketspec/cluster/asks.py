@@ -16,7 +16,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from socketspec.cluster.codec import PipeMessage
+from socketspec.cluster.codec import LinkMessage
 from socketspec.errors import ErrorCode, EventError
 
 ASK_TIMEOUT = 5.0
@@ -35,7 +35,7 @@ def unavailable(reason: str) -> RoomUnavailableError:
 
 
 class Sender(Protocol):
-    def send(self, peer: int, message: PipeMessage) -> bool: ...
+    def send(self, peer: int, message: LinkMessage) -> bool: ...
 
 
 class Asks:
@@ -93,12 +93,12 @@ class PeerRef:
         self._links = links
         self.peer = peer
 
-    def tell(self, message: PipeMessage) -> bool:
+    def tell(self, message: LinkMessage) -> bool:
         """Send without an answer; False if the peer's link is down."""
         return self._links.send(self.peer, message)
 
     async def ask(
-        self, build: Callable[[int], PipeMessage], on_reply: OnReply | None = None
+        self, build: Callable[[int], LinkMessage], on_reply: OnReply | None = None
     ) -> Any:
         """Send ``build(request)`` and await its reply's value. Raises RoomUnavailableError
         if the peer is down, goes down, or does not answer within ASK_TIMEOUT."""

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from socketspec.cluster.codec import PipeMessage
+from socketspec.cluster.codec import LinkMessage
 
 logger = logging.getLogger("socketspec.cluster")
 
@@ -23,16 +23,16 @@ Handler = Callable[[int, int, Any], None]
 class LinkRouter:
     """Dispatches each message to the handler registered for its exact type."""
 
-    def __init__(self, owner: str, handlers: Mapping[type[PipeMessage], Handler]) -> None:
+    def __init__(self, owner: str, handlers: Mapping[type[LinkMessage], Handler]) -> None:
         self._owner = owner  # names the receiver in the log line of an unrouted message
-        self._handlers: dict[type[PipeMessage], Handler] = dict(handlers)
+        self._handlers: dict[type[LinkMessage], Handler] = dict(handlers)
 
     @property
-    def routed(self) -> frozenset[type[PipeMessage]]:
+    def routed(self) -> frozenset[type[LinkMessage]]:
         """The message types that have a handler."""
         return frozenset(self._handlers)
 
-    def dispatch(self, peer: int, generation: int, message: PipeMessage) -> bool:
+    def dispatch(self, peer: int, generation: int, message: LinkMessage) -> bool:
         """Run the handler for ``message``'s type; False (and a warning) if there is none."""
         handler = self._handlers.get(type(message))
         if handler is None:

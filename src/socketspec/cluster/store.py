@@ -56,8 +56,8 @@ from socketspec.cluster.codec import (
     JoinRequest,
     Kick,
     Leave,
+    LinkMessage,
     MembersRequest,
-    PipeMessage,
     Publish,
     Rejoin,
     Reply,
@@ -747,10 +747,10 @@ class ClusterRoomStore(RoomStore):
 
     # -- LinkHandler -----------------------------------------------------------------------------
 
-    def on_message(self, peer: int, generation: int, message: PipeMessage) -> None:
+    def on_message(self, peer: int, generation: int, message: LinkMessage) -> None:
         self.router.dispatch(peer, generation, message)
 
-    def _routes(self) -> dict[type[PipeMessage], Handler]:
+    def _routes(self) -> dict[type[LinkMessage], Handler]:
         """What this store does with each message a peer shard sends it."""
         return {
             Deliver: self._on_deliver,

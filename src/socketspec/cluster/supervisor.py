@@ -47,7 +47,7 @@ from urllib.parse import urlsplit, urlunsplit
 from socketspec import metrics
 from socketspec.app import SocketApp
 from socketspec.cluster import metrics_http
-from socketspec.cluster.codec import Alive, BootFailed, PipeDecoder, PipeProtocolError, Ready
+from socketspec.cluster.codec import Alive, BootFailed, LinkDecoder, LinkProtocolError, Ready
 from socketspec.cluster.lifecycle import LIVE, Liveness, ShardEvent, ShardState, next_state
 from socketspec.cluster.metrics_http import MetricsEndpoint
 from socketspec.cluster.watch import SourceWatcher
@@ -89,7 +89,7 @@ class ShardProcess:
     generation: int
     pipe_fd: int  # -1 once the shard closed its end
     started: float
-    decoder: PipeDecoder = field(default_factory=PipeDecoder)
+    decoder: LinkDecoder = field(default_factory=LinkDecoder)
     state: ShardState = ShardState.BOOTING
     changed_at: float = 0.0  # when it entered its state
     ready_at: float | None = None
@@ -232,7 +232,7 @@ class Supervisor:
             return
         try:
             messages = process.decoder.feed(data)
-        except PipeProtocolError:
+        except LinkProtocolError:
             return
         now = self._clock()
         for message in messages:

@@ -10,15 +10,15 @@ import pytest
 
 from socketspec.cluster import asks as asks_module
 from socketspec.cluster.asks import Asks, RoomUnavailableError
-from socketspec.cluster.codec import ExistsRequest, Leave, PipeMessage
+from socketspec.cluster.codec import ExistsRequest, Leave, LinkMessage
 
 
 class Links:
     def __init__(self, down: frozenset[int] = frozenset()) -> None:
         self.down = down
-        self.sent: list[tuple[int, PipeMessage]] = []
+        self.sent: list[tuple[int, LinkMessage]] = []
 
-    def send(self, peer: int, message: PipeMessage) -> bool:
+    def send(self, peer: int, message: LinkMessage) -> bool:
         if peer in self.down:
             return False
         self.sent.append((peer, message))

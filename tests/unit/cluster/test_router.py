@@ -20,8 +20,8 @@ from socketspec.cluster.codec import (
     JoinRequest,
     Kick,
     Leave,
+    LinkMessage,
     MembersRequest,
-    PipeMessage,
     Publish,
     Ready,
     Rejoin,
@@ -31,11 +31,11 @@ from socketspec.cluster.router import LinkRouter
 from socketspec.cluster.store import ClusterRoomStore
 
 
-def recording_router() -> tuple[LinkRouter, list[tuple[str, int, int, PipeMessage]]]:
-    seen: list[tuple[str, int, int, PipeMessage]] = []
+def recording_router() -> tuple[LinkRouter, list[tuple[str, int, int, LinkMessage]]]:
+    seen: list[tuple[str, int, int, LinkMessage]] = []
 
     def handler(name: str) -> Any:
-        def handle(peer: int, generation: int, message: PipeMessage) -> None:
+        def handle(peer: int, generation: int, message: LinkMessage) -> None:
             seen.append((name, peer, generation, message))
 
         return handle
