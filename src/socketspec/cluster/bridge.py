@@ -5,17 +5,19 @@ link to the other nodes) and ``NullBridge``, the bridge of a node without Redis:
 there are no other nodes, so every call is answered as "nothing beyond this node"
 (no other node's members, no remote deliveries, joins decided here). The store
 always holds a bridge and never asks whether it has one. Does not own Redis: the
-Redis bridge (``cluster/redis_bridge.py``, imported only when a Redis URL is given)
+Redis bridge (``cluster/redis/bridge.py``, imported only when a Redis URL is given)
 is the other implementation.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from socketspec.cluster.addresses import RemoteMember
 from socketspec.types import ConnectionId, Namespace, RoomName
+
+if TYPE_CHECKING:  # the Redis package is imported only when a Redis URL is given
+    from socketspec.cluster.redis.codec import RemoteMember
 
 
 class NodeBridge(Protocol):

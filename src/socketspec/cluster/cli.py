@@ -13,7 +13,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from socketspec import logs, metrics
 from socketspec.app import SocketApp
@@ -26,6 +26,9 @@ from socketspec.errors import ConfigurationError
 from socketspec.loader import AppLoadError, load_app
 from socketspec.push.api import parse_keys
 from socketspec.server.config import ServerConfig
+
+if TYPE_CHECKING:  # the Redis package is imported only when a Redis URL is given
+    from socketspec.cluster.redis.settings import RedisSettings
 
 ENV_PREFIX = "SOCKETSPEC_"
 MIN_SHARD_TIMEOUT = 4 * REPORT_INTERVAL  # a few late reports never get a shard killed
@@ -360,17 +363,24 @@ def shard_timeout(text: str) -> float:
     return value
 
 
-def config_from(args: argparse.Namespace, app: SocketApp | None = None) -> ServerConfig:
-    """The flags, falling back to the app's own ``RedisBackend`` for the Redis settings."""
+def redis_from(args: argparse.Namespace, app: SocketApp | None = None) -> RedisSettings | None:
+    """The Redis flags, falling back to the app's own ``RedisBackend``; None without a URL
+    (or in echo mode, which has no rooms)."""
     backend = app.redis if app is not None else None
-    redis = args.redis or (backend.url if backend is not None else None)
+    url = args.redis or (backend.url if backend is not None else None)
+    if url is None or args.echo:
+        return None
     if args.redis_node_ttl is not None:
         node_ttl = args.redis_node_ttl
     else:
         node_ttl = backend.node_ttl if backend is not None else DEFAULT_NODE_TTL
+    from socketspec.cluster.redis.settings import RedisSettings
+
+    return RedisSettings(url, node_ttl)
+
+
+def config_from(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
-        redis_url=None if args.echo else redis,
-        redis_node_ttl=node_ttl,
         host=args.host,
         port=args.port,
         path="/" + args.path.strip("/"),
@@ -433,8 +443,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             app.startup()
         except (AppLoadError, ConfigurationError) as exc:
             parser.exit(2, f"socketspec-cluster: error: {exc}\n")
-    config = config_from(args, app)
-    if config.redis_url is not None:
+    config = config_from(args)
+    redis = redis_from(args, app)
+    if redis is not None:
         try:
             require_redis_client()
         except ConfigurationError as exc:
@@ -451,6 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics_token=args.metrics_token,
         shard_timeout=args.shard_timeout,
         watcher=SourceWatcher(source_roots(args.app)) if args.reload else None,
+        redis=redis,
     )
     return supervisor.run()
 

@@ -27,7 +27,7 @@ homed there, and the rooms are whole again.
 With Redis (``--redis``), a room spans nodes: each node's home actor records
 its node's members in Redis (``max_members`` is then checked there, across
 nodes), publishes the broadcasts it orders once, and fans out the ones other
-nodes publish to its node's shards (``cluster/redis_bridge.py``). A connection
+nodes publish to its node's shards (``cluster/redis/``). A connection
 id then also names its node, so a direct emit to a connection on another node
 goes to that node's shard through Redis.
 """
@@ -39,14 +39,14 @@ import logging
 import zlib
 from collections.abc import Callable, Container, Coroutine, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from socketspec import envelope, metrics
 from socketspec.backends.base import JoinResult, LocalMember, RoomStore
 from socketspec.backends.home import RoomHome
-from socketspec.cluster.addresses import RemoteMember, locate, new_connection_id
+from socketspec.cluster.addresses import locate, new_connection_id
 from socketspec.cluster.asks import ASK_TIMEOUT, Asks, PeerRef, RoomUnavailableError
 from socketspec.cluster.bridge import NodeBridge, NullBridge
 from socketspec.cluster.codec import (
@@ -67,6 +67,9 @@ from socketspec.cluster.router import Handler, LinkRouter
 from socketspec.connection import Connection, Identity, SessionInfo, utcnow
 from socketspec.metrics import TALLY
 from socketspec.types import ConnectionId, Namespace, RoomName
+
+if TYPE_CHECKING:  # the Redis package is imported only when a Redis URL is given
+    from socketspec.cluster.redis.codec import RemoteMember
 
 logger = logging.getLogger("socketspec.cluster")
 
@@ -107,7 +110,7 @@ class ClusterRoomStore(RoomStore):
         self.node = node  # 8 hex characters with Redis, "" without
         self.bridge: NodeBridge = NullBridge()
         if redis_url is not None:
-            from socketspec.cluster.redis_bridge import RedisBridge
+            from socketspec.cluster.redis.bridge import RedisBridge
 
             self.bridge = RedisBridge(redis_url, node, shard, node_ttl, self)
         self.links = LinkManager(shard, shards, generation, run_dir, self)

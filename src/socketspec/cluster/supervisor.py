@@ -24,13 +24,11 @@ supervisor does on each move:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import enum
 import errno
 import importlib
 import logging
 import os
-import secrets
 import select
 import shutil
 import signal
@@ -42,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from socketspec import metrics
@@ -54,6 +53,9 @@ from socketspec.cluster.watch import SourceWatcher
 from socketspec.cluster.worker import run_worker
 from socketspec.loader import ENTRY_POINT_GROUP, load_app
 from socketspec.server.config import ServerConfig
+
+if TYPE_CHECKING:  # the Redis package is imported only when a Redis URL is given
+    from socketspec.cluster.redis.settings import RedisSettings
 
 logger = logging.getLogger("socketspec.supervisor")
 
@@ -110,6 +112,7 @@ class Supervisor:
         metrics_token: str | None = None,
         shard_timeout: float = DEFAULT_SHARD_TIMEOUT,
         watcher: SourceWatcher | None = None,
+        redis: RedisSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
         send_signal: Callable[[int, int], None] = os.kill,
     ) -> None:
@@ -118,10 +121,8 @@ class Supervisor:
         # decisions can be tested without processes.
         self._clock = clock
         self._send_signal = send_signal
-        if config.redis_url and not config.node_id:
-            # Names this node in Redis and in its connection ids; fresh on every start, so a
-            # restarted node is not mistaken for the one that died.
-            config = dataclasses.replace(config, node_id=secrets.token_hex(4))
+        # The node id names this node in Redis and in its connection ids.
+        self.redis = redis.with_node_id() if redis is not None else None
         self.config = config
         self.workers = workers
         self.app_spec = app_spec
@@ -188,6 +189,7 @@ class Supervisor:
                     self.run_dir,
                     pipe_w,
                     supervisor_pid,
+                    self.redis,
                 )
             finally:
                 os._exit(code)
@@ -531,10 +533,10 @@ class Supervisor:
         print(f"socketspec-cluster: health at {base}/healthz", flush=True)
         if self.app is not None and self.app.docs:
             print(f"socketspec-cluster: docs at {base}{self.app.docs_url}", flush=True)
-        if config.redis_url:
+        if self.redis is not None:
             print(
-                f"socketspec-cluster: node {config.node_id} shares rooms through "
-                f"{_redacted(config.redis_url)}",
+                f"socketspec-cluster: node {self.redis.node_id} shares rooms through "
+                f"{_redacted(self.redis.url)}",
                 flush=True,
             )
         if config.serve_metrics:

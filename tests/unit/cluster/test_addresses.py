@@ -1,5 +1,6 @@
 """Connection addresses: an id names its shard (and with Redis its node) and nothing else
-is lost from the UUID; a member record names its node where the Lua scripts read it."""
+is lost from the UUID; a member record in Redis names its node where the Lua scripts read
+it, with the same length."""
 
 from __future__ import annotations
 
@@ -7,14 +8,9 @@ import uuid
 
 import pytest
 
-from socketspec.cluster.addresses import (
-    LUA_MEMBER_NODE,
-    NODE_ID_LENGTH,
-    locate,
-    member_value,
-    new_connection_id,
-    parse_member,
-)
+from socketspec.cluster.addresses import NODE_ID_LENGTH, locate, new_connection_id
+from socketspec.cluster.redis.codec import member_value, parse_member
+from socketspec.cluster.redis.scripts import JOIN_SCRIPT, LUA_MEMBER_NODE, MEMBERS_SCRIPT
 
 
 def test_an_id_names_its_shard_and_node() -> None:
@@ -51,7 +47,5 @@ def test_the_scripts_read_a_records_node_from_its_first_characters() -> None:
 
 
 def test_the_redis_scripts_use_that_one_definition() -> None:
-    from socketspec.cluster import redis_bridge
-
-    assert f"local node = {LUA_MEMBER_NODE}" in redis_bridge.MEMBERS_SCRIPT
-    assert f"local node = {LUA_MEMBER_NODE}" in redis_bridge._JOIN
+    assert f"local node = {LUA_MEMBER_NODE}" in MEMBERS_SCRIPT
+    assert f"local node = {LUA_MEMBER_NODE}" in JOIN_SCRIPT
