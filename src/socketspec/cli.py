@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from socketspec.server.cli import OneLineParser
+from socketspec.cluster.cli import OneLineParser
 
 PROG = "socketspec"
 EXPORT_PROG = f"{PROG} export-schema"

@@ -2,8 +2,10 @@
 
 Owns room membership when the whole application lives in one process (the
 TestClient, a single shard without peers). Joins are atomic because nothing
-here awaits between the check and the change. Rooms are created by the first
-join and destroyed by the last leave, unless static or within their ttl.
+here awaits between the check and the change. The rooms, their members and
+their lives (created by the first join, destroyed by the last leave unless
+static, existing for their ttl after) are a ``RoomHome`` (``backends/home.py``),
+the same one the cluster store keeps for the rooms homed on a shard.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable, Iterable
 
 from socketspec import metrics
 from socketspec.backends.base import JoinResult, LocalMember, RoomStore
+from socketspec.backends.home import RoomHome
 from socketspec.connection import Connection
 from socketspec.metrics import TALLY
 from socketspec.types import ConnectionId, Namespace, RoomName
@@ -24,22 +27,12 @@ _HOME_BROADCASTS = metrics.broadcasts.labels(path="home")
 
 class MemoryRoomStore(RoomStore):
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
         self._local: dict[ConnectionId, LocalMember] = {}
-        # dict as an ordered set: broadcast order is join order.
-        self._rooms: dict[RoomName, dict[ConnectionId, None]] = {}
+        self._rooms: RoomHome[None] = RoomHome(clock)
         self._memberships: dict[ConnectionId, set[RoomName]] = {}
-        self._static: set[RoomName] = set()
-        self._ttl: dict[RoomName, float] = {}
-        self._empty_until: dict[RoomName, float] = {}
 
     def declare_room(self, room: RoomName, *, static: bool, ttl: float) -> None:
-        if static:
-            self._static.add(room)
-            self._rooms.setdefault(room, {})
-            metrics.rooms.set(len(self._rooms))
-        if ttl:
-            self._ttl[room] = ttl
+        self._rooms.declare(room, static=static, ttl=ttl)
 
     async def attach(self, member: LocalMember) -> None:
         self._local[member.id] = member
@@ -50,59 +43,30 @@ class MemoryRoomStore(RoomStore):
         left = self._memberships.pop(conn_id, set())
         ordered = [room for room in self._rooms if room in left]
         for room in ordered:
-            self._remove(room, conn_id)
+            self._rooms.leave(room, conn_id)
         return ordered
 
     async def join(self, room: RoomName, conn_id: ConnectionId, max_members: int) -> JoinResult:
-        members = self._rooms.get(room)
-        if members is not None and conn_id in members:
-            return JoinResult.ALREADY_MEMBER
-        if max_members and members is not None and len(members) >= max_members:
-            return JoinResult.FULL
-        if members is None:
-            members = self._rooms[room] = {}
-            metrics.rooms.set(len(self._rooms))
-        members[conn_id] = None
-        self._empty_until.pop(room, None)
-        self._memberships.setdefault(conn_id, set()).add(room)
-        return JoinResult.JOINED
+        result = self._rooms.join(room, conn_id, None, max_members)
+        if result is JoinResult.JOINED:
+            self._memberships.setdefault(conn_id, set()).add(room)
+        return result
 
     async def leave(self, room: RoomName, conn_id: ConnectionId) -> bool:
         rooms = self._memberships.get(conn_id)
         if rooms is None or room not in rooms:
             return False
         rooms.discard(room)
-        self._remove(room, conn_id)
+        self._rooms.leave(room, conn_id)
         return True
-
-    def _remove(self, room: RoomName, conn_id: ConnectionId) -> None:
-        members = self._rooms.get(room)
-        if members is None:
-            return
-        members.pop(conn_id, None)
-        if members or room in self._static:
-            return
-        del self._rooms[room]
-        metrics.rooms.set(len(self._rooms))
-        ttl = self._ttl.get(room)
-        if ttl:
-            self._empty_until[room] = self._clock() + ttl
 
     async def members(self, room: RoomName) -> list[Connection]:
         if room in self._local:
             return [self._local[room].conn]
-        return [self._local[c].conn for c in self._rooms.get(room, ()) if c in self._local]
+        return [self._local[c].conn for c in self._rooms.members(room) if c in self._local]
 
     async def exists(self, room: RoomName) -> bool:
-        if room in self._rooms or room in self._local:
-            return True
-        until = self._empty_until.get(room)
-        if until is None:
-            return False
-        if self._clock() < until:
-            return True
-        del self._empty_until[room]
-        return False
+        return room in self._local or self._rooms.exists(room)
 
     def _deliver(self, member: LocalMember, frame: bytes) -> bool:
         try:
@@ -119,7 +83,7 @@ class MemoryRoomStore(RoomStore):
             return int(room not in exclude and self._deliver(own, frame))
         delivered = 0
         local = self._local
-        for conn_id in tuple(self._rooms.get(room, ())):
+        for conn_id in tuple(self._rooms.members(room)):
             if conn_id in exclude:
                 continue
             member = local.get(conn_id)

@@ -3,7 +3,7 @@
 Owns the messages shards exchange (frozen dataclasses) and their wire form:
 a 4-byte big-endian length, then a JSON header ``[kind, fields...]`` of known
 length, then an optional raw blob (a serialised envelope travels as bytes,
-never re-encoded). ``PipeDecoder`` takes bytes in any chunking and returns
+never re-encoded). ``LinkDecoder`` takes bytes in any chunking and returns
 whole messages; a frame larger than ``MAX_FRAME`` is a protocol error. Never
 touches a socket.
 """
@@ -20,25 +20,25 @@ MAX_FRAME = 64 * 1024 * 1024
 _HEAD = struct.Struct("!II")  # total length after this word, header length
 
 
-class PipeProtocolError(Exception):
+class LinkProtocolError(Exception):
     """The peer sent bytes that are not a valid pipe frame."""
 
 
 @dataclass(frozen=True, slots=True)
-class PipeMessage:
+class LinkMessage:
     KIND: ClassVar[str] = ""
     BLOB: ClassVar[str | None] = None  # the field carried as raw bytes, if any
 
 
 @dataclass(frozen=True, slots=True)
-class Hello(PipeMessage):
+class Hello(LinkMessage):
     KIND = "hello"
     shard: int
     generation: int
 
 
 @dataclass(frozen=True, slots=True)
-class JoinRequest(PipeMessage):
+class JoinRequest(LinkMessage):
     KIND = "join"
     request: int
     room: str
@@ -48,7 +48,7 @@ class JoinRequest(PipeMessage):
 
 
 @dataclass(frozen=True, slots=True)
-class Reply(PipeMessage):
+class Reply(LinkMessage):
     """The answer to an ask (join, members, exists); ``value`` is JSON."""
 
     KIND = "reply"
@@ -57,14 +57,14 @@ class Reply(PipeMessage):
 
 
 @dataclass(frozen=True, slots=True)
-class Leave(PipeMessage):
+class Leave(LinkMessage):
     KIND = "leave"
     room: str
     conn_id: str
 
 
 @dataclass(frozen=True, slots=True)
-class Publish(PipeMessage):
+class Publish(LinkMessage):
     """To a room's home: order this frame and fan it out."""
 
     KIND = "publish"
@@ -80,7 +80,7 @@ class Publish(PipeMessage):
 
 
 @dataclass(frozen=True, slots=True)
-class Deliver(PipeMessage):
+class Deliver(LinkMessage):
     """From a room's home (or to every shard for broadcast_all): write to local members."""
 
     KIND = "deliver"
@@ -94,7 +94,7 @@ class Deliver(PipeMessage):
 
 
 @dataclass(frozen=True, slots=True)
-class EmitTo(PipeMessage):
+class EmitTo(LinkMessage):
     KIND = "emit_to"
     BLOB = "frame"
     request: int  # 0: no answer wanted; otherwise answered with Reply(request, delivered)
@@ -103,7 +103,7 @@ class EmitTo(PipeMessage):
 
 
 @dataclass(frozen=True, slots=True)
-class Kick(PipeMessage):
+class Kick(LinkMessage):
     """To a connection's shard: close it (``Connection.disconnect`` on a remote member)."""
 
     KIND = "kick"
@@ -112,21 +112,21 @@ class Kick(PipeMessage):
 
 
 @dataclass(frozen=True, slots=True)
-class MembersRequest(PipeMessage):
+class MembersRequest(LinkMessage):
     KIND = "members"
     request: int
     room: str
 
 
 @dataclass(frozen=True, slots=True)
-class ExistsRequest(PipeMessage):
+class ExistsRequest(LinkMessage):
     KIND = "exists"
     request: int
     room: str
 
 
 @dataclass(frozen=True, slots=True)
-class Rejoin(PipeMessage):
+class Rejoin(LinkMessage):
     """To a restarted home: the sender's members of rooms homed there, to rebuild them."""
 
     KIND = "rejoin"
@@ -134,7 +134,7 @@ class Rejoin(PipeMessage):
 
 
 @dataclass(frozen=True, slots=True)
-class Handover(PipeMessage):
+class Handover(LinkMessage):
     """From a shard's new instance to its draining predecessor, once linked to every peer:
     it is the home of the shard's rooms from now on (a rolling restart)."""
 
@@ -144,7 +144,7 @@ class Handover(PipeMessage):
 
 
 @dataclass(frozen=True, slots=True)
-class Goodbye(PipeMessage):
+class Goodbye(LinkMessage):
     """An instance that exits says it first, and the peer answers with its own: after the
     answer nothing more comes on the link, so every message already sent (a broadcast for
     this home to fan out) was read and handled before the link closes."""
@@ -155,7 +155,7 @@ class Goodbye(PipeMessage):
 
 
 @dataclass(frozen=True, slots=True)
-class Ready(PipeMessage):
+class Ready(LinkMessage):
     """From a shard to the supervisor: listening and linked."""
 
     KIND = "ready"
@@ -164,7 +164,7 @@ class Ready(PipeMessage):
 
 
 @dataclass(frozen=True, slots=True)
-class Alive(PipeMessage):
+class Alive(LinkMessage):
     """From a serving shard to the supervisor, from its event loop, every report interval:
     the loop turns. Silence past ``--shard-timeout`` gets the shard replaced."""
 
@@ -173,13 +173,13 @@ class Alive(PipeMessage):
 
 
 @dataclass(frozen=True, slots=True)
-class BootFailed(PipeMessage):
+class BootFailed(LinkMessage):
     KIND = "boot_failed"
     shard: int
     reason: str
 
 
-MESSAGES: dict[str, type[PipeMessage]] = {
+MESSAGES: dict[str, type[LinkMessage]] = {
     cls.KIND: cls
     for cls in (
         Hello,
@@ -200,12 +200,12 @@ MESSAGES: dict[str, type[PipeMessage]] = {
         Alive,
     )
 }
-_FIELDS: dict[type[PipeMessage], tuple[str, ...]] = {
+_FIELDS: dict[type[LinkMessage], tuple[str, ...]] = {
     cls: tuple(f.name for f in fields(cls)) for cls in MESSAGES.values()
 }
 
 
-def encode(message: PipeMessage) -> bytes:
+def encode(message: LinkMessage) -> bytes:
     cls = type(message)
     blob_field = cls.BLOB
     values = [cls.KIND]
@@ -219,26 +219,29 @@ def encode(message: PipeMessage) -> bytes:
     return _HEAD.pack(4 + len(header) + len(blob), len(header)) + header + blob
 
 
-def _build(header: bytes, blob: bytes) -> PipeMessage:
+def _build(header: bytes, blob: bytes) -> LinkMessage:
     try:
         values = orjson.loads(header)
         cls = MESSAGES[values[0]]
     except (orjson.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
-        raise PipeProtocolError(f"bad pipe header: {exc}") from exc
+        raise LinkProtocolError(f"bad pipe header: {exc}") from exc
     names = _FIELDS[cls]
     args: list[Any] = []
     it = iter(values[1:])
-    for name in names:
-        if name == cls.BLOB:
-            args.append(blob)
-        else:
-            args.append(next(it))
+    try:
+        for name in names:
+            if name == cls.BLOB:
+                args.append(blob)
+            else:
+                args.append(next(it))
+    except StopIteration:
+        raise LinkProtocolError(f"pipe header for {cls.KIND} lacks fields") from None
     if cls is Rejoin:
         args[0] = [tuple(member) for member in args[0]]
     return cls(*args)
 
 
-class PipeDecoder:
+class LinkDecoder:
     """Bytes in, messages out."""
 
     __slots__ = ("_buffer",)
@@ -246,22 +249,22 @@ class PipeDecoder:
     def __init__(self) -> None:
         self._buffer = bytearray()
 
-    def feed(self, data: bytes) -> list[PipeMessage]:
+    def feed(self, data: bytes) -> list[LinkMessage]:
         buffer = self._buffer
         buffer += data
-        out: list[PipeMessage] = []
+        out: list[LinkMessage] = []
         offset = 0
         size = len(buffer)
         while size - offset >= 4:
             (length,) = struct.unpack_from("!I", buffer, offset)
             if length > MAX_FRAME or length < 4:
-                raise PipeProtocolError(f"pipe frame of {length} bytes")
+                raise LinkProtocolError(f"pipe frame of {length} bytes")
             if size - offset - 4 < length:
                 break
             (header_len,) = struct.unpack_from("!I", buffer, offset + 4)
             start = offset + 8
             if header_len > length - 4:
-                raise PipeProtocolError("pipe header longer than its frame")
+                raise LinkProtocolError("pipe header longer than its frame")
             header = bytes(buffer[start : start + header_len])
             blob = bytes(buffer[start + header_len : offset + 4 + length])
             out.append(_build(header, blob))

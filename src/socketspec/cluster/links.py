@@ -35,9 +35,9 @@ from socketspec.cluster.codec import (
     Goodbye,
     Handover,
     Hello,
-    PipeDecoder,
-    PipeMessage,
-    PipeProtocolError,
+    LinkDecoder,
+    LinkMessage,
+    LinkProtocolError,
     Rejoin,
     encode,
 )
@@ -96,7 +96,7 @@ def _check(table: dict[Any, frozenset[Any]], what: str, current: Enum, target: E
 
 
 class LinkHandler(Protocol):
-    def on_message(self, peer: int, generation: int, message: PipeMessage) -> None: ...
+    def on_message(self, peer: int, generation: int, message: LinkMessage) -> None: ...
 
     def on_peer_up(self, peer: int, generation: int) -> None: ...
 
@@ -120,7 +120,7 @@ def instance_paths(run_dir: Path, shard: int) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-class PipeLink(asyncio.Protocol):
+class UnixSocketLink(asyncio.Protocol):
     """One end of a link; the peer is unknown until its Hello arrives."""
 
     def __init__(self, manager: LinkManager) -> None:
@@ -128,7 +128,7 @@ class PipeLink(asyncio.Protocol):
         self.peer: int | None = None
         self.generation = -1
         self.transport: asyncio.Transport | None = None
-        self._decoder = PipeDecoder()
+        self._decoder = LinkDecoder()
         self._outbox: list[bytes] = []
         self._flush_scheduled = False
         self.closed = asyncio.get_running_loop().create_future()
@@ -145,7 +145,7 @@ class PipeLink(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             messages = self._decoder.feed(data)
-        except PipeProtocolError:
+        except LinkProtocolError:
             logger.exception("shard %s: corrupt pipe from shard %s", self.manager.shard, self.peer)
             if self.transport is not None:
                 self.transport.abort()
@@ -179,7 +179,7 @@ class PipeLink(asyncio.Protocol):
             self.closed.set_result(None)
         self.manager.unregister(self)
 
-    def send(self, message: PipeMessage) -> bool:
+    def send(self, message: LinkMessage) -> bool:
         transport = self.transport
         if transport is None or transport.is_closing():
             TALLY.add(metrics.pipe_dropped)
@@ -221,25 +221,25 @@ class LinkManager:
         self.run_dir = run_dir
         self.handler = handler
         # The link each peer's messages go out on: its newest generation's first link.
-        self._current: dict[int, PipeLink] = {}
+        self._current: dict[int, UnixSocketLink] = {}
         # One link per live instance (peer, generation): a draining predecessor of a peer
         # stays reachable beside its replacement until it exits.
-        self._instances: dict[tuple[int, int], PipeLink] = {}
+        self._instances: dict[tuple[int, int], UnixSocketLink] = {}
         # A newer instance of this shard, once it linked to us: we are draining. Once it is
         # linked to every peer it hands over, and is the home of this shard's rooms.
-        self._successor: PipeLink | None = None
+        self._successor: UnixSocketLink | None = None
         self.own_rooms = OwnRooms.STARTING
         # The instances that told us their members of our rooms (a Rejoin): we hand over
         # once every instance we are linked to has, and we are linked to every peer.
         self._rejoined: set[tuple[int, int]] = set()
-        self.unnamed: set[PipeLink] = set()  # connected links whose Hello has not come yet
+        self.unnamed: set[UnixSocketLink] = set()  # connected links whose Hello has not come yet
         # What must be done before we hand over (with Redis: subscribed to the channels of
         # the rooms we are told of), and the task waiting for it.
         self.before_handover: Callable[[], Awaitable[None]] | None = None
         self._settling: asyncio.Task[None] | None = None
         # Set when our predecessor (if any) has handed us its members of our rooms.
         self.predecessor_ready = asyncio.Event()
-        self._links: set[PipeLink] = set()
+        self._links: set[UnixSocketLink] = set()
         self._server: asyncio.AbstractServer | None = None
         self._connectors: set[asyncio.Task[None]] = set()
         self.all_linked = asyncio.Event()
@@ -253,7 +253,7 @@ class LinkManager:
         path = socket_path(self.run_dir, self.shard, self.generation)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-        self._server = await loop.create_unix_server(lambda: PipeLink(self), path=str(path))
+        self._server = await loop.create_unix_server(lambda: UnixSocketLink(self), path=str(path))
         # A predecessor still serving (a rolling restart) is linked to first: it hands this
         # instance its members of the rooms homed here (before any peer can send us a
         # broadcast for them; bounded: a hung predecessor never answers) and drains beside it.
@@ -279,7 +279,7 @@ class LinkManager:
     async def _dial(self, path: Path) -> bool:
         with contextlib.suppress(OSError):
             await asyncio.get_running_loop().create_unix_connection(
-                lambda: PipeLink(self), path=str(path)
+                lambda: UnixSocketLink(self), path=str(path)
             )
             return True
         return False
@@ -327,7 +327,7 @@ class LinkManager:
 
     # -- registry --------------------------------------------------------------------------------
 
-    def register(self, link: PipeLink) -> None:
+    def register(self, link: UnixSocketLink) -> None:
         peer = link.peer
         assert peer is not None
         self.unnamed.discard(link)
@@ -353,7 +353,7 @@ class LinkManager:
                 self.all_linked.set()
         self._maybe_hand_over()
 
-    def rejoined(self, link: PipeLink) -> None:
+    def rejoined(self, link: UnixSocketLink) -> None:
         """The instance on ``link`` told us its members of our rooms."""
         if link.peer is not None:
             self._rejoined.add((link.peer, link.generation))
@@ -418,7 +418,7 @@ class LinkManager:
             )
         return self.own_rooms is OwnRooms.HOME
 
-    def said_goodbye(self, link: PipeLink) -> None:
+    def said_goodbye(self, link: UnixSocketLink) -> None:
         """The instance on ``link`` exits: it is down for us from now on, and our answer
         tells it that nothing more comes from us. (If we are exiting too, its Goodbye is
         the answer to ours.) The link stays open: what it still sends (the fan-out of our
@@ -429,7 +429,7 @@ class LinkManager:
             link.send(Goodbye(self.shard, self.generation))
             self._unroute(link, LinkPhase.RETIRED)
 
-    def handed_over(self, link: PipeLink) -> None:
+    def handed_over(self, link: UnixSocketLink) -> None:
         """A newer instance of a shard knows every member of its rooms: it is their home
         now. For this shard's own rooms (our successor), what our home did goes to it."""
         peer = link.peer
@@ -445,12 +445,12 @@ class LinkManager:
             # Joins since our first word to it went to its predecessor: all our members again.
             self.handler.on_peer_up(peer, link.generation)
 
-    def unregister(self, link: PipeLink) -> None:
+    def unregister(self, link: UnixSocketLink) -> None:
         self.unnamed.discard(link)
         self._links.discard(link)
         self._unroute(link, LinkPhase.CLOSED)
 
-    def _unroute(self, link: PipeLink, phase: LinkPhase) -> None:
+    def _unroute(self, link: UnixSocketLink, phase: LinkPhase) -> None:
         """``link`` enters ``phase`` and carries nothing more for us: another link to the
         same instance takes over, or the instance is down for us (reported once, whether
         it said goodbye or its link closed)."""
@@ -493,7 +493,7 @@ class LinkManager:
 
     # -- sending ---------------------------------------------------------------------------------
 
-    def send(self, peer: int, message: PipeMessage) -> bool:
+    def send(self, peer: int, message: LinkMessage) -> bool:
         """Send to the newest instance of ``peer``; for this shard's own index, to the other
         instance of it: our successor, else our newest predecessor."""
         link = self._other_instance() if peer == self.shard else self._current.get(peer)
@@ -502,7 +502,7 @@ class LinkManager:
             return False
         return link.send(message)
 
-    def _other_instance(self) -> PipeLink | None:
+    def _other_instance(self) -> UnixSocketLink | None:
         if self._successor is not None:
             return self._successor
         older = [
@@ -512,7 +512,7 @@ class LinkManager:
         ]
         return max(older, key=lambda link: link.generation, default=None)
 
-    def send_to_instance(self, peer: int, generation: int, message: PipeMessage) -> bool:
+    def send_to_instance(self, peer: int, generation: int, message: LinkMessage) -> bool:
         """Send to that very instance of ``peer`` (a member's shard as it was when it
         joined), even while a newer instance has taken over the peer's other traffic."""
         link = self._instances.get((peer, generation))
@@ -521,7 +521,7 @@ class LinkManager:
             return False
         return link.send(message)
 
-    def predecessors(self, peer: int) -> list[PipeLink]:
+    def predecessors(self, peer: int) -> list[UnixSocketLink]:
         """Links to older instances of ``peer`` (another shard) that are still draining."""
         current = self._current.get(peer)
         if current is None or peer == self.shard:
@@ -532,12 +532,12 @@ class LinkManager:
             if shard == peer and generation < current.generation
         ]
 
-    def instances_of(self, peer: int) -> list[PipeLink]:
+    def instances_of(self, peer: int) -> list[UnixSocketLink]:
         """A link to every live instance of ``peer`` (for this shard's own index, the
         other instances of it)."""
         return [link for (shard, _), link in self._instances.items() if shard == peer]
 
-    def instances(self) -> list[PipeLink]:
+    def instances(self) -> list[UnixSocketLink]:
         """One link to every live instance of every peer, draining ones included."""
         return list(self._instances.values())
 

@@ -27,7 +27,7 @@ homed there, and the rooms are whole again.
 With Redis (``--redis``), a room spans nodes: each node's home actor records
 its node's members in Redis (``max_members`` is then checked there, across
 nodes), publishes the broadcasts it orders once, and fans out the ones other
-nodes publish to its node's shards (``cluster/redis_bridge.py``). A connection
+nodes publish to its node's shards (``cluster/redis/``). A connection
 id then also names its node, so a direct emit to a connection on another node
 goes to that node's shard through Redis.
 """
@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-import uuid
 import zlib
 from collections.abc import Callable, Container, Coroutine, Iterable
 from pathlib import Path
@@ -47,6 +45,10 @@ import orjson
 
 from socketspec import envelope, metrics
 from socketspec.backends.base import JoinResult, LocalMember, RoomStore
+from socketspec.backends.home import RoomHome
+from socketspec.cluster.addresses import locate, new_connection_id
+from socketspec.cluster.asks import ASK_TIMEOUT, Asks, PeerRef, RoomUnavailableError
+from socketspec.cluster.bridge import NodeBridge, NullBridge
 from socketspec.cluster.codec import (
     Deliver,
     EmitTo,
@@ -54,24 +56,23 @@ from socketspec.cluster.codec import (
     JoinRequest,
     Kick,
     Leave,
+    LinkMessage,
     MembersRequest,
-    PipeMessage,
     Publish,
     Rejoin,
     Reply,
 )
 from socketspec.cluster.links import LinkManager
+from socketspec.cluster.router import Handler, LinkRouter
 from socketspec.connection import Connection, Identity, SessionInfo, utcnow
-from socketspec.errors import ErrorCode, EventError
 from socketspec.metrics import TALLY
 from socketspec.types import ConnectionId, Namespace, RoomName
 
-if TYPE_CHECKING:  # redis is an extra: the bridge is imported only when a Redis URL is given
-    from socketspec.cluster.redis_bridge import RedisBridge, RemoteMember
+if TYPE_CHECKING:  # the Redis package is imported only when a Redis URL is given
+    from socketspec.cluster.redis.codec import RemoteMember
 
 logger = logging.getLogger("socketspec.cluster")
 
-ASK_TIMEOUT = 5.0
 # How many broadcast origins a shard remembers having delivered (oldest forgotten first): a
 # home's copy and the sender's own copy of one broadcast (sent when the home died before
 # answering) reach a shard within moments of each other, far fewer messages apart.
@@ -85,12 +86,6 @@ MemberEntry = tuple[int, int, dict[str, Any]]  # shard, generation, info
 # What a member listing carries: conn_id, shard, info, node ("" for this node).
 ListedMember = tuple[str, int, dict[str, Any], str]
 PendingJoin = JoinResult | asyncio.Future[Any]
-
-
-class RoomUnavailableError(EventError):
-    """The room's home shard is down or did not answer; the client may retry."""
-
-    code = ErrorCode.HANDLER_ERROR
 
 
 def home_of(room: RoomName, shards: int) -> int:
@@ -113,13 +108,13 @@ class ClusterRoomStore(RoomStore):
         self.shards = shards
         self.generation = generation
         self.node = node  # 8 hex characters with Redis, "" without
-        self.bridge: RedisBridge | None = None
+        self.bridge: NodeBridge = NullBridge()
         if redis_url is not None:
-            from socketspec.cluster.redis_bridge import RedisBridge
+            from socketspec.cluster.redis.bridge import RedisBridge
 
             self.bridge = RedisBridge(redis_url, node, shard, node_ttl, self)
         self.links = LinkManager(shard, shards, generation, run_dir, self)
-        if self.bridge is not None:
+        if self.bridge.spans_nodes:
             # Subscribed to the rooms we are told of before we are their home: the node's
             # messages for them are fanned out by our predecessor until then, by us after.
             self.links.before_handover = self.bridge.settled
@@ -128,15 +123,12 @@ class ClusterRoomStore(RoomStore):
         self._local_rooms: dict[RoomName, dict[ConnectionId, None]] = {}
         self._memberships: dict[ConnectionId, set[RoomName]] = {}
         # The room actors homed on this shard.
-        self._homed: dict[RoomName, dict[ConnectionId, MemberEntry]] = {}
-        self._static: set[RoomName] = set()
-        self._ttl: dict[RoomName, float] = {}
-        self._empty_until: dict[RoomName, float] = {}
-        self._pending: dict[int, tuple[asyncio.Future[Any], int, Callable[[Any], None] | None]] = {}
-        self._next_request = 0
+        self._home: RoomHome[MemberEntry] = RoomHome()
+        self.asks = Asks()
         self._answering: set[asyncio.Task[Any]] = set()
         # The origins of the broadcasts delivered here, oldest first (SEEN_ORIGINS at most).
         self._seen_origins: dict[str, None] = {}
+        self.router = LinkRouter(f"shard {shard}", self._routes())
 
     # -- identity and routing --------------------------------------------------------------------
 
@@ -153,22 +145,11 @@ class ClusterRoomStore(RoomStore):
         """A UUID4 whose first byte names this shard (and, with Redis, the last four this
         node), so any shard of any node can route to it. The rest stays random: the
         first characters still tell connections apart."""
-        raw = bytearray(uuid.uuid4().bytes)
-        raw[0] = self.shard
-        if self.node:
-            raw[12:16] = bytes.fromhex(self.node)
-        return str(uuid.UUID(bytes=bytes(raw)))
+        return new_connection_id(self.shard, self.node)
 
     def locate(self, conn_id: str) -> tuple[str, int] | None:
         """The node ("" without Redis) and shard a connection id names."""
-        if len(conn_id) != 36 or conn_id[14] != "4" or conn_id[8] != "-":
-            return None
-        try:
-            shard = int(conn_id[:2], 16)
-        except ValueError:
-            return None
-        node = conn_id[28:] if self.node else ""
-        return node, shard
+        return locate(conn_id, with_node=bool(self.node))
 
     def owner_of(self, conn_id: str) -> int | None:
         """The shard of this node holding ``conn_id``; None for another node's or no one's."""
@@ -182,8 +163,6 @@ class ClusterRoomStore(RoomStore):
 
     def _remote(self, conn_id: str) -> tuple[str, int] | None:
         """Another node's connection: its node and shard (only with Redis)."""
-        if self.bridge is None:
-            return None
         located = self.locate(conn_id)
         if located is None or located[0] == self.node:
             return None
@@ -193,24 +172,17 @@ class ClusterRoomStore(RoomStore):
 
     async def start(self) -> None:
         await self.links.start()
-        if self.bridge is not None:
-            await self.bridge.start()
+        await self.bridge.start()
 
     async def close(self) -> None:
-        if self.bridge is not None:
-            await self.bridge.close()
+        await self.bridge.close()
         await self.links.close()
 
     # -- RoomStore -------------------------------------------------------------------------------
 
     def declare_room(self, room: RoomName, *, static: bool, ttl: float) -> None:
-        if static:
-            self._static.add(room)
-            if self.home_of(room) == self.shard:
-                self._homed.setdefault(room, {})
-                metrics.rooms.set(len(self._homed))
-        if ttl:
-            self._ttl[room] = ttl
+        # Static rooms exist at their home only: the other shards ask it.
+        self._home.declare(room, static=static and self.home_of(room) == self.shard, ttl=ttl)
 
     async def attach(self, member: LocalMember) -> None:
         self._local[member.id] = member
@@ -253,8 +225,8 @@ class ClusterRoomStore(RoomStore):
             else:  # it left while the join was in flight: no ghost member at the home
                 self._leave_at_home(room, conn_id)
 
-        value = await self._ask(
-            home, lambda request: JoinRequest(request, room, conn_id, max_members, info), joined
+        value = await self._ref(home).ask(
+            lambda request: JoinRequest(request, room, conn_id, max_members, info), joined
         )
         return JoinResult(value)
 
@@ -274,7 +246,7 @@ class ClusterRoomStore(RoomStore):
         if self._is_home(home):
             entries = await self._listed_members(room)
         else:
-            entries = await self._ask(home, lambda request: MembersRequest(request, room))
+            entries = await self._ref(home).ask(lambda request: MembersRequest(request, room))
         out: list[Connection] = []
         for conn_id, shard, info, node in entries:
             member = self._local.get(conn_id)
@@ -290,7 +262,7 @@ class ClusterRoomStore(RoomStore):
         home = self.home_of(room)
         if self._is_home(home):
             return await self._exists_at_home(room)
-        return bool(await self._ask(home, lambda request: ExistsRequest(request, room)))
+        return bool(await self._ref(home).ask(lambda request: ExistsRequest(request, room)))
 
     async def publish(
         self, room: RoomName, frame: bytes, exclude: frozenset[ConnectionId] = frozenset()
@@ -307,7 +279,7 @@ class ClusterRoomStore(RoomStore):
                     link.send(EmitTo(0, room, frame))
             return int(sent)
         remote = self._remote(room)
-        if remote is not None and self.bridge is not None:
+        if remote is not None:
             # A connection on another node: handed to Redis counts as one delivery.
             node, shard = remote
             return int(room not in exclude and self.bridge.send_direct(node, shard, room, frame))
@@ -318,7 +290,7 @@ class ClusterRoomStore(RoomStore):
             return await _with_remote(count, counting)
         # The home orders it (this shard's members get it through the home too) and answers
         # with the number of members it fanned it out to.
-        request, answer = self._new_request(home)
+        request, answer = self.asks.open(home)
         origin = f"{self.node}:{self.shard}.{self.generation}.{request}"
         try:
             if self.links.send(home, Publish(room, excluded, frame, request, origin)):
@@ -335,7 +307,7 @@ class ClusterRoomStore(RoomStore):
                     # that got the home's copy know its origin and drop this one.
                     return self._deliver_degraded(room, frame, exclude, origin)
         finally:
-            self._pending.pop(request, None)
+            self.asks.forget(request)
         # The home is down: reach every member that can be reached, in this sender's order.
         return self._deliver_degraded(room, frame, exclude, "")
 
@@ -355,8 +327,7 @@ class ClusterRoomStore(RoomStore):
         excluded = sorted(exclude)
         for link in self.links.instances():
             link.send(Deliver(room, excluded, None, frame, 0, origin))
-        if self.bridge is not None:
-            self.bridge.publish_room(room, excluded, frame, origin)
+        self.bridge.publish_room(room, excluded, frame, origin)
         if not self._first_delivery(origin):
             return 0
         return self._deliver_local(room, frame, exclude)
@@ -381,11 +352,11 @@ class ClusterRoomStore(RoomStore):
         owner = self.owner_of(conn_id)
         if owner is None or owner == self.shard:
             remote = self._remote(conn_id)
-            if remote is not None and self.bridge is not None:
+            if remote is not None:
                 return self.bridge.send_direct(remote[0], remote[1], conn_id, frame)
             return False
         try:
-            return bool(await self._ask(owner, lambda request: EmitTo(request, conn_id, frame)))
+            return bool(await self._ref(owner).ask(lambda request: EmitTo(request, conn_id, frame)))
         except RoomUnavailableError:
             return False
 
@@ -399,7 +370,7 @@ class ClusterRoomStore(RoomStore):
         if owner is not None and owner != self.shard:
             return self.links.send(owner, Kick(conn_id, reason))
         remote = self._remote(conn_id)
-        if remote is not None and self.bridge is not None:
+        if remote is not None:
             return self.bridge.kick(remote[0], remote[1], conn_id, reason)
         return False
 
@@ -419,12 +390,11 @@ class ClusterRoomStore(RoomStore):
             for link in self.links.instances():
                 if link.peer is None:
                     continue
-                request, answer = self._new_request(link.peer)
+                request, answer = self.asks.open(link.peer)
                 requests.append(request)
                 if link.send(Deliver(None, excluded, namespace, frame, request)):
                     answers.append(answer)
-            if self.bridge is not None:
-                self.bridge.publish_all(excluded, namespace, frame)
+            self.bridge.publish_all(excluded, namespace, frame)
             delivered = self._deliver_all_local(frame, exclude, namespace)
             if answers:
                 done, _ = await asyncio.wait(answers, timeout=ASK_TIMEOUT)
@@ -436,7 +406,7 @@ class ClusterRoomStore(RoomStore):
             return delivered
         finally:
             for request in requests:
-                self._pending.pop(request, None)
+                self.asks.forget(request)
 
     def local_connections(self) -> Iterable[Connection]:
         return [member.conn for member in self._local.values()]
@@ -538,7 +508,7 @@ class ClusterRoomStore(RoomStore):
         )
         conn.metadata.setdefault("shard", shard)
         bridge = self.bridge
-        if node and node != self.node and bridge is not None:
+        if node and node != self.node:
             conn.metadata.setdefault("node", node)
 
             async def emit_remote(event: str, payload: Any) -> None:
@@ -572,17 +542,7 @@ class ClusterRoomStore(RoomStore):
         max_members: int,
         info: dict[str, Any],
     ) -> JoinResult:
-        members = self._homed.get(room)
-        if members is not None and conn_id in members:
-            return JoinResult.ALREADY_MEMBER
-        if max_members and members is not None and len(members) >= max_members:
-            return JoinResult.FULL
-        if members is None:
-            members = self._homed[room] = {}
-            metrics.rooms.set(len(self._homed))
-        members[conn_id] = (shard, generation, info)
-        self._empty_until.pop(room, None)
-        return JoinResult.JOINED
+        return self._home.join(room, conn_id, (shard, generation, info), max_members)
 
     def _begin_join(
         self,
@@ -595,13 +555,9 @@ class ClusterRoomStore(RoomStore):
     ) -> PendingJoin:
         """The part of a join that happens in arrival order (before any later leave): decided
         here, or recorded here and queued at Redis, which decides ``max_members``."""
-        bridge = self.bridge
-        if bridge is None:
-            return self._home_join(room, conn_id, shard, generation, max_members, info)
-        members = self._homed.get(room)
-        if members is not None and conn_id in members:
+        if conn_id in self._home.members(room):
             return JoinResult.ALREADY_MEMBER
-        future = bridge.join(room, conn_id, shard, info, max_members)
+        future = self.bridge.join(room, conn_id, shard, info, max_members)
         if future is None:  # Redis is down: this node decides alone
             return self._home_join(room, conn_id, shard, generation, max_members, info)
         self._home_join(room, conn_id, shard, generation, 0, info)
@@ -614,8 +570,7 @@ class ClusterRoomStore(RoomStore):
             return pending
         result = await pending
         if result is None:  # Redis did not answer: as if it were down
-            members = self._homed.get(room)
-            if max_members and members is not None and len(members) > max_members:
+            if max_members and len(self._home.members(room)) > max_members:
                 self._home_leave(room, conn_id)
                 return JoinResult.FULL
             return JoinResult.JOINED
@@ -625,50 +580,27 @@ class ClusterRoomStore(RoomStore):
 
     async def _listed_members(self, room: RoomName) -> list[ListedMember]:
         """At the home: the room's members on every node (Redis), or on this node."""
-        if self.bridge is not None:
-            remote = await self.bridge.members(room)
-            if remote is not None:
-                return [_listed(member, self.node) for member in remote]
+        remote = await self.bridge.members(room)
+        if remote is not None:
+            return [_listed(member, self.node) for member in remote]
         return [(conn_id, shard, info, "") for conn_id, shard, info in self._home_members(room)]
 
     async def _exists_at_home(self, room: RoomName) -> bool:
-        if self._home_exists(room):
+        if self._home.exists(room):
             return True
-        if self.bridge is not None:
-            remote = await self.bridge.members(room)
-            return bool(remote)
-        return False
+        return bool(await self.bridge.members(room))
 
     def _home_leave(self, room: RoomName, conn_id: ConnectionId) -> None:
-        members = self._homed.get(room)
-        if members is None:
-            return
-        if members.pop(conn_id, None) is not None and self.bridge is not None:
+        removed, emptied = self._home.leave(room, conn_id)
+        if removed:
             self.bridge.leave(room, conn_id)
-        if not members:
-            self._home_emptied(room)
-
-    def _home_emptied(self, room: RoomName) -> None:
-        if self.bridge is not None:
+        if emptied:
             self.bridge.room_emptied(room)
-        if room in self._static:
-            return
-        del self._homed[room]
-        metrics.rooms.set(len(self._homed))
-        ttl = self._ttl.get(room)
-        if ttl:
-            self._empty_until[room] = time.monotonic() + ttl
-
-    def _home_exists(self, room: RoomName) -> bool:
-        if room in self._homed:
-            return True
-        until = self._empty_until.get(room)
-        return until is not None and time.monotonic() < until
 
     def _home_members(self, room: RoomName) -> list[tuple[str, int, dict[str, Any]]]:
         return [
             (conn_id, shard, info)
-            for conn_id, (shard, _, info) in self._homed.get(room, {}).items()
+            for conn_id, (shard, _, info) in self._home.members(room).items()
         ]
 
     def _home_publish(
@@ -677,16 +609,14 @@ class ClusterRoomStore(RoomStore):
         """A broadcast this home orders: the members of this node it was fanned out to, and
         with Redis the future of how many other nodes received it."""
         TALLY.add(_HOME_BROADCASTS)
-        remote = None
-        if self.bridge is not None:
-            remote = self.bridge.publish_room(room, exclude, frame, origin)
+        remote = self.bridge.publish_room(room, exclude, frame, origin)
         return self._fan_out(room, frame, exclude, origin), remote
 
     def _fan_out(self, room: RoomName, frame: bytes, exclude: list[str], origin: str = "") -> int:
         """This node's part of a broadcast: one Deliver per shard with members not excluded.
         Returns the members it went to: this shard's deliveries, and the members of every
         shard whose Deliver was handed to its link."""
-        members = self._homed.get(room)
+        members = self._home.members(room)
         if not members:
             return 0
         excluded = frozenset(exclude)
@@ -730,17 +660,17 @@ class ClusterRoomStore(RoomStore):
         if not message.request:
             self.links.send(self.shard, message)
             return
-        request, answer = self._new_request(self.shard)
+        request, answer = self.asks.open(self.shard)
         forwarded = Publish(message.room, message.exclude, message.frame, request, message.origin)
         if not self.links.send(self.shard, forwarded):
-            self._pending.pop(request, None)
+            self.asks.forget(request)
             return  # the asker's own timeout tells it
 
         async def relayed() -> Any:
             try:
                 return await asyncio.wait_for(answer, ASK_TIMEOUT)
             finally:
-                self._pending.pop(request, None)
+                self.asks.forget(request)
 
         self._answer_later(peer, message.request, relayed(), generation)
 
@@ -808,124 +738,105 @@ class ClusterRoomStore(RoomStore):
     def homed_members(self) -> list[tuple[RoomName, ConnectionId, int, dict[str, Any]]]:
         return [
             (room, conn_id, shard, info)
-            for room, members in self._homed.items()
+            for room, members in self._home.items()
             for conn_id, (shard, _, info) in members.items()
         ]
 
     # -- asks ------------------------------------------------------------------------------------
 
-    def _new_request(
-        self, peer: int, on_reply: Callable[[Any], None] | None = None
-    ) -> tuple[int, asyncio.Future[Any]]:
-        """A request id and the future its Reply from ``peer`` completes (failed with
-        RoomUnavailableError if the peer goes down first). The caller removes the entry."""
-        self._next_request += 1
-        request = self._next_request
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[request] = (future, peer, on_reply)
-        return request, future
-
-    async def _ask(
-        self,
-        peer: int,
-        build: Callable[[int], PipeMessage],
-        on_reply: Callable[[Any], None] | None = None,
-    ) -> Any:
-        request, future = self._new_request(peer, on_reply)
-        if not self.links.send(peer, build(request)):
-            self._pending.pop(request, None)
-            raise RoomUnavailableError(
-                "room service temporarily unavailable; retry", details={"retry": True}
-            )
-        try:
-            return await asyncio.wait_for(future, ASK_TIMEOUT)
-        except TimeoutError:
-            self._pending.pop(request, None)
-            raise RoomUnavailableError(
-                "room service did not answer; retry", details={"retry": True}
-            ) from None
-        except asyncio.CancelledError:
-            # The asker went away (its connection closed). A reply with work to do (a join
-            # to undo) must still find its entry; it is removed when the reply comes or the
-            # peer goes down.
-            if on_reply is None:
-                self._pending.pop(request, None)
-            raise
+    def _ref(self, peer: int) -> PeerRef:
+        """Shard ``peer`` of this node, to tell or to ask (its live instance)."""
+        return self.asks.ref(self.links, peer)
 
     # -- LinkHandler -----------------------------------------------------------------------------
 
-    def on_message(self, peer: int, generation: int, message: PipeMessage) -> None:
-        if isinstance(message, Deliver):
-            exclude = frozenset(message.exclude)
-            if message.room is None:
-                delivered = self._deliver_all_local(message.frame, exclude, message.namespace)
-            elif self._first_delivery(message.origin):
-                delivered = self._deliver_local(message.room, message.frame, exclude)
-            else:
-                delivered = 0  # the other copy of it came first (its home died meanwhile)
-            if message.request:
-                self.links.send_to_instance(peer, generation, Reply(message.request, delivered))
-        elif isinstance(message, Publish):
-            if self.links.superseded and self.home_of(message.room) == self.shard:
-                # Sent before the peer heard of our successor's handover: it is the home.
-                self._forward_publish(peer, generation, message)
-            else:
-                self._answer_publish(peer, generation, message)
-        elif isinstance(message, Reply):
-            pending = self._pending.pop(message.request, None)
-            if pending is not None:
-                future, _, on_reply = pending
-                if on_reply is not None:
-                    on_reply(message.value)
-                if not future.done():
-                    future.set_result(message.value)
-        elif isinstance(message, JoinRequest):
-            joining = self._begin_join(
-                message.room, message.conn_id, peer, generation, message.max_members, message.info
-            )
-            if isinstance(joining, JoinResult):
-                self.links.send_to_instance(peer, generation, Reply(message.request, joining.value))
-            else:
-                self._answer_later(
-                    peer, message.request, self._join_value(message, joining), generation
-                )
-        elif isinstance(message, Leave):
-            self._home_leave(message.room, message.conn_id)
-        elif isinstance(message, EmitTo):
-            member = self._local.get(message.conn_id)
-            delivered = member is not None and _deliver(member, message.frame)
-            if message.request:
-                self.links.send_to_instance(peer, generation, Reply(message.request, delivered))
-        elif isinstance(message, MembersRequest):
-            if self.bridge is None:
-                entries = self._home_members(message.room)
-                listed = [(conn_id, shard, info, "") for conn_id, shard, info in entries]
-                self.links.send_to_instance(peer, generation, Reply(message.request, listed))
-            else:
-                self._answer_later(
-                    peer, message.request, self._listed_members(message.room), generation
-                )
-        elif isinstance(message, ExistsRequest):
-            if self.bridge is None:
-                self.links.send_to_instance(
-                    peer, generation, Reply(message.request, self._home_exists(message.room))
-                )
-            else:
-                self._answer_later(
-                    peer, message.request, self._exists_at_home(message.room), generation
-                )
-        elif isinstance(message, Rejoin):
-            for room, conn_id, info in message.members:
-                if self.home_of(room) == self.shard:
-                    self._homed.setdefault(room, {})[conn_id] = (peer, generation, info)
-                    self._empty_until.pop(room, None)
-                    if self.bridge is not None:
-                        self.bridge.announce(room, conn_id, peer, info)
-            metrics.rooms.set(len(self._homed))
-        elif isinstance(message, Kick):
-            self.on_kick(message.conn_id, message.reason)
+    def on_message(self, peer: int, generation: int, message: LinkMessage) -> None:
+        self.router.dispatch(peer, generation, message)
+
+    def _routes(self) -> dict[type[LinkMessage], Handler]:
+        """What this store does with each message a peer shard sends it."""
+        return {
+            Deliver: self._on_deliver,
+            Publish: self._on_publish,
+            Reply: self._on_reply,
+            JoinRequest: self._on_join,
+            Leave: self._on_leave,
+            EmitTo: self._on_emit_to,
+            MembersRequest: self._on_members,
+            ExistsRequest: self._on_exists,
+            Rejoin: self._on_rejoin,
+            Kick: self._on_kick,
+        }
+
+    def _on_deliver(self, peer: int, generation: int, message: Deliver) -> None:
+        exclude = frozenset(message.exclude)
+        if message.room is None:
+            delivered = self._deliver_all_local(message.frame, exclude, message.namespace)
+        elif self._first_delivery(message.origin):
+            delivered = self._deliver_local(message.room, message.frame, exclude)
         else:
-            logger.warning("shard %s: unexpected %s from shard %s", self.shard, message.KIND, peer)
+            delivered = 0  # the other copy of it came first (its home died meanwhile)
+        if message.request:
+            self.links.send_to_instance(peer, generation, Reply(message.request, delivered))
+
+    def _on_publish(self, peer: int, generation: int, message: Publish) -> None:
+        if self.links.superseded and self.home_of(message.room) == self.shard:
+            # Sent before the peer heard of our successor's handover: it is the home.
+            self._forward_publish(peer, generation, message)
+        else:
+            self._answer_publish(peer, generation, message)
+
+    def _on_reply(self, peer: int, generation: int, message: Reply) -> None:
+        self.asks.answered(message.request, message.value)
+
+    def _on_join(self, peer: int, generation: int, message: JoinRequest) -> None:
+        joining = self._begin_join(
+            message.room, message.conn_id, peer, generation, message.max_members, message.info
+        )
+        if isinstance(joining, JoinResult):
+            self.links.send_to_instance(peer, generation, Reply(message.request, joining.value))
+        else:
+            self._answer_later(
+                peer, message.request, self._join_value(message, joining), generation
+            )
+
+    def _on_leave(self, peer: int, generation: int, message: Leave) -> None:
+        self._home_leave(message.room, message.conn_id)
+
+    def _on_emit_to(self, peer: int, generation: int, message: EmitTo) -> None:
+        member = self._local.get(message.conn_id)
+        delivered = member is not None and _deliver(member, message.frame)
+        if message.request:
+            self.links.send_to_instance(peer, generation, Reply(message.request, delivered))
+
+    def _on_members(self, peer: int, generation: int, message: MembersRequest) -> None:
+        if not self.bridge.spans_nodes:
+            entries = self._home_members(message.room)
+            listed = [(conn_id, shard, info, "") for conn_id, shard, info in entries]
+            self.links.send_to_instance(peer, generation, Reply(message.request, listed))
+        else:
+            self._answer_later(
+                peer, message.request, self._listed_members(message.room), generation
+            )
+
+    def _on_exists(self, peer: int, generation: int, message: ExistsRequest) -> None:
+        if not self.bridge.spans_nodes:
+            self.links.send_to_instance(
+                peer, generation, Reply(message.request, self._home.exists(message.room))
+            )
+        else:
+            self._answer_later(
+                peer, message.request, self._exists_at_home(message.room), generation
+            )
+
+    def _on_rejoin(self, peer: int, generation: int, message: Rejoin) -> None:
+        for room, conn_id, info in message.members:
+            if self.home_of(room) == self.shard:
+                self._home.record(room, conn_id, (peer, generation, info))
+                self.bridge.announce(room, conn_id, peer, info)
+
+    def _on_kick(self, peer: int, generation: int, message: Kick) -> None:
+        self.on_kick(message.conn_id, message.reason)
 
     def on_peer_up(self, peer: int, generation: int) -> None:
         """A shard (re)appeared, or our own successor linked to us: give it our members of
@@ -942,25 +853,16 @@ class ClusterRoomStore(RoomStore):
     def on_peer_down(self, peer: int, generation: int) -> None:
         """A shard instance exited or died: its members leave the rooms homed here, its asks
         fail. (Its replacement, if any, is another instance: its members stay.)"""
-        for room in list(self._homed):
-            members = self._homed[room]
-            gone = [c for c, (s, g, _) in members.items() if s == peer and g == generation]
+        for room, gone, emptied in self._home.leave_where(
+            lambda entry: entry[0] == peer and entry[1] == generation
+        ):
             for conn_id in gone:
-                del members[conn_id]
-                if self.bridge is not None:
-                    self.bridge.leave(room, conn_id)
-            if gone and not members:
-                self._home_emptied(room)
+                self.bridge.leave(room, conn_id)
+            if emptied:
+                self.bridge.room_emptied(room)
         if self.links.generation_of(peer) not in (None, generation):
             return  # a draining predecessor exited: asks go to its successor, which is up
-        for request, (future, target, _) in list(self._pending.items()):
-            if target == peer and not future.done():
-                future.set_exception(
-                    RoomUnavailableError(
-                        "room service temporarily unavailable; retry", details={"retry": True}
-                    )
-                )
-                del self._pending[request]
+        self.asks.peer_down(peer)
 
 
 async def _with_remote(count: int, remote: asyncio.Future[Any] | None) -> int:

@@ -24,13 +24,11 @@ supervisor does on each move:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import enum
 import errno
 import importlib
 import logging
 import os
-import secrets
 import select
 import shutil
 import signal
@@ -42,18 +40,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from socketspec import metrics
 from socketspec.app import SocketApp
 from socketspec.cluster import metrics_http
-from socketspec.cluster.codec import Alive, BootFailed, PipeDecoder, PipeProtocolError, Ready
+from socketspec.cluster.codec import Alive, BootFailed, LinkDecoder, LinkProtocolError, Ready
 from socketspec.cluster.lifecycle import LIVE, Liveness, ShardEvent, ShardState, next_state
 from socketspec.cluster.metrics_http import MetricsEndpoint
 from socketspec.cluster.watch import SourceWatcher
 from socketspec.cluster.worker import run_worker
 from socketspec.loader import ENTRY_POINT_GROUP, load_app
 from socketspec.server.config import ServerConfig
+
+if TYPE_CHECKING:  # the Redis package is imported only when a Redis URL is given
+    from socketspec.cluster.redis.settings import RedisSettings
 
 logger = logging.getLogger("socketspec.supervisor")
 
@@ -89,7 +91,7 @@ class ShardProcess:
     generation: int
     pipe_fd: int  # -1 once the shard closed its end
     started: float
-    decoder: PipeDecoder = field(default_factory=PipeDecoder)
+    decoder: LinkDecoder = field(default_factory=LinkDecoder)
     state: ShardState = ShardState.BOOTING
     changed_at: float = 0.0  # when it entered its state
     ready_at: float | None = None
@@ -110,12 +112,17 @@ class Supervisor:
         metrics_token: str | None = None,
         shard_timeout: float = DEFAULT_SHARD_TIMEOUT,
         watcher: SourceWatcher | None = None,
+        redis: RedisSettings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        send_signal: Callable[[int, int], None] = os.kill,
     ) -> None:
         self.app = app
-        if config.redis_url and not config.node_id:
-            # Names this node in Redis and in its connection ids; fresh on every start, so a
-            # restarted node is not mistaken for the one that died.
-            config = dataclasses.replace(config, node_id=secrets.token_hex(4))
+        # Every decision reads this clock and every signal goes through send_signal, so the
+        # decisions can be tested without processes.
+        self._clock = clock
+        self._send_signal = send_signal
+        # The node id names this node in Redis and in its connection ids.
+        self.redis = redis.with_node_id() if redis is not None else None
         self.config = config
         self.workers = workers
         self.app_spec = app_spec
@@ -182,12 +189,13 @@ class Supervisor:
                     self.run_dir,
                     pipe_w,
                     supervisor_pid,
+                    self.redis,
                 )
             finally:
                 os._exit(code)
         os.close(pipe_w)
         os.set_blocking(pipe_r, False)
-        now = time.monotonic()
+        now = self._clock()
         process = ShardProcess(index, pid, generation, pipe_r, now, changed_at=now)
         self.processes[pid] = process
         return process
@@ -195,7 +203,7 @@ class Supervisor:
     def _move(self, process: ShardProcess, event: ShardEvent) -> None:
         """The one place a shard changes state (the table records its metric)."""
         process.state = next_state(process.state, event)
-        process.changed_at = time.monotonic()
+        process.changed_at = self._clock()
         if process.state is ShardState.SERVING:
             self.liveness.heard(process.pid, process.changed_at)
         else:
@@ -226,9 +234,9 @@ class Supervisor:
             return
         try:
             messages = process.decoder.feed(data)
-        except PipeProtocolError:
+        except LinkProtocolError:
             return
-        now = time.monotonic()
+        now = self._clock()
         for message in messages:
             if isinstance(message, Alive):
                 if process.pid in self.liveness:
@@ -258,7 +266,7 @@ class Supervisor:
 
     def _kill(self, process: ShardProcess, event: ShardEvent) -> None:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGKILL)
+            self._send_signal(process.pid, signal.SIGKILL)
         self._move(process, event)
         process.kill_at = None
 
@@ -267,7 +275,7 @@ class Supervisor:
         is still running past the drain (or, before it was ready, a short grace)."""
         grace = BOOTING_GRACE if process.state is ShardState.BOOTING else self._drain_limit()
         with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGTERM)
+            self._send_signal(process.pid, signal.SIGTERM)
         self._move(process, ShardEvent.RETIRE)
         process.kill_at = process.changed_at + grace
 
@@ -283,7 +291,7 @@ class Supervisor:
             HUNG_GRACE,
         )
         with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGTERM)
+            self._send_signal(process.pid, signal.SIGTERM)
         self._move(process, ShardEvent.SILENT)
         process.kill_at = process.changed_at + HUNG_GRACE
         self._schedule_restart(process, "hung")
@@ -339,13 +347,13 @@ class Supervisor:
     def _schedule_restart(self, process: ShardProcess, what: str) -> None:
         if self._live(process.index) or process.index in self._restart_at:
             return  # another process serves it already (a reload's successor)
-        lived = time.monotonic() - (process.ready_at or process.started)
+        lived = self._clock() - (process.ready_at or process.started)
         if process.ready_at is not None and lived >= STABLE_AFTER:
             self._deaths[process.index] = 0
         deaths = self._deaths.get(process.index, 0)
         delay = 0.0 if deaths == 0 else min(MAX_BACKOFF, 0.1 * 2 ** (deaths - 1))
         self._deaths[process.index] = deaths + 1
-        self._restart_at[process.index] = time.monotonic() + delay
+        self._restart_at[process.index] = self._clock() + delay
         logger.warning(
             "shard %s (pid %s) %s; restarting in %.1fs", process.index, process.pid, what, delay
         )
@@ -353,7 +361,7 @@ class Supervisor:
     def _restart_due(self) -> None:
         if self.phase is ClusterPhase.STOPPING:
             return
-        now = time.monotonic()
+        now = self._clock()
         for index, when in list(self._restart_at.items()):
             if when <= now:
                 del self._restart_at[index]
@@ -362,7 +370,7 @@ class Supervisor:
 
     def _check_timers(self) -> None:
         """Boots that take too long, serving shards gone silent, stops that overrun."""
-        now = time.monotonic()
+        now = self._clock()
         for pid, silent_for in list(self.liveness.silent(now)):
             self._hang_up(self.processes[pid], silent_for)
         for process in list(self.processes.values()):
@@ -422,7 +430,7 @@ class Supervisor:
         self._restart_due()
 
     def _tick_timeout(self) -> float:
-        now = time.monotonic()
+        now = self._clock()
         deadlines = list(self._restart_at.values())
         deadlines += [p.kill_at for p in self.processes.values() if p.kill_at is not None]
         liveness = self.liveness.next_deadline()
@@ -481,7 +489,7 @@ class Supervisor:
     def _watch_sources(self) -> None:
         """--reload: at most one snapshot a second (the loop turns more often, on every
         liveness report); a change reloads."""
-        now = time.monotonic()
+        now = self._clock()
         if self.watcher is None or now < self._watch_at:
             return
         self._watch_at = now + WATCH_INTERVAL
@@ -525,10 +533,10 @@ class Supervisor:
         print(f"socketspec-cluster: health at {base}/healthz", flush=True)
         if self.app is not None and self.app.docs:
             print(f"socketspec-cluster: docs at {base}{self.app.docs_url}", flush=True)
-        if config.redis_url:
+        if self.redis is not None:
             print(
-                f"socketspec-cluster: node {config.node_id} shares rooms through "
-                f"{_redacted(config.redis_url)}",
+                f"socketspec-cluster: node {self.redis.node_id} shares rooms through "
+                f"{_redacted(self.redis.url)}",
                 flush=True,
             )
         if config.serve_metrics:

@@ -21,6 +21,7 @@ import os
 import signal
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvloop
 
@@ -31,6 +32,9 @@ from socketspec.cluster.store import ClusterRoomStore
 from socketspec.errors import CloseCode
 from socketspec.server.config import ServerConfig
 from socketspec.server.shard import Shard
+
+if TYPE_CHECKING:  # the Redis package is imported only when a Redis URL is given
+    from socketspec.cluster.redis.settings import RedisSettings
 
 logger = logging.getLogger("socketspec.cluster")
 
@@ -62,6 +66,7 @@ def run_worker(
     run_dir: Path,
     ready_fd: int,
     supervisor_pid: int,
+    redis: RedisSettings | None = None,
 ) -> int:
     """Runs in the forked child; returns its exit code."""
     inherited = (signal.SIGHUP, signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)
@@ -88,15 +93,15 @@ def run_worker(
     async def main() -> None:
         nonlocal ready
         store: ClusterRoomStore | None = None
-        if app is not None and (shards > 1 or config.redis_url):
+        if app is not None and (shards > 1 or redis is not None):
             store = ClusterRoomStore(
                 index,
                 shards,
                 generation,
                 run_dir,
-                redis_url=config.redis_url,
-                node=config.node_id,
-                node_ttl=config.redis_node_ttl,
+                redis_url=redis.url if redis is not None else None,
+                node=redis.node_id if redis is not None else "",
+                node_ttl=redis.node_ttl if redis is not None else 15.0,
             )
             app.use_store(store)
             store.kick = lambda conn_id, reason: kick(app, conn_id, reason)

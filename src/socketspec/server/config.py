@@ -33,9 +33,6 @@ class ServerConfig:
     backlog: int = 2048
     log_level: str = "info"
     log_json: bool = False
-    redis_url: str | None = None  # rooms shared with other nodes through this Redis
-    redis_node_ttl: float = 15.0  # seconds a dead node's members keep counting, at most
-    node_id: str = ""  # 8 hex characters, drawn by the supervisor when Redis is used
     serve_metrics: bool = False  # GET /metrics on this port: the sum over the cluster's shards
     metrics_token: str | None = None  # when set, /metrics wants it (Bearer or ?token=)
     api_keys: tuple[str, ...] = ()  # the HTTP publish API (/api/...) is served when set

@@ -7,8 +7,8 @@ import asyncio
 import socket
 from pathlib import Path
 
-from socketspec.cluster.codec import Goodbye, Hello, PipeDecoder, encode
-from socketspec.cluster.links import GOODBYE_WAIT, LinkManager, LinkPhase, PipeLink
+from socketspec.cluster.codec import Goodbye, Hello, LinkDecoder, encode
+from socketspec.cluster.links import GOODBYE_WAIT, LinkManager, LinkPhase, UnixSocketLink
 
 
 class NoHandler:
@@ -26,14 +26,14 @@ async def test_an_instance_waits_for_the_answers_to_its_goodbye_then_closes(
     manager = LinkManager(0, 2, 1, tmp_path, NoHandler())
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     loop = asyncio.get_running_loop()
-    _, link = await loop.create_unix_connection(lambda: PipeLink(manager), sock=ours)
+    _, link = await loop.create_unix_connection(lambda: UnixSocketLink(manager), sock=ours)
     theirs.setblocking(False)
     # The peer's Hello registers the link.
     await loop.sock_sendall(theirs, encode(Hello(1, 4)))
     await asyncio.sleep(0.05)
     assert manager.is_up(1) and manager.generation_of(1) == 4
     closing = asyncio.create_task(manager.close())
-    decoder = PipeDecoder()
+    decoder = LinkDecoder()
     said: list[object] = []
     async with asyncio.timeout(5):
         while not any(isinstance(m, Goodbye) for m in said):
@@ -52,7 +52,7 @@ async def test_a_peer_that_never_answers_holds_the_exit_at_most_the_goodbye_wait
     manager = LinkManager(0, 2, 1, tmp_path, NoHandler())
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     loop = asyncio.get_running_loop()
-    await loop.create_unix_connection(lambda: PipeLink(manager), sock=ours)
+    await loop.create_unix_connection(lambda: UnixSocketLink(manager), sock=ours)
     theirs.setblocking(False)
     await loop.sock_sendall(theirs, encode(Hello(1, 4)))
     await asyncio.sleep(0.05)

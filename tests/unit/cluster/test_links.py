@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from socketspec.cluster.codec import Goodbye, Handover, PipeDecoder, encode
+from socketspec.cluster.codec import Goodbye, Handover, LinkDecoder, encode
 from socketspec.cluster.links import (
     LINK_PHASES,
     OWN_ROOMS,
     LinkManager,
     LinkPhase,
     OwnRooms,
-    PipeLink,
+    UnixSocketLink,
     instance_paths,
     socket_path,
 )
@@ -37,7 +37,7 @@ def test_every_link_phase_and_own_rooms_state_has_a_row() -> None:
 
 
 def test_the_handover_and_goodbye_messages_round_trip() -> None:
-    decoder = PipeDecoder()
+    decoder = LinkDecoder()
     messages = [Handover(0, 2), Goodbye(1, 4)]
     assert decoder.feed(b"".join(encode(m) for m in messages)) == messages
 
@@ -59,7 +59,7 @@ def test_each_instance_has_its_own_socket_and_they_are_listed_oldest_first(
 
 async def test_a_link_moves_only_along_its_table_and_names_the_states(tmp_path: Path) -> None:
     manager = LinkManager(0, 2, 1, tmp_path, NoHandler())
-    link = PipeLink(manager)
+    link = UnixSocketLink(manager)
     link.peer = 1
     assert link.move(LinkPhase.RETIRED) is LinkPhase.LIVE
     with pytest.raises(IllegalTransitionError, match="'retired' to 'leaving'"):

@@ -9,10 +9,8 @@ from typing import Any
 
 import pytest
 
-from socketspec.cluster.redis_bridge import (
-    TRANSITIONS,
-    BridgeState,
-    RedisBridge,
+from socketspec.cluster.redis.bridge import TRANSITIONS, BridgeState, RedisBridge
+from socketspec.cluster.redis.codec import (
     decode_message,
     encode_message,
     member_value,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from socketspec.server import cli
+from socketspec.cluster import cli
 
 
 def refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:

@@ -1,0 +1,123 @@
+"""What the room store asks of the link to other nodes, and the bridge of a lone node.
+
+Owns the ``NodeBridge`` protocol (the calls the cluster room store makes on its
+link to the other nodes) and ``NullBridge``, the bridge of a node without Redis:
+there are no other nodes, so every call is answered as "nothing beyond this node"
+(no other node's members, no remote deliveries, joins decided here). The store
+always holds a bridge and never asks whether it has one. Does not own Redis: the
+Redis bridge (``cluster/redis/bridge.py``, imported only when a Redis URL is given)
+is the other implementation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Protocol
+
+from socketspec.types import ConnectionId, Namespace, RoomName
+
+if TYPE_CHECKING:  # the Redis package is imported only when a Redis URL is given
+    from socketspec.cluster.redis.codec import RemoteMember
+
+
+class NodeBridge(Protocol):
+    # False for a lone node: the store answers its peers at once instead of after asking
+    # the other nodes, and the handover does not wait for Redis to settle.
+    spans_nodes: bool
+
+    @property
+    def is_up(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def settled(self) -> None: ...
+
+    def join(
+        self,
+        room: RoomName,
+        conn_id: ConnectionId,
+        shard: int,
+        info: dict[str, Any],
+        max_members: int,
+    ) -> asyncio.Future[Any] | None: ...
+
+    def announce(
+        self, room: RoomName, conn_id: ConnectionId, shard: int, info: dict[str, Any]
+    ) -> None: ...
+
+    def leave(self, room: RoomName, conn_id: ConnectionId) -> None: ...
+
+    def room_emptied(self, room: RoomName) -> None: ...
+
+    async def members(self, room: RoomName) -> list[RemoteMember] | None: ...
+
+    def publish_room(
+        self, room: RoomName, exclude: list[str], frame: bytes, origin: str = ""
+    ) -> asyncio.Future[Any] | None: ...
+
+    def publish_all(
+        self, exclude: list[str], namespace: Namespace | None, frame: bytes
+    ) -> None: ...
+
+    def send_direct(self, node: str, shard: int, conn_id: ConnectionId, frame: bytes) -> bool: ...
+
+    def kick(self, node: str, shard: int, conn_id: ConnectionId, reason: str) -> bool: ...
+
+
+class NullBridge:
+    """A node alone: nothing crosses to other nodes, and this node decides every join."""
+
+    spans_nodes = False
+
+    @property
+    def is_up(self) -> bool:
+        return True  # nothing to be down: broadcasts are never degraded for want of Redis
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def settled(self) -> None:
+        return None
+
+    def join(
+        self,
+        room: RoomName,
+        conn_id: ConnectionId,
+        shard: int,
+        info: dict[str, Any],
+        max_members: int,
+    ) -> asyncio.Future[Any] | None:
+        return None  # decided on this node alone
+
+    def announce(
+        self, room: RoomName, conn_id: ConnectionId, shard: int, info: dict[str, Any]
+    ) -> None:
+        return None
+
+    def leave(self, room: RoomName, conn_id: ConnectionId) -> None:
+        return None
+
+    def room_emptied(self, room: RoomName) -> None:
+        return None
+
+    async def members(self, room: RoomName) -> list[RemoteMember] | None:
+        return None  # the home's own members are the room
+
+    def publish_room(
+        self, room: RoomName, exclude: list[str], frame: bytes, origin: str = ""
+    ) -> asyncio.Future[Any] | None:
+        return None  # no other node to count
+
+    def publish_all(self, exclude: list[str], namespace: Namespace | None, frame: bytes) -> None:
+        return None
+
+    def send_direct(self, node: str, shard: int, conn_id: ConnectionId, frame: bytes) -> bool:
+        return False  # a connection id naming another node does not exist here
+
+    def kick(self, node: str, shard: int, conn_id: ConnectionId, reason: str) -> bool:
+        return False
