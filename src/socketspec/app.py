@@ -2,12 +2,13 @@
 
 Owns the application's configuration, its registrations (events, middleware,
 hooks, guards, rooms), startup validation, and the lifecycle of connections
-as seen by the application: ``handle_connect`` (origin, auth, binding, the
-``__connect__`` greeting, hooks), ``handle_event`` (into the pipeline) and
-``handle_disconnect`` (rooms left, hooks, cleanup). Every transport (the
-shard's WebSocket server, the TestClient) drives the application only
-through these three methods and ``close_connection``. Does not own bytes on
-the wire or sockets.
+as seen by the application: ``accept`` (origin, auth, binding, the
+``__connect__`` greeting, hooks) returns the ``ConnectionHandle`` that every
+transport (the shard's WebSocket server, the ASGI adapter, the TestClient)
+keeps and drives (``handle.py``); ``handle_disconnect`` (rooms left, hooks,
+cleanup) and ``close_connection`` end it. ``handle_connect`` and
+``handle_event`` keep the reference's signatures for transports written
+against them. Does not own bytes on the wire or sockets.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Owns the settings only (the Redis URL and how long a silent node keeps its
 members). The work is done where the nodes are: ``socketspec-cluster`` gives
-every shard's room store a bridge to Redis (``socketspec.cluster.redis_bridge``).
+every shard's room store a bridge to Redis (``socketspec.cluster.redis``).
 In one process without the cluster (the TestClient) rooms stay in memory.
 
 The ``redis`` client library is an extra (``pip install 'socketspec[redis]'``): nothing here

@@ -1,6 +1,6 @@
-"""Links between shards: one Unix-socket connection per pair, carrying pipe frames.
+"""Links between shards: one Unix-socket connection per pair, carrying link frames.
 
-Owns the I/O around the pipe codec: listening on this instance's own socket in
+Owns the I/O around the link codec: listening on this instance's own socket in
 the cluster's run directory, connecting to every live instance of every peer
 (retrying while the cluster boots) and to this shard's draining predecessor,
 the ``Hello`` exchange that names a link's shard and generation, coalescing

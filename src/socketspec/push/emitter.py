@@ -3,7 +3,7 @@
 Owns the client side of pushing from outside a handler, in two transports:
 
 - ``Emitter("redis://...")`` publishes into the cluster's Redis bridge format
-  (``cluster/redis_bridge.py``): a room's message goes to the room's channel,
+  (``cluster/redis/``): a room's message goes to the room's channel,
   where every node's home actor for the room (its single subscriber while the
   node has members) orders it with the room's other messages and fans it out
   to its shards; a connection's message goes to its shard's own channel (the

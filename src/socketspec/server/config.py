@@ -1,9 +1,10 @@
 """Server settings: what a shard needs to know besides the application.
 
 Owns the defaults and bounds of the transport (sizes, timeouts, TLS files,
-compression) and where the node meets other nodes (the Redis URL, the node's
-liveness TTL, and its id, which the supervisor draws). Parsing them from
-flags and the environment is ``cli``'s job.
+compression). Where the node meets other nodes is not here:
+``socketspec.cluster.redis.settings`` holds it, made only when a Redis URL is
+given. Parsing them from flags and the environment is
+``socketspec.cluster.cli``'s job.
 """
 
 from __future__ import annotations

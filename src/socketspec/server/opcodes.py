@@ -4,7 +4,7 @@ Owns the numbers only: the reader (``codec``) and the writer (``frames``) both
 take them from here. Plain ``int`` constants rather than an ``IntEnum``, because
 the frame parser compares them once per frame and an enum member costs an
 attribute lookup each time. Does not own what a frame means to the connection
-(``connection``).
+(``websocket``).
 """
 
 from __future__ import annotations
