@@ -839,4 +839,3 @@ async def _with_remote(count: int, remote: asyncio.Future[Any] | None) -> int:
 def _listed(member: RemoteMember, own_node: str) -> ListedMember:
     node = "" if member.node == own_node else member.node
     return (member.conn_id, member.shard, member.info, node)
-
