@@ -9,7 +9,8 @@ delivers to its own), so every member sees a room's messages in one order and
 each shard frames a message once for all its members. The home also counts the
 members it fanned a broadcast out to and answers a sender on another shard with that
 count (docs/cluster.md, "What broadcast returns"). Each shard keeps its own
-index of which local connections are in which room, and a connection's id
+index of which local connections are in which room (a ``LocalIndex``, as
+``MemoryRoomStore`` keeps for its process), and a connection's id
 names its shard, so a direct emit goes straight there.
 
 When a peer shard dies, its members are dropped from the rooms homed here at
