@@ -9,7 +9,8 @@ delivers to its own), so every member sees a room's messages in one order and
 each shard frames a message once for all its members. The home also counts the
 members it fanned a broadcast out to and answers a sender on another shard with that
 count (docs/cluster.md, "What broadcast returns"). Each shard keeps its own
-index of which local connections are in which room, and a connection's id
+index of which local connections are in which room (a ``LocalIndex``, as
+``MemoryRoomStore`` keeps for its process), and a connection's id
 names its shard, so a direct emit goes straight there.
 
 When a peer shard dies, its members are dropped from the rooms homed here at
@@ -46,6 +47,7 @@ import orjson
 from socketspec import envelope, metrics
 from socketspec.backends.base import JoinResult, LocalMember, RoomStore
 from socketspec.backends.home import RoomHome
+from socketspec.backends.local import LocalIndex, deliver
 from socketspec.cluster.addresses import locate, new_connection_id
 from socketspec.cluster.asks import ASK_TIMEOUT, Asks, PeerRef, RoomUnavailableError
 from socketspec.cluster.bridge import NodeBridge, NullBridge
@@ -119,9 +121,7 @@ class ClusterRoomStore(RoomStore):
             # messages for them are fanned out by our predecessor until then, by us after.
             self.links.before_handover = self.bridge.settled
         self.kick: Callable[[ConnectionId, str], Coroutine[Any, Any, None]] | None = None
-        self._local: dict[ConnectionId, LocalMember] = {}
-        self._local_rooms: dict[RoomName, dict[ConnectionId, None]] = {}
-        self._memberships: dict[ConnectionId, set[RoomName]] = {}
+        self._local = LocalIndex()
         # The room actors homed on this shard.
         self._home: RoomHome[MemberEntry] = RoomHome()
         self.asks = Asks()
@@ -185,17 +185,13 @@ class ClusterRoomStore(RoomStore):
         self._home.declare(room, static=static and self.home_of(room) == self.shard, ttl=ttl)
 
     async def attach(self, member: LocalMember) -> None:
-        self._local[member.id] = member
-        self._memberships[member.id] = set()
+        self._local.attach(member)
 
     async def detach(self, conn_id: ConnectionId) -> list[RoomName]:
-        self._local.pop(conn_id, None)
-        rooms = self._memberships.pop(conn_id, set())
-        ordered = [room for room in self._local_rooms if room in rooms]
-        for room in ordered:
-            self._forget_local(room, conn_id)
+        left = self._local.detach(conn_id)
+        for room in left:
             self._leave_at_home(room, conn_id)
-        return ordered
+        return left
 
     async def join(self, room: RoomName, conn_id: ConnectionId, max_members: int) -> JoinResult:
         home = self.home_of(room)
@@ -206,7 +202,7 @@ class ClusterRoomStore(RoomStore):
             )
             result = await self._finish_join(room, conn_id, max_members, pending)
             if result is not JoinResult.FULL and conn_id in self._local:
-                self._index_local(room, conn_id)
+                self._local.join(room, conn_id)
             return result
 
         asked = self.links.generation_of(home)
@@ -216,7 +212,7 @@ class ClusterRoomStore(RoomStore):
             if value == JoinResult.FULL.value:
                 return
             if conn_id in self._local:
-                self._index_local(room, conn_id)
+                self._local.join(room, conn_id)
                 # Another instance of the home (taking over from the one that answered, or
                 # having taken over while the join was in flight) hears of the member too.
                 for link in self.links.instances_of(home):
@@ -231,10 +227,8 @@ class ClusterRoomStore(RoomStore):
         return JoinResult(value)
 
     async def leave(self, room: RoomName, conn_id: ConnectionId) -> bool:
-        rooms = self._memberships.get(conn_id)
-        if rooms is None or room not in rooms:
+        if not self._local.leave(room, conn_id):
             return False
-        self._forget_local(room, conn_id)
         self._leave_at_home(room, conn_id)
         return True
 
@@ -269,7 +263,7 @@ class ClusterRoomStore(RoomStore):
     ) -> int:
         own = self._local.get(room)
         if own is not None:
-            return int(room not in exclude and _deliver(own, frame))
+            return int(room not in exclude and deliver(own, frame))
         owner = self.owner_of(room)
         if owner is not None and owner != self.shard:
             # A connection on another shard: handed to its shard counts as one delivery.
@@ -299,7 +293,7 @@ class ClusterRoomStore(RoomStore):
                 except TimeoutError:
                     # The home lives but is late: it fans the message out when it gets to
                     # it; the count is what this shard can vouch for.
-                    return self._local_count(room, exclude)
+                    return self._local.count(room, exclude)
                 except RoomUnavailableError:
                     # The home died with it, having fanned it out to some shards or none:
                     # the broadcast is finished from here, as if the home had been down
@@ -348,7 +342,7 @@ class ClusterRoomStore(RoomStore):
     async def send_to(self, conn_id: ConnectionId, frame: bytes) -> bool:
         member = self._local.get(conn_id)
         if member is not None:
-            return _deliver(member, frame)
+            return deliver(member, frame)
         owner = self.owner_of(conn_id)
         if owner is None or owner == self.shard:
             remote = self._remote(conn_id)
@@ -395,7 +389,7 @@ class ClusterRoomStore(RoomStore):
                 if link.send(Deliver(None, excluded, namespace, frame, request)):
                     answers.append(answer)
             self.bridge.publish_all(excluded, namespace, frame)
-            delivered = self._deliver_all_local(frame, exclude, namespace)
+            delivered = self._local.deliver_all(frame, exclude, namespace)
             if answers:
                 done, _ = await asyncio.wait(answers, timeout=ASK_TIMEOUT)
                 delivered += sum(
@@ -409,21 +403,9 @@ class ClusterRoomStore(RoomStore):
                 self.asks.forget(request)
 
     def local_connections(self) -> Iterable[Connection]:
-        return [member.conn for member in self._local.values()]
+        return self._local.connections()
 
     # -- the local index -------------------------------------------------------------------------
-
-    def _index_local(self, room: RoomName, conn_id: ConnectionId) -> None:
-        self._local_rooms.setdefault(room, {})[conn_id] = None
-        self._memberships.setdefault(conn_id, set()).add(room)
-
-    def _forget_local(self, room: RoomName, conn_id: ConnectionId) -> None:
-        self._memberships.get(conn_id, set()).discard(room)
-        members = self._local_rooms.get(room)
-        if members is not None:
-            members.pop(conn_id, None)
-            if not members:
-                del self._local_rooms[room]
 
     def _leave_at_home(self, room: RoomName, conn_id: ConnectionId) -> None:
         home = self.home_of(room)
@@ -437,34 +419,12 @@ class ClusterRoomStore(RoomStore):
                 link.send(Leave(room, conn_id))
 
     def _deliver_local(self, room: RoomName, frame: bytes, exclude: Container[str]) -> int:
-        members = self._local_rooms.get(room)
-        if not members:
+        """Deliver to this shard's members of ``room``; the fan-out is observed where the
+        room has members here."""
+        if not self._local.has_room(room):
             return 0
-        local = self._local
-        delivered = 0
-        for conn_id in tuple(members):
-            if conn_id in exclude:
-                continue
-            member = local.get(conn_id)
-            if member is not None and _deliver(member, frame):
-                delivered += 1
+        delivered = self._local.deliver_room(room, frame, exclude)
         TALLY.observe(metrics.broadcast_fanout, delivered)
-        return delivered
-
-    def _local_count(self, room: RoomName, exclude: Container[str]) -> int:
-        """This shard's members of ``room`` not in ``exclude``."""
-        members = self._local_rooms.get(room, {})
-        return sum(1 for conn_id in members if conn_id not in exclude and conn_id in self._local)
-
-    def _deliver_all_local(
-        self, frame: bytes, exclude: Container[str], namespace: Namespace | None
-    ) -> int:
-        delivered = 0
-        for conn_id, member in tuple(self._local.items()):
-            if conn_id in exclude or (namespace is not None and member.conn.namespace != namespace):
-                continue
-            if _deliver(member, frame):
-                delivered += 1
         return delivered
 
     def _info(self, conn_id: ConnectionId) -> dict[str, Any]:
@@ -723,12 +683,12 @@ class ClusterRoomStore(RoomStore):
     def on_all_message(
         self, exclude: frozenset[str], namespace: Namespace | None, frame: bytes
     ) -> None:
-        self._deliver_all_local(frame, exclude, namespace)
+        self._local.deliver_all(frame, exclude, namespace)
 
     def on_direct(self, conn_id: ConnectionId, frame: bytes) -> None:
         member = self._local.get(conn_id)
         if member is not None:
-            _deliver(member, frame)
+            deliver(member, frame)
 
     def on_kick(self, conn_id: ConnectionId, reason: str) -> None:
         """Another shard or node called ``disconnect`` on a proxy of our connection."""
@@ -771,7 +731,7 @@ class ClusterRoomStore(RoomStore):
     def _on_deliver(self, peer: int, generation: int, message: Deliver) -> None:
         exclude = frozenset(message.exclude)
         if message.room is None:
-            delivered = self._deliver_all_local(message.frame, exclude, message.namespace)
+            delivered = self._local.deliver_all(message.frame, exclude, message.namespace)
         elif self._first_delivery(message.origin):
             delivered = self._deliver_local(message.room, message.frame, exclude)
         else:
@@ -805,7 +765,7 @@ class ClusterRoomStore(RoomStore):
 
     def _on_emit_to(self, peer: int, generation: int, message: EmitTo) -> None:
         member = self._local.get(message.conn_id)
-        delivered = member is not None and _deliver(member, message.frame)
+        delivered = member is not None and deliver(member, message.frame)
         if message.request:
             self.links.send_to_instance(peer, generation, Reply(message.request, delivered))
 
@@ -843,7 +803,7 @@ class ClusterRoomStore(RoomStore):
         the rooms it is home to."""
         members = [
             (room, conn_id, self._info(conn_id))
-            for room, conn_ids in self._local_rooms.items()
+            for room, conn_ids in self._local.rooms()
             if self.home_of(room) == peer
             for conn_id in conn_ids
         ]
@@ -880,11 +840,3 @@ async def _with_remote(count: int, remote: asyncio.Future[Any] | None) -> int:
 def _listed(member: RemoteMember, own_node: str) -> ListedMember:
     node = "" if member.node == own_node else member.node
     return (member.conn_id, member.shard, member.info, node)
-
-
-def _deliver(member: LocalMember, frame: bytes) -> bool:
-    try:
-        return member.deliver(frame)
-    except Exception:  # one dead member never stops the rest of a broadcast
-        logger.exception("delivery to %s failed", member.id)
-        return False
