@@ -44,6 +44,20 @@ def _call_next_misused(rewritten: tuple[Any, ...]) -> TypeError:
     )
 
 
+def _arguments(
+    conn: Connection, event: EventName, payload: PayloadDict, rewritten: tuple[Any, ...]
+) -> tuple[Connection, EventName, PayloadDict]:
+    """What the next layer gets: the upstream call's arguments, or those ``call_next``
+    was given (the documented ``call_next(conn, event, payload)`` form)."""
+    if not rewritten:
+        return conn, event, payload
+    try:
+        conn, event, payload = rewritten
+    except ValueError:
+        raise _call_next_misused(rewritten) from None
+    return conn, event, payload
+
+
 async def _async_layer(
     middleware: Middleware,
     downstream: CallNext,
@@ -52,11 +66,7 @@ async def _async_layer(
     payload: PayloadDict,
     *rewritten: Any,
 ) -> Any:
-    if rewritten:
-        try:
-            conn, event, payload = rewritten
-        except ValueError:
-            raise _call_next_misused(rewritten) from None
+    conn, event, payload = _arguments(conn, event, payload, rewritten)
     return await middleware(conn, event, payload, partial(downstream, conn, event, payload))
 
 
@@ -69,11 +79,7 @@ async def _any_layer(
     *rewritten: Any,
 ) -> Any:
     # A plain function (or a callable object) that may or may not return an awaitable.
-    if rewritten:
-        try:
-            conn, event, payload = rewritten
-        except ValueError:
-            raise _call_next_misused(rewritten) from None
+    conn, event, payload = _arguments(conn, event, payload, rewritten)
     result = middleware(conn, event, payload, partial(downstream, conn, event, payload))
     if inspect.isawaitable(result):
         result = await result
