@@ -9,18 +9,13 @@ adapter on uvicorn"). Anything else that is not OK fails the test.
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from asgikit import BIN, UvicornProcess
-
-SECTIONS = ("1", "2", "3", "4", "5", "6", "7", "9", "10")
-ACCEPTED = frozenset({"OK", "INFORMATIONAL"})
-KOSOKU_TIMEOUT = 180.0  # the selection takes about 5 s on 2 cores
+from asgikit import UvicornProcess
+from autobahnkit import ACCEPTED, run_sections
 
 # A valid message and a bad frame in one read: the server fails the connection before the
 # application's echo of the message is sent, or not, depending on timing (NON-STRICT or OK).
@@ -59,26 +54,7 @@ async def test_autobahn_sections_1_to_10_on_uvicorn(
     )
     port = await asyncio.to_thread(server.wait_ready)
     outdir = tmp_path / "reports"
-    argv = [str(BIN / "kosoku"), "-p", "4", "-o", str(outdir)]
-    for section in SECTIONS:
-        argv += ["-i", f"{section}.*"]
-    completed = await asyncio.to_thread(
-        subprocess.run,
-        [*argv, f"127.0.0.1:{port}"],
-        capture_output=True,
-        text=True,
-        timeout=KOSOKU_TIMEOUT,
-        check=False,
-    )
-    index = outdir / "index.json"
-    assert index.is_file(), (
-        f"kosoku exited {completed.returncode} without a report:\n"
-        f"{completed.stdout[-2000:]}\n{completed.stderr[-2000:]}"
-    )
-    cases: dict[str, dict[str, Any]] = {}
-    for agent_cases in json.loads(index.read_text()).values():
-        cases.update(agent_cases)
-    assert {case_id.split(".")[0] for case_id in cases} == set(SECTIONS)
+    cases = await asyncio.to_thread(run_sections, f"127.0.0.1:{port}", outdir)
     offending = [
         f"{case_id}: {case.get('behavior')} (close {case.get('behaviorClose')}, "
         f"remote close code {case.get('remoteCloseCode')})"
