@@ -25,6 +25,10 @@ class ErrorCode(StrEnum):
     SESSION_EXPIRED = "SESSION_EXPIRED"
     UNKNOWN_EVENT = "UNKNOWN_EVENT"
     VALIDATION_ERROR = "VALIDATION_ERROR"
+    # A recovery token the server cannot honour; the connection goes on as a fresh session.
+    RECOVERY_INVALID = "RECOVERY_INVALID"  # forged, malformed or too large
+    RECOVERY_EXPIRED = "RECOVERY_EXPIRED"  # older than the recovery window
+    RECOVERY_FOREIGN = "RECOVERY_FOREIGN"  # another node's (no shared history), namespace or user
 
 
 ERROR_CODES: frozenset[str] = frozenset(code.value for code in ErrorCode)
@@ -70,6 +74,9 @@ class SystemEvent(StrEnum):
     SERVER_SHUTDOWN = "__server_shutdown__"
     REFRESH_AUTH = "__refresh_auth__"
     ACK = "__ack__"
+    # Server -> client: a fresh recovery token (after a join or leave, and before the last
+    # one grows old), docs/recovery.md.
+    RECOVERY = "__recovery__"
 
 
 # The system events a client sends; the server sends every other one.

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import Enum
 from typing import Protocol
 
 from socketspec.connection import Connection
+from socketspec.history import HistoryPolicy, Position, Replay
 from socketspec.types import ConnectionId, Namespace, RoomName
 
 
@@ -24,6 +25,13 @@ class JoinResult(Enum):
     JOINED = "joined"
     ALREADY_MEMBER = "already_member"
     FULL = "full"
+
+
+# What a recovering connection's shard is handed back from where its session ran before:
+# the stored replies to acked messages (ack id, the __ack__ or __error__ frame), oldest
+# first, or None when that session is not known there (never seen, expired, or its shard
+# died with it).
+ParkedAcks = list[tuple[str | int, bytes]] | None
 
 
 class LocalMember(Protocol):
@@ -97,6 +105,43 @@ class RoomStore(ABC):
         namespace: Namespace | None = None,
     ) -> int:
         """Deliver ``frame`` to every connection (of ``namespace``, when given)."""
+
+    # -- history and recovery (docs/recovery.md) -------------------------------------------------
+
+    def use_history(self, policy_for: Callable[[RoomName], HistoryPolicy | None]) -> None:
+        """Tell the store which rooms keep history (the app's ``Room(history_size=...)`` and
+        its default); called once at startup, before any connection."""
+        self._history_policy = policy_for
+
+    def history_policy_for(self, room: RoomName) -> HistoryPolicy | None:
+        policy_for = getattr(self, "_history_policy", None)
+        return None if policy_for is None else policy_for(room)
+
+    async def join_at(
+        self, room: RoomName, conn_id: ConnectionId, max_members: int
+    ) -> tuple[JoinResult, Position | None]:
+        """``join``, and the room's history position at that instant (None for a room
+        without history): a member that receives nothing before it drops recovers from
+        there. Decided in the same step as the join at the room's home."""
+        return await self.join(room, conn_id, max_members), None
+
+    async def recover(
+        self, room: RoomName, conn_id: ConnectionId, since: Position | None
+    ) -> Replay | None:
+        """A recovering connection (attached here, its outbound held) is a member of
+        ``room`` again, without guards or ``max_members``, and has been given, through its
+        ``deliver``, every message of the room after ``since`` that it was not excluded
+        from, before any later live message: the Replay says which (``COVERED``) or that
+        the history no longer reaches back (``GAP``, nothing delivered). None: the room
+        has no history (it is rejoined, nothing is replayed)."""
+        await self.join(room, conn_id, 0)
+        return None
+
+    async def resume(self, conn_id: ConnectionId) -> ParkedAcks:
+        """Take over the session ``conn_id`` from wherever it ran: a connection still open
+        under that id (the server has not noticed its drop yet) is closed, its handlers
+        finished, and its stored ack replies handed here and forgotten there."""
+        return None
 
     @abstractmethod
     def declare_room(self, room: RoomName, *, static: bool, ttl: float) -> None:
