@@ -42,6 +42,23 @@ connection_closes = Counter(
     "Closes the server started, by close code.",
     ["code"],
 )
+# -- connection-state recovery (docs/recovery.md) ------------------------------------------------
+RECOVERY_OUTCOMES = ("recovered", "gap", "invalid", "expired", "foreign")
+recoveries = Counter(
+    PREFIX + "recoveries_total",
+    "Recovery attempts by outcome: recovered (every history room covered), gap (the session "
+    "came back, some rooms' history no longer covered the gap), or the token refused "
+    "(invalid, expired, foreign). Attempts are the sum.",
+    ["outcome"],
+)
+recovery_replayed_messages = Counter(
+    PREFIX + "recovery_replayed_messages_total",
+    "Room messages replayed to recovering connections.",
+)
+recovery_ack_replays = Counter(
+    PREFIX + "recovery_ack_replays_total",
+    "Resent acked messages answered with the stored reply instead of running again.",
+)
 slow_consumer_closes = Counter(
     PREFIX + "slow_consumer_closes_total",
     "Connections closed with 4008: their unsent bytes passed --max-outbound.",
