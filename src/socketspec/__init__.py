@@ -30,6 +30,7 @@ from socketspec.errors import (
 )
 from socketspec.push.emitter import Emitter, EmitterError, EmitterUnavailableError, SyncEmitter
 from socketspec.registry import Broadcasts, Emits, EventDefinition
+from socketspec.recovery import Recovery
 from socketspec.rooms import Room
 from socketspec.security.auth import APIKeyAuth, AuthBackend, JWTAuth
 from socketspec.security.ratelimit import RateLimit
@@ -63,6 +64,7 @@ __all__ = [
     "JWTAuth",
     "MemoryBackend",
     "RateLimit",
+    "Recovery",
     "RedisBackend",
     "ReservedEventNameError",
     "Room",
