@@ -29,8 +29,8 @@ from socketspec.errors import (
     SystemEvent,
 )
 from socketspec.push.emitter import Emitter, EmitterError, EmitterUnavailableError, SyncEmitter
-from socketspec.registry import Broadcasts, Emits, EventDefinition
 from socketspec.recovery import Recovery
+from socketspec.registry import Broadcasts, Emits, EventDefinition
 from socketspec.rooms import Room
 from socketspec.security.auth import APIKeyAuth, AuthBackend, JWTAuth
 from socketspec.security.ratelimit import RateLimit

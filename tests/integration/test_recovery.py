@@ -272,7 +272,7 @@ async def test_guards_rerun_when_skip_guards_is_false() -> None:
         allowed = {"vip": True}
 
         @app.room_guard("vip")
-        def vip(conn: Connection) -> bool:
+        def vip(conn: Connection, allowed: dict[str, bool] = allowed) -> bool:
             return allowed["vip"]
 
         async with TestClient(app) as client:
