@@ -350,16 +350,23 @@ class SocketApp:
         recovery = self.recovery
         if recovery is None:
             return None
-        signer = self._signer
-        if signer is None:
-            node = self.recovery_node if self.recovery_node is not None else current_node()
-            signer = self._signer = TokenSigner(
-                resolve_secret(recovery.secret, os.environ),
-                window=recovery.window,
-                max_bytes=recovery.max_token_bytes,
-                node=node,
-            )
-        return signer
+        if self._signer is None:
+            self.set_recovery_secret(resolve_secret(recovery.secret, os.environ))
+        return self._signer
+
+    def set_recovery_secret(self, secret: str | bytes) -> None:
+        """Sign and verify tokens with ``secret`` from now on (a cluster with Redis gives
+        every node the one they agreed on at shard start)."""
+        recovery = self.recovery
+        if recovery is None:
+            return
+        node = self.recovery_node if self.recovery_node is not None else current_node()
+        self._signer = TokenSigner(
+            secret.encode() if isinstance(secret, str) else secret,
+            window=recovery.window,
+            max_bytes=recovery.max_token_bytes,
+            node=node,
+        )
 
     def event_definitions(self) -> list[EventDefinition]:
         return list(self.registry)

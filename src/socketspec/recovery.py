@@ -26,7 +26,7 @@ import os
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,12 +88,14 @@ def resolve_secret(explicit: str | bytes | None, environ: Mapping[str, str]) -> 
     return secrets.token_bytes(32)
 
 
-def draw_cluster_environment(environ: dict[str, str]) -> None:
+def draw_cluster_environment(environ: MutableMapping[str, str], *, redis: bool = False) -> None:
     """At a cluster's start, before its shards fork: one secret and one node id for every
-    shard and every restart of a shard, unless the operator set them."""
+    shard and every restart of a shard, unless the operator set them. With Redis the node
+    id stays "" (every node serves every room's history; the nodes share one secret
+    through Redis)."""
     if not environ.get(SECRET_ENV):
         environ[SECRET_ENV] = secrets.token_hex(32)
-    if NODE_ENV not in environ:
+    if NODE_ENV not in environ and not redis:
         environ[NODE_ENV] = secrets.token_hex(6)
 
 
