@@ -51,6 +51,8 @@ recoveries = Counter(
     "(invalid, expired, foreign). Attempts are the sum.",
     ["outcome"],
 )
+for _outcome in RECOVERY_OUTCOMES:  # every outcome's series exists (at 0) from the start
+    recoveries.labels(outcome=_outcome)
 recovery_replayed_messages = Counter(
     PREFIX + "recovery_replayed_messages_total",
     "Room messages replayed to recovering connections.",
