@@ -519,11 +519,10 @@ class SocketApp:
         transport.write(envelope.encode(SystemEvent.CONNECT, greeting))
         if isinstance(asked, Refusal):
             rt.send_error(asked.code, asked.message, event=SystemEvent.CONNECT)
+        if signer is not None:
+            rt.on_ping = lambda: self._refresh_token(rt)
         if state is not None:
-            rt.on_ping = lambda: self._refresh_token(rt)
             rt.spawn(self._release_replay(rt))
-        elif signer is not None:
-            rt.on_ping = lambda: self._refresh_token(rt)
         rt.start_session()
         for room in rejoined:
             await self.hooks.run("on_room_join", conn, room)
