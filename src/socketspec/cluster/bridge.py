@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, Protocol
 
+from socketspec.history import HistoryEntry, HistoryPolicy, Position
 from socketspec.types import ConnectionId, Namespace, RoomName
 
 if TYPE_CHECKING:  # the Redis package is imported only when a Redis URL is given
@@ -64,6 +65,32 @@ class NodeBridge(Protocol):
     def send_direct(self, node: str, shard: int, conn_id: ConnectionId, frame: bytes) -> bool: ...
 
     def kick(self, node: str, shard: int, conn_id: ConnectionId, reason: str) -> bool: ...
+
+    # -- room history (docs/recovery.md) ----------------------------------------------------------
+
+    def publish_history(
+        self,
+        room: RoomName,
+        room_json: bytes,
+        exclude: list[str],
+        frame: bytes,
+        origin: str,
+        policy: HistoryPolicy,
+    ) -> asyncio.Future[Position] | None:
+        """Position a history room's broadcast across nodes and publish it (it comes back to
+        every node's home through ``on_room_message(..., position=...)``); None when it
+        cannot (no other nodes, Redis down): the home positions it itself."""
+        ...
+
+    def history_since(
+        self, room: RoomName, since: Position, limit: int
+    ) -> asyncio.Future[list[HistoryEntry]] | None:
+        """The room's messages after ``since`` as kept across nodes (None: not kept)."""
+        ...
+
+    async def shared_secret(self, candidate: str) -> str:
+        """The recovery secret every node uses: ``candidate`` unless one was set first."""
+        ...
 
 
 class NullBridge:
@@ -121,3 +148,22 @@ class NullBridge:
 
     def kick(self, node: str, shard: int, conn_id: ConnectionId, reason: str) -> bool:
         return False
+
+    def publish_history(
+        self,
+        room: RoomName,
+        room_json: bytes,
+        exclude: list[str],
+        frame: bytes,
+        origin: str,
+        policy: HistoryPolicy,
+    ) -> asyncio.Future[Position] | None:
+        return None  # the home positions the room's messages itself
+
+    def history_since(
+        self, room: RoomName, since: Position, limit: int
+    ) -> asyncio.Future[list[HistoryEntry]] | None:
+        return None  # nothing is kept beyond the home's ring
+
+    async def shared_secret(self, candidate: str) -> str:
+        return candidate  # no other node to agree with
