@@ -304,8 +304,12 @@ def _build(header: bytes, blob: bytes) -> LinkMessage:
     if cls is Rejoin:
         args[0] = [tuple(member) for member in args[0]]
     elif cls is HistorySync:
-        args[3] = [tuple(entry) for entry in args[3]]
-        _check_sizes([entry[1] for entry in args[3]], blob)
+        try:
+            args[3] = [tuple(entry) for entry in args[3]]
+            sizes = [entry[1] for entry in args[3]]
+        except (TypeError, IndexError) as exc:
+            raise LinkProtocolError(f"bad history entries: {exc}") from exc
+        _check_sizes(sizes, blob)
     elif cls is RecoverReply:
         if len(args[3]) != len(args[4]):
             raise LinkProtocolError("recovered: as many offsets as frames")
