@@ -357,9 +357,9 @@ class ClusterRoomStore(RoomStore):
                 replay = await self._replay_at_home(room, conn_id, since)
                 # From here to the local join nothing awaits: the next message of the room
                 # follows the replay.
-                self._record_recovered(room, conn_id, self.shard, self.generation, info)
                 member = self._local.get(conn_id)
-                if member is not None:
+                if member is not None:  # (gone meanwhile: no ghost member at the home)
+                    self._record_recovered(room, conn_id, self.shard, self.generation, info)
                     if replay.coverage is Coverage.COVERED:
                         for entry in replay.entries:
                             deliver(member, entry.frame)
@@ -936,7 +936,7 @@ class ClusterRoomStore(RoomStore):
         the room's stream where the ring does not reach back). Nothing awaits after the
         ring is read: the caller records the member in the same step."""
         history = self.history.open(room)
-        if history is None:
+        if history is None:  # the policy changed under us: nothing to replay
             return Replay(Coverage.GAP, Position("", 0))
         replay = history.since(since)
         if replay.coverage is Coverage.GAP and since is not None:
@@ -948,11 +948,14 @@ class ClusterRoomStore(RoomStore):
                     logger.exception("shard %s: reading %r's history failed", self.shard, room)
                     older = []
                 replay = _with_older(history, since, older)
-        return Replay(
-            replay.coverage,
-            replay.position,
-            tuple(entry for entry in replay.entries if conn_id not in entry.exclude),
-        )
+        return _for_member(replay, conn_id)
+
+    def _ring_replay(self, room: RoomName, conn_id: ConnectionId, since: Position | None) -> Replay:
+        """``_replay_at_home`` from the ring alone (no other node keeps more)."""
+        history = self.history.open(room)
+        if history is None:
+            return Replay(Coverage.GAP, Position("", 0))
+        return _for_member(history.since(since), conn_id)
 
     def _record_recovered(
         self,
@@ -995,7 +998,8 @@ class ClusterRoomStore(RoomStore):
         rooms homed there (it is rebuilt from them), and the rings of the rooms we are home
         to (its copies of them)."""
         out: list[HistorySync] = []
-        serving_own = self._is_home(self.shard)
+        # Our own rings only once they are whole and ours (not while rebuilding them).
+        serving_own = self._history_served.is_set() and self._is_home(self.shard)
         for history in self.history:
             homed = self.home_of(history.room)
             if homed == peer or (homed == self.shard and serving_own):
@@ -1259,14 +1263,25 @@ class ClusterRoomStore(RoomStore):
         if not self._history_served.is_set():
             self._hold(lambda: self._on_recover(peer, generation, message))
             return
-        self._run_later(self._answer_recover(peer, generation, message))
-
-    async def _answer_recover(self, peer: int, generation: int, message: RecoverRequest) -> None:
         since: Position | None = None
         if message.since is not None:
             with contextlib.suppress(ValueError):  # unreadable: answered as a gap
                 since = Position.parse(message.since)
+        if self.bridge.spans_nodes:
+            self._run_later(self._answer_recover(peer, generation, message, since))
+        else:  # answered as it is read: what comes after it on the link follows the replay
+            replay = self._ring_replay(message.room, message.conn_id, since)
+            self._send_recovered(peer, generation, message, replay)
+
+    async def _answer_recover(
+        self, peer: int, generation: int, message: RecoverRequest, since: Position | None
+    ) -> None:
         replay = await self._replay_at_home(message.room, message.conn_id, since)
+        self._send_recovered(peer, generation, message, replay)
+
+    def _send_recovered(
+        self, peer: int, generation: int, message: RecoverRequest, replay: Replay
+    ) -> None:
         # Recorded and answered in one step: the next Deliver to that shard follows the reply.
         self._record_recovered(message.room, message.conn_id, peer, generation, message.info)
         sizes, frames = join_frames([entry.frame for entry in replay.entries])
@@ -1365,6 +1380,12 @@ def _join_reply(value: Any) -> tuple[JoinResult, Position | None]:
         result, position = value
         return JoinResult(result), None if position is None else Position.parse(position)
     return JoinResult(value), None
+
+
+def _for_member(replay: Replay, conn_id: ConnectionId) -> Replay:
+    """``replay`` without the messages that excluded ``conn_id``."""
+    entries = tuple(entry for entry in replay.entries if conn_id not in entry.exclude)
+    return Replay(replay.coverage, replay.position, entries)
 
 
 def _replay_of(reply: RecoverReply) -> Replay:
