@@ -170,7 +170,7 @@ async def test_a_rolling_reload_keeps_the_history_and_its_positions(
         # from it) and positions go on in the same epochs.
         since = {room: f"{epochs[room]}:2" for room in rooms}
         back = await pool.open(recover_url(cluster, token, since))
-        assert back.greeting["recovered"] is True
+        assert back.greeting["recovered"] is True, (back.greeting, back.inbox.pending())
         replayed = await said(back, 6)
         for room in rooms:
             assert [e["payload"]["n"] for e in replayed if e["room"] == room] == [3, 4, 5]

@@ -1,8 +1,8 @@
 """The app of the room history tests: rooms named ``h-*`` keep their last 500 messages, the
 others none; connection-state recovery on. ``socketspec-cluster cluster_history_app:app``.
 
-The recovery secret comes from the cluster's supervisor (every shard and every restart of
-a shard shares it)."""
+The recovery secret is the app's own, so a token signed by one shard is good on the other
+and after a restart whatever the supervisor does."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from socketspec import Connection, Recovery, Room, SocketApp
+from socketspec import Connection, Room, SocketApp
+from socketspec.recovery import Recovery
 
 app = SocketApp(
     rooms=[Room("h-{name}", history_size=500, history_ttl=120.0)],
-    recovery=Recovery(window=60.0),
+    recovery=Recovery(window=60.0, secret="cluster-history-recovery-secret-0123456789"),
 )
 
 
