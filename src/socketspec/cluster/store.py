@@ -262,18 +262,20 @@ class ClusterRoomStore(RoomStore):
         home = self.home_of(room)
         info = self._info(conn_id)
         if self._is_home(home):
+            policy = self._policy(room)
             history = None
-            if self._policy(room) is not None:
+            if policy is not None:
                 await self._until_history_served()
                 history = self.history.open(room)
             pending = self._begin_join(
                 room, conn_id, self.shard, self.generation, max_members, info
             )
             position = None if history is None else history.position
+            shared = None if policy is None else self.bridge.history_position(room, policy)
             result = await self._finish_join(room, conn_id, max_members, pending)
             if result is not JoinResult.FULL and conn_id in self._local:
                 self._local.join(room, conn_id)
-            return result, position
+            return result, await _shared_position(position, shared)
 
         asked = self.links.generation_of(home)
 
@@ -1094,12 +1096,20 @@ class ClusterRoomStore(RoomStore):
         self._answer_later(peer, message.request, relayed(), generation)
 
     async def _join_value(
-        self, message: JoinRequest, pending: PendingJoin, position: str | None
+        self,
+        message: JoinRequest,
+        pending: PendingJoin,
+        position: Position | None,
+        shared: asyncio.Future[Position | None] | None,
     ) -> Any:
-        result = await self._finish_join(
-            message.room, message.conn_id, message.max_members, pending
-        )
-        return _join_reply_value(result, position)
+        if isinstance(pending, JoinResult):
+            result = pending
+        else:
+            result = await self._finish_join(
+                message.room, message.conn_id, message.max_members, pending
+            )
+        found = await _shared_position(position, shared)
+        return _join_reply_value(result, None if found is None else str(found))
 
     def _answer_later(
         self,
@@ -1241,23 +1251,24 @@ class ClusterRoomStore(RoomStore):
         self.asks.answered(message.request, message.value)
 
     def _on_join(self, peer: int, generation: int, message: JoinRequest) -> None:
-        position: str | None = None
-        if self._policy(message.room) is not None:
+        position: Position | None = None
+        policy = self._policy(message.room)
+        if policy is not None:
             if not self._history_served.is_set():
                 self._hold(lambda: self._on_join(peer, generation, message))
                 return
             history = self.history.open(message.room)
-            position = None if history is None else str(history.position)
+            position = None if history is None else history.position
         joining = self._begin_join(
             message.room, message.conn_id, peer, generation, message.max_members, message.info
         )
-        if isinstance(joining, JoinResult):
-            value = _join_reply_value(joining, position)
+        shared = None if policy is None else self.bridge.history_position(message.room, policy)
+        if isinstance(joining, JoinResult) and shared is None:
+            value = _join_reply_value(joining, None if position is None else str(position))
             self.links.send_to_instance(peer, generation, Reply(message.request, value))
         else:
-            self._answer_later(
-                peer, message.request, self._join_value(message, joining, position), generation
-            )
+            answer = self._join_value(message, joining, position, shared)
+            self._answer_later(peer, message.request, answer, generation)
 
     def _on_recover(self, peer: int, generation: int, message: RecoverRequest) -> None:
         if not self._history_served.is_set():
@@ -1440,6 +1451,20 @@ def _with_older(
     if tail.coverage is Coverage.GAP:
         return Replay(Coverage.GAP, latest)
     return Replay(Coverage.COVERED, tail.position, (*older, *tail.entries))
+
+
+async def _shared_position(
+    own: Position | None, shared: asyncio.Future[Position | None] | None
+) -> Position | None:
+    """A join's position: the one Redis keeps across nodes when it says within
+    REMOTE_COUNT_WAIT, else this home's own."""
+    if shared is None:
+        return own
+    try:
+        found = await asyncio.wait_for(shared, REMOTE_COUNT_WAIT)
+    except Exception:  # Redis did not answer (in time): this node's position
+        return own
+    return own if found is None else found
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:
