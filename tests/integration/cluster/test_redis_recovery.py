@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 from collections import Counter
 from typing import Any
@@ -227,5 +228,5 @@ def _gaps(offsets: list[int]) -> str:
     twice = sorted(o for o, n in seen.items() if n > 1)
     top = max(offsets, default=0)
     missing = sorted(set(range(1, top + 1)) - set(seen))
-    disorder = sum(1 for a, b in zip(offsets, offsets[1:], strict=False) if b < a)
+    disorder = sum(1 for a, b in itertools.pairwise(offsets) if b < a)
     return f"twice {twice[:10]}, missing {missing[:10]}, {disorder} out of order"
