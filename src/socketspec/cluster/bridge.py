@@ -94,6 +94,15 @@ class NodeBridge(Protocol):
         these apart with its own history). None: no shared history to ask."""
         ...
 
+    def history_position(
+        self, room: RoomName, policy: HistoryPolicy
+    ) -> asyncio.Future[Position | None] | None:
+        """The shared history's position of ``room`` now (its epoch created if it had
+        none): the position a member joining now recovers from. The future gives None when
+        Redis did not answer; None at once: no shared history, the home's own position is
+        the room's."""
+        ...
+
     def shared_secret(self, candidate: str) -> Awaitable[str]:
         """The recovery secret every node uses: the first ``candidate`` offered, or
         ``candidate`` itself when there are no other nodes to agree with."""
@@ -171,6 +180,11 @@ class NullBridge:
         self, room: RoomName, since: Position, limit: int
     ) -> asyncio.Future[list[HistoryEntry]] | None:
         return None  # the home's own history is all there is
+
+    def history_position(
+        self, room: RoomName, policy: HistoryPolicy
+    ) -> asyncio.Future[Position | None] | None:
+        return None  # the home's own history is the room's position
 
     async def shared_secret(self, candidate: str) -> str:
         return candidate  # no other node to agree with

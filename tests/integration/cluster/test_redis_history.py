@@ -335,3 +335,30 @@ async def test_without_redis_there_is_no_shared_history_and_the_secret_is_ones_o
         assert await bridge.shared_secret("mine") == "mine"
     finally:
         await bridge.close()
+
+
+async def test_a_join_position_is_in_the_epoch_the_rooms_next_messages_get(
+    server: RedisServer,
+) -> None:
+    room = "history-join-position"
+    bridge = await started(server, "0d0d0d02", Recorder())
+    try:
+
+        async def position_now() -> Position | None:
+            future = bridge.history_position(room, POLICY)
+            assert future is not None
+            return await future
+
+        before = await position_now()  # a room never sent to: its epoch starts now
+        assert before is not None and before.offset == 0
+        assert await position_now() == before  # and stays
+        future = bridge.publish_history(room, room_json(room), [], frame_of(1), "", POLICY)
+        assert future is not None
+        assert await future == Position(before.epoch, 1)
+        assert await position_now() == Position(before.epoch, 1)
+        # A reader from the join's position gets what came after.
+        since = bridge.history_since(room, before, 10)
+        assert since is not None
+        assert [entry.offset for entry in await since] == [1]
+    finally:
+        await bridge.close()

@@ -26,6 +26,7 @@ async def test_a_lone_node_reaches_no_other_node() -> None:
     policy = HistoryPolicy(size=10)
     assert bridge.publish_history("hall", b'"hall"', [], b"{}", "", policy) is None
     assert bridge.history_since("hall", Position("abcdefgh", 0), 10) is None
+    assert bridge.history_position("hall", policy) is None
     assert await bridge.shared_secret("this-node-only") == "this-node-only"
     await bridge.settled()
     await bridge.close()

@@ -105,6 +105,7 @@ async def test_while_redis_is_down_nothing_is_queued_and_leaves_are_remembered()
     policy = HistoryPolicy(size=10)
     assert bridge.publish_history("lobby", b'"lobby"', [], b"{}", "", policy) is None
     assert bridge.history_since("lobby", Position("abcdefgh", 0), 10) is None
+    assert bridge.history_position("lobby", policy) is None
     assert await bridge.shared_secret("mine") == "mine"
     assert bridge._queue.empty()
 

@@ -72,6 +72,7 @@ from socketspec.cluster.redis.codec import (
     stream_entry,
 )
 from socketspec.cluster.redis.scripts import (
+    HISTORY_POSITION_SCRIPT,
     HISTORY_PUBLISH_SCRIPT,
     HISTORY_SINCE_SCRIPT,
     JOIN_SCRIPT,
@@ -315,6 +316,7 @@ class RedisBridge:
             "members": client.register_script(MEMBERS_SCRIPT),
             "history_publish": client.register_script(HISTORY_PUBLISH_SCRIPT),
             "history_since": client.register_script(HISTORY_SINCE_SCRIPT),
+            "history_position": client.register_script(HISTORY_POSITION_SCRIPT),
         }
         await self._announce(client)
         pubsub = client.pubsub()
@@ -699,8 +701,7 @@ class RedisBridge:
             return None
         keys = [*self.history_keys(room), self.room_channel(room)]
         header = orjson.dumps(room_header(self.node, room, exclude, origin, time.time()))
-        stream_ttl = math.ceil(policy.ttl) if policy.ttl else UNAGED_KEEP
-        position_ttl = max(stream_ttl, POSITION_KEEP)
+        stream_ttl, position_ttl = _lifetimes(policy)
         age_ms = round(policy.ttl * 1000)
 
         async def run(client: aioredis.Redis) -> Position:
@@ -720,9 +721,30 @@ class RedisBridge:
                 ],
             )
             TALLY.add(_PUBLISHED["room"])
-            return Position(epoch.decode() if isinstance(epoch, bytes) else str(epoch), int(offset))
+            return _position(epoch, offset)
 
         return self._enqueue(run, want_result=True, on_lost=_count_undelivered)
+
+    def history_position(
+        self, room: RoomName, policy: HistoryPolicy
+    ) -> asyncio.Future[Position | None] | None:
+        """The room's shared position now, its epoch created if it had none: what a member
+        joining now recovers from, in the epoch the room's next messages get (a home that
+        just started, or a room not sent to yet, knows no better). Queued in order with
+        the join. The future gives None when Redis did not answer; None at once while it
+        is down."""
+        if not self.is_up or self._queue.full():
+            return None
+        keys = self.history_keys(room)
+        _, position_ttl = _lifetimes(policy)
+
+        async def run(client: aioredis.Redis) -> Position:
+            epoch, offset = await self._scripts["history_position"](
+                keys=keys, args=[new_epoch(), position_ttl]
+            )
+            return _position(epoch, offset)
+
+        return self._enqueue(run, want_result=True)
 
     def history_since(
         self, room: RoomName, since: Position, limit: int
@@ -775,6 +797,16 @@ class RedisBridge:
             )
             return candidate
         return agreed.decode() if isinstance(agreed, bytes) else str(agreed)
+
+
+def _lifetimes(policy: HistoryPolicy) -> tuple[int, int]:
+    """How long a history room's stream and its position keys outlive its last message."""
+    stream_ttl = math.ceil(policy.ttl) if policy.ttl else UNAGED_KEEP
+    return stream_ttl, max(stream_ttl, POSITION_KEEP)
+
+
+def _position(epoch: bytes | str, offset: Any) -> Position:
+    return Position(epoch.decode() if isinstance(epoch, bytes) else str(epoch), int(offset))
 
 
 # Reading a stream whose room's policy is not known here: whatever the stream kept.

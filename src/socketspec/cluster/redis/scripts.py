@@ -108,3 +108,18 @@ local wanted = last - tonumber(ARGV[2])
 if wanted <= 0 then return {} end
 return redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', wanted)
 """
+
+# A history room's position now (where a member joining now recovers from), creating the
+# room's epoch if it has none, so that the position given at a join is in the epoch its
+# next messages get. KEYS: epoch key, offset key, stream. ARGV: [1] a fresh epoch, [2] the
+# position keys' ttl in seconds. Returns {epoch, offset}.
+HISTORY_POSITION_SCRIPT = """
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('DEL', KEYS[1], KEYS[3])
+  redis.call('SET', KEYS[2], 0)
+end
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return {redis.call('GET', KEYS[1]), tonumber(redis.call('GET', KEYS[2]))}
+"""
