@@ -20,7 +20,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from clusterkit import Node, RedisServer, node_of, start_nodes
+from clusterkit import Node, Pool, RedisServer, node_of, start_nodes
 
 from socketspec.client import Client, Reconnect, connect
 from socketspec.history import Position
@@ -95,6 +95,11 @@ def said(client: Client) -> list[dict[str, Any]]:
     return [m for m in client.inbox.pending() if m.get("event") == "said"]
 
 
+def sequence(client: Client) -> list[tuple[str, str, int]]:
+    """Position, publisher and seq of every ``said`` the client got, in arrival order."""
+    return [(m["pos"], m["payload"]["publisher"], m["payload"]["seq"]) for m in said(client)]
+
+
 @pytest.fixture
 def redis_server(tmp_path: Any) -> Any:
     server = RedisServer(tmp_path)
@@ -113,6 +118,43 @@ def two_nodes(redis_server: RedisServer) -> Any:
     finally:
         for node in nodes:
             node.kill()
+
+
+async def test_members_on_both_nodes_see_one_order_of_a_history_room(
+    two_nodes: list[Node],
+) -> None:
+    """Senders on both nodes at once: every member, on both shards of both nodes, gets the
+    room's messages in one order, positioned 1, 2, 3... in one epoch, each sender's in its
+    own order."""
+    a, b = two_nodes
+    room = "hist-one-order"
+    count = 60
+    async with asyncio.timeout(60):
+        async with Pool(a.url()) as pool_a, Pool(b.url()) as pool_b:
+            on_a = await pool_a.on_shards(range(SHARDS), 2)
+            on_b = await pool_b.on_shards(range(SHARDS), 2)
+            members = [c for p in (on_a, on_b) for clients in p.values() for c in clients]
+            for member in members:
+                await member.call("join", {"room": room}, timeout=15)
+
+            async def send(sender: Client, name: str) -> None:
+                for seq in range(count):
+                    await sender.call(
+                        "publish", {"room": room, "publisher": name, "seq": seq}, timeout=15
+                    )
+
+            await asyncio.gather(send(on_a[0][0], "from-a"), send(on_b[1][0], "from-b"))
+            for member in members:
+                await _wait_for(lambda m=member: len(said(m)) >= 2 * count, 20, "all arrived")
+            await asyncio.sleep(0.3)
+            reference = sequence(members[0])
+            positions = [Position.parse(pos) for pos, _, _ in reference]
+            assert len({p.epoch for p in positions}) == 1
+            assert [p.offset for p in positions] == list(range(1, 2 * count + 1))
+            for name in ("from-a", "from-b"):
+                assert [seq for _, who, seq in reference if who == name] == list(range(count))
+            for member in members[1:]:
+                assert sequence(member) == reference, f"{member.conn_id} saw another order"
 
 
 async def test_the_killed_nodes_clients_recover_every_message_on_the_other_node(
