@@ -362,3 +362,21 @@ async def test_a_join_position_is_in_the_epoch_the_rooms_next_messages_get(
         assert [entry.offset for entry in await since] == [1]
     finally:
         await bridge.close()
+
+
+async def test_a_member_recovered_on_another_node_is_recorded_where_it_is_now(
+    server: RedisServer, raw: aioredis.Redis
+) -> None:
+    room = "history-moved-member"
+    old = await started(server, "0d0d0d03", Recorder())
+    new = await started(server, "0d0d0d04", Recorder(), shard=1)
+    try:
+        joined = old.join(room, "conn-1", 0, {"user_id": "u"}, 0)
+        assert joined is not None and (await joined).value == "joined"
+        again = new.join(room, "conn-1", 1, {"user_id": "u"}, 0)  # its session, recovered
+        assert again is not None and (await again).value == "already_member"
+        record = await raw.hget(f"socketspec:members:{room}", "conn-1")
+        assert record is not None and record.startswith(b"0d0d0d04:1:")
+    finally:
+        await old.close()
+        await new.close()

@@ -46,10 +46,16 @@ end
 )
 
 # KEYS[1] the room's hash; ARGV: conn_id, value, max_members, node key prefix.
+# A member already recorded elsewhere (a connection recovered on another node or shard
+# under its id) is recorded where it is now.
 JOIN_SCRIPT = (
     LIVE_ENTRIES
     + """
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 'already' end
+local known = redis.call('HGET', KEYS[1], ARGV[1])
+if known then
+  if known ~= ARGV[2] then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+  return 'already'
+end
 local max = tonumber(ARGV[3])
 if max > 0 and #live_entries(KEYS[1], ARGV[4]) / 2 >= max then return 'full' end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
