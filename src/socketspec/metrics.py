@@ -133,6 +133,18 @@ broadcast_fanout = Histogram(
     buckets=(0, 1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000),
 )
 
+# -- room history (the cluster room store sets these) --------------------------------------------
+room_history_messages = Gauge(
+    PREFIX + "room_history_messages",
+    "Room history messages kept, per shard (a room's home and every shard's copy), summed.",
+    multiprocess_mode="livesum",
+)
+room_history_bytes = Gauge(
+    PREFIX + "room_history_bytes",
+    "Bytes of the room history messages kept, per shard, summed.",
+    multiprocess_mode="livesum",
+)
+
 # -- mailboxes and pipes ------------------------------------------------------------------------
 mailbox_depth = Gauge(
     PREFIX + "mailbox_depth",
