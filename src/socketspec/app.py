@@ -502,7 +502,7 @@ class SocketApp:
         if signer is not None:
             rt.on_ping = lambda: self._refresh_token(rt)
         if state is not None:
-            rt.spawn(self._release_replay(rt))
+            rt.start_release()  # the replay, as fast as the client reads it, then live
         rt.start_session()
         for room in rejoined:
             await self.hooks.run("on_room_join", conn, room)
@@ -586,11 +586,6 @@ class SocketApp:
             metrics.recovery_replayed_messages.inc(replayed)
         return missed, rejoined
 
-    async def _release_replay(self, rt: ConnectionRuntime) -> None:
-        """After the greeting: the held frames (the replay, then what came meanwhile),
-        written as fast as the client reads them."""
-        await rt.release_held()
-
     def _token_for(self, rt: ConnectionRuntime) -> str | None:
         """A fresh recovery token for ``rt``'s connection (None: too large, or disabled)."""
         signer = self.token_signer()
@@ -635,6 +630,7 @@ class SocketApp:
         kept replies are handed over and forgotten here."""
         rt = self._runtimes.get(conn_id)
         if rt is not None:
+            rt.stop_release()  # a replay to a client that is gone would only be waited for
             if rt.machine.can_move(ConnState.DRAINING):
                 rt.machine.move(ConnState.DRAINING)
             try:
