@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from historykit import (
+    POLICY,
     close_all,
     crash,
     eventually,
@@ -26,6 +27,7 @@ from historykit import (
 from socketspec import metrics
 from socketspec.backends.base import JoinResult, ParkedAcks
 from socketspec.cluster.asks import RoomUnavailableError
+from socketspec.cluster.codec import Publish
 from socketspec.cluster.store import ClusterRoomStore
 from socketspec.history import Coverage, Position
 from socketspec.types import ConnectionId
@@ -298,3 +300,47 @@ async def test_the_gauges_count_what_is_kept_and_ended_rooms_are_discarded(
     s0.sweep_history()
     assert ROOM0 not in s0.history
     assert metrics.room_history_messages._value.get() == 0
+
+
+async def test_a_rolling_restarts_successor_takes_the_history_and_goes_on(
+    tmp_path: Path,
+) -> None:
+    s0, s1 = await asyncio.gather(start_store(tmp_path, 0), start_store(tmp_path, 1))
+    successor: ClusterRoomStore | None = None
+    try:
+        await serving(s0, s1)
+        b = await member(s1)
+        await s1.join(ROOM0, b.id, 0)
+        for n in range(1, 4):
+            await s1.publish(ROOM0, said(n))
+        epoch = s0.history.get(ROOM0).epoch  # type: ignore[union-attr]
+        successor = await start_store(tmp_path, 0, generation=2)
+        await serving(successor)
+        await eventually(lambda: s0.links.superseded)
+        ring = successor.history.get(ROOM0)
+        assert ring is not None and (ring.epoch, ring.last_offset) == (epoch, 3)
+        await s1.publish(ROOM0, said(4))  # positioned by the successor now
+        await eventually(lambda: len(b.frames) == 4)
+        assert offsets(b.frames) == [1, 2, 3, 4]
+        assert successor.history.get(ROOM0).last_offset == 4  # type: ignore[union-attr]
+        # The draining predecessor keeps a copy too.
+        await eventually(lambda: s0.history.get(ROOM0).last_offset == 4)  # type: ignore[union-attr]
+    finally:
+        await close_all(*(store for store in (successor, s0, s1) if store is not None))
+
+
+async def test_a_new_home_holds_history_asks_until_it_is_rebuilt(tmp_path: Path) -> None:
+    store = ClusterRoomStore(0, 2, 1, tmp_path)  # not started: still starting
+    store.use_history(lambda room: POLICY if room.startswith("h-") else None)
+    a = await member(store)
+    await store.attach(a)
+    store._home.record(ROOM0, a.id, (0, 1, {}))
+    store._local.join(ROOM0, a.id)
+    store._home.record(PLAIN, a.id, (0, 1, {}))
+    store._local.join(PLAIN, a.id)
+    store.on_message(1, 1, Publish(ROOM0, [], said(1), 0, ":1.1.1"))
+    store.on_message(1, 1, Publish(PLAIN, [], said(2), 0, ":1.1.2"))  # no history: at once
+    assert payloads(a.frames) == [2]
+    store.on_message(1, 1, Publish(ROOM0, [], said(3), 0, ":1.1.3"))
+    store._serve_history()  # rebuilt: what waited goes on, in arrival order
+    assert payloads(a.frames) == [2, 1, 3] and offsets(a.frames[1:]) == [1, 2]
