@@ -1052,7 +1052,9 @@ class ClusterRoomStore(RoomStore):
             if self._history_served.is_set():
                 return  # positions are given here already: this ring is the truth
         elif homed == peer:
-            self.history.discard(room)  # the home's own ring replaces our copy
+            # The home's own ring replaces our copy (in its epoch, even with nothing in it).
+            self.history.discard(room)
+            self.history.open(room, message.epoch)
         else:
             return
         history = self.history.open(room)
