@@ -27,7 +27,7 @@ from historykit import (
 from socketspec import metrics
 from socketspec.backends.base import JoinResult, ParkedAcks
 from socketspec.cluster.asks import RoomUnavailableError
-from socketspec.cluster.codec import Deliver, Positioned, Publish
+from socketspec.cluster.codec import Deliver, HistorySync, Positioned, Publish
 from socketspec.cluster.links import OwnRooms
 from socketspec.cluster.store import ClusterRoomStore
 from socketspec.history import Coverage, Position, room_json, with_position
@@ -413,3 +413,32 @@ async def test_a_successor_positions_only_once_its_predecessor_says_it_stopped(
     assert payloads(a.frames) == [7]
     successor.on_message(0, 1, Positioned(0, 1))
     assert payloads(a.frames) == [7, 8] and offsets(a.frames) == [7, 8]
+
+
+def sync(room: str, epoch: str, offsets_kept: list[int], last: int) -> HistorySync:
+    frames = [with_position(said(n), room_json(room), Position(epoch, n)) for n in offsets_kept]
+    entries = [
+        (n, len(frame), f"o{n}", [], 0.0)
+        for n, frame in zip(offsets_kept, frames, strict=True)
+    ]
+    return HistorySync(room, epoch, last, entries, b"".join(frames))
+
+
+async def test_history_syncs_rebuild_a_starting_home_and_replace_a_copy(tmp_path: Path) -> None:
+    store = ClusterRoomStore(0, 2, 1, tmp_path)  # shard 0, still starting
+    store.use_history(lambda room: POLICY if room.startswith("h-") else None)
+    store.on_message(1, 1, sync(ROOM0, "deadhome", [3, 4], 4))  # a copy of our room
+    store.on_message(1, 1, sync(ROOM0, "deadhome", [4, 5], 5))  # another instance's
+    rebuilt = store.history.get(ROOM0)
+    assert rebuilt is not None and rebuilt.position == Position("deadhome", 5)
+    assert [entry.offset for entry in rebuilt] == [3, 4, 5]
+    assert rebuilt.offset_of("o4") == 4
+    # The ring of a room homed on the sender replaces our copy of it.
+    store.on_message(1, 1, sync(ROOM1, "homering", [9], 9))
+    store.on_message(1, 1, sync(ROOM1, "homering", [], 12))
+    copy = store.history.get(ROOM1)
+    assert copy is not None and (copy.position, len(copy)) == (Position("homering", 12), 0)
+    # Once the home serves, its ring is the truth: a late sync changes nothing.
+    store._serve_history()
+    store.on_message(1, 1, sync(ROOM0, "deadhome", [6], 6))
+    assert store.history.get(ROOM0).position == Position("deadhome", 5)  # type: ignore[union-attr]
