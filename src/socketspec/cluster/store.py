@@ -70,6 +70,7 @@ from socketspec.cluster.codec import (
     Leave,
     LinkMessage,
     MembersRequest,
+    Positioned,
     Publish,
     RecoverReply,
     RecoverRequest,
@@ -79,7 +80,7 @@ from socketspec.cluster.codec import (
     join_frames,
     split_frames,
 )
-from socketspec.cluster.links import LinkManager, UnixSocketLink
+from socketspec.cluster.links import PREDECESSOR_WAIT, LinkManager, OwnRooms, UnixSocketLink
 from socketspec.cluster.router import Handler, LinkRouter
 from socketspec.connection import Connection, Identity, SessionInfo, utcnow
 from socketspec.history import (
@@ -171,7 +172,9 @@ class ClusterRoomStore(RoomStore):
         # (their histories are rebuilt from every instance's copies first), in arrival order.
         self._held: list[Callable[[], None]] = []
         self._history_served = asyncio.Event()
-        self.links.on_home = self._serve_history
+        # Once we are the home, until our draining predecessor says it positions no more.
+        self._awaiting_predecessor: asyncio.TimerHandle | None = None
+        self.links.on_own_rooms = self._own_rooms_moved
         self._sweeper: asyncio.Task[None] | None = None
         # Set by the app: close the session ``conn_id`` if it is open here and hand over
         # its stored ack replies (docs/recovery.md).
@@ -987,9 +990,33 @@ class ClusterRoomStore(RoomStore):
             return  # its asker's deadline tells it
         self._held.append(work)
 
+    def _own_rooms_moved(self, left: OwnRooms, entered: OwnRooms) -> None:
+        if entered is OwnRooms.HANDED_OVER:
+            if left is OwnRooms.HOME:
+                # Everything we positioned is on the link before this: our successor
+                # gives the next offsets only after it.
+                self.links.send(self.shard, Positioned(self.shard, self.generation))
+            self._serve_history()  # (held asks go on to the successor)
+        elif self.links.predecessor_linked:
+            # Our predecessor may still position a message or two before it hears our
+            # handover: we serve once it says it stopped (bounded: it may hang).
+            loop = asyncio.get_running_loop()
+            self._awaiting_predecessor = loop.call_later(PREDECESSOR_WAIT, self._serve_history)
+        else:
+            self._serve_history()
+
+    def _on_positioned(self, peer: int, generation: int, message: Positioned) -> None:
+        if peer == self.shard and generation < self.generation:
+            self._serve_history()
+
     def _serve_history(self) -> None:
         """This instance's history rooms are whole (or its successor serves them): what
         waited goes on, in arrival order."""
+        if self._awaiting_predecessor is not None:
+            self._awaiting_predecessor.cancel()
+            self._awaiting_predecessor = None
+        if self._history_served.is_set():
+            return
         self._history_served.set()
         held, self._held = self._held, []
         for work in held:
@@ -1025,7 +1052,9 @@ class ClusterRoomStore(RoomStore):
             if self._history_served.is_set():
                 return  # positions are given here already: this ring is the truth
         elif homed == peer:
-            self.history.discard(room)  # the home's own ring replaces our copy
+            # The home's own ring replaces our copy (in its epoch, even with nothing in it).
+            self.history.discard(room)
+            self.history.open(room, message.epoch)
         else:
             return
         history = self.history.open(room)
@@ -1213,6 +1242,7 @@ class ClusterRoomStore(RoomStore):
             RecoverRequest: self._on_recover,
             RecoverReply: self._on_recover_reply,
             Resume: self._on_resume,
+            Positioned: self._on_positioned,
         }
 
     def _on_deliver(self, peer: int, generation: int, message: Deliver) -> None:
