@@ -949,6 +949,9 @@ class ClusterRoomStore(RoomStore):
                 except Exception:
                     logger.exception("shard %s: reading %r's history failed", self.shard, room)
                     older = []
+                # The ring may have been replaced meanwhile (the room's messages from Redis
+                # came in another epoch than the one it was opened in): the current one.
+                history = self.history.open(room) or history
                 replay = _with_older(history, since, older)
         return _for_member(replay, conn_id)
 
