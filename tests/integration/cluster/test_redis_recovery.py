@@ -51,10 +51,14 @@ class Balancer:
         self._pipes: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        """Listen (again, on the same port after ``close``)."""
+        self._server = await asyncio.start_server(
+            self._accept, "127.0.0.1", self.port, reuse_address=True
+        )
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
+        """Stop listening and cut every connection through it."""
         if self._server is not None:
             self._server.close()
         for task in list(self._pipes):
@@ -306,3 +310,76 @@ def _gaps(offsets: list[int]) -> str:
         return f"missing {missing[:10]} (of {len(missing)}) after {around}"
     disorder = sum(1 for a, b in itertools.pairwise(offsets) if b < a)
     return f"twice {twice[:10]}, missing {missing[:10]}, {disorder} out of order"
+
+
+async def test_while_redis_is_unreachable_a_node_positions_in_an_epoch_of_its_own(
+    redis_server: RedisServer,
+) -> None:
+    """Redis out of reach (its connections cut, its data kept): the node positions a history
+    room's messages alone, in a new epoch, so that when Redis is back and goes on with its
+    own offsets no position ever names two messages."""
+    cut = Balancer([redis_server.port])
+    await cut.start()
+    nodes = start_nodes(
+        2, APP, SHARDS, "--redis", f"redis://127.0.0.1:{cut.port}/0", "--redis-node-ttl", "2"
+    )
+    a, b = nodes
+    room = "hist-redis-cut"
+    try:
+        async with asyncio.timeout(60):
+            async with Pool(a.url()) as pool_a, Pool(b.url()) as pool_b:
+                members = [c for clients in (await pool_a.on_shards(range(SHARDS))).values()
+                           for c in clients]
+                on_b = await pool_b.open()
+                for member in [*members, on_b]:
+                    await member.call("join", {"room": room}, timeout=15)
+                sender = members[0]
+
+                async def publish(seq: int) -> None:
+                    await sender.call(
+                        "publish", {"room": room, "publisher": "a", "seq": seq}, timeout=15
+                    )
+
+                for seq in range(3):
+                    await publish(seq)
+                await _wait_for(lambda: all(len(said(m)) == 3 for m in members), 10, "3 sent")
+                shared_epoch = Position.parse(said(members[0])[0]["pos"]).epoch
+
+                await cut.close()
+                for shard in range(SHARDS):
+                    await a.wait_metric("socketspec_redis_up", lambda v: v == 0, shard=str(shard))
+                for seq in range(3, 5):
+                    await publish(seq)
+                await _wait_for(lambda: all(len(said(m)) == 5 for m in members), 10, "5 sent")
+
+                await cut.start()
+                for node in nodes:
+                    for shard in range(SHARDS):
+                        await node.wait_metric(
+                            "socketspec_redis_up", lambda v: v == 1, 15, shard=str(shard)
+                        )
+                await publish(5)
+                await _wait_for(lambda: all(len(said(m)) == 6 for m in members), 10, "6 sent")
+                await _wait_for(lambda: len(said(on_b)) == 4, 10, "B's member has 4")
+
+                for member in [*members, on_b]:
+                    seen = sequence(member)
+                    by_position = {pos: seq for pos, _, seq in seen}
+                    assert len(by_position) == len(seen), f"a position named twice: {seen}"
+                positions = [Position.parse(pos) for pos, _, _ in sequence(members[0])]
+                alone = positions[3].epoch
+                assert alone != shared_epoch
+                assert positions == [
+                    Position(shared_epoch, 1),
+                    Position(shared_epoch, 2),
+                    Position(shared_epoch, 3),
+                    Position(alone, 1),
+                    Position(alone, 2),
+                    Position(shared_epoch, 4),  # Redis goes on where it was
+                ]
+                # The other node never got what was positioned alone, and nothing twice.
+                assert [seq for _, _, seq in sequence(on_b)] == [0, 1, 2, 5]
+    finally:
+        for node in nodes:
+            node.kill()
+        await cut.close()
