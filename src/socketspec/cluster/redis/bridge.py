@@ -404,10 +404,11 @@ class RedisBridge:
             own = header.get("n") == self.node
             if own and position is None:
                 return  # published by this node, which delivered it already
-            TALLY.add(_RECEIVED["room"])
             sent = header.get("t")
-            if isinstance(sent, float) and not own:
-                TALLY.observe(metrics.redis_lag, max(0.0, time.time() - sent))
+            if not own:  # the metrics are of what other nodes send
+                TALLY.add(_RECEIVED["room"])
+                if isinstance(sent, float):
+                    TALLY.observe(metrics.redis_lag, max(0.0, time.time() - sent))
             room, exclude, origin = header["r"], frozenset(header.get("x") or ()), header.get("o")
             if position is None:
                 self.handler.on_room_message(room, exclude, frame, str(origin or ""))
@@ -676,7 +677,6 @@ class RedisBridge:
         header = {"k": "kick", "c": conn_id, "reason": reason}
         channel = self.direct_channel(node, shard)
         return self._publish("direct", channel, encode_message(header, b"")) is not None
-
 
     # -- history -----------------------------------------------------------------------------------
 
