@@ -168,6 +168,9 @@ class ClusterRoomStore(RoomStore):
         self.history = HistoryBook(self.history_policy_for)
         # When each history was last written to or its room seen alive (monotonic seconds).
         self._history_touched: dict[RoomName, float] = {}
+        # With Redis: the epoch this home positioned a room's messages in alone, while Redis
+        # was down (Redis's offsets go on in Redis's epochs: ours must be another one).
+        self._alone_epochs: dict[RoomName, str] = {}
         # History-room asks that came before this instance serves as the home of its rooms
         # (their histories are rebuilt from every instance's copies first), in arrival order.
         self._held: list[Callable[[], None]] = []
@@ -878,9 +881,20 @@ class ClusterRoomStore(RoomStore):
             remote.add_done_callback(_retrieved)
             excluded = frozenset(exclude)
             return sum(1 for conn_id in self._home.members(room) if conn_id not in excluded)
-        if self.bridge.spans_nodes:
+        if self.bridge.spans_nodes and self._alone_epochs.get(room) != history.epoch:
+            # The ring's epoch is Redis's, whose offsets other nodes go on giving: positions
+            # given here in it would name other messages. A new epoch of this node's own.
+            self.history.discard(room)
+            renewed = self.history.open(room)
+            if renewed is None:
+                return self._fan_out(room, frame, exclude, origin)
+            history = renewed
+            self._alone_epochs[room] = history.epoch
             logger.warning(
-                "shard %s: Redis is down, positioning %r on this node alone", self.shard, room
+                "shard %s: Redis is down, positioning %r on this node alone (epoch %s)",
+                self.shard,
+                room,
+                history.epoch,
             )
         entry = history.append(frame, origin, exclude)
         self._touch(room)
@@ -952,6 +966,9 @@ class ClusterRoomStore(RoomStore):
                 except Exception:
                     logger.exception("shard %s: reading %r's history failed", self.shard, room)
                     older = []
+                # The ring may have been replaced meanwhile (the room's messages from Redis
+                # came in another epoch than the one it was opened in): the current one.
+                history = self.history.open(room) or history
                 replay = _with_older(history, since, older)
         return _for_member(replay, conn_id)
 
@@ -1084,6 +1101,7 @@ class ClusterRoomStore(RoomStore):
             if now - self._history_touched.setdefault(room, now) >= keep:
                 self.history.discard(room)
                 del self._history_touched[room]
+                self._alone_epochs.pop(room, None)
         count, size = self.history.totals
         metrics.room_history_messages.set(count)
         metrics.room_history_bytes.set(size)
