@@ -631,7 +631,6 @@ class Client(Receiver):
 
     async def _reopened(self) -> None:
         """The new connection greeted: send what waited, then tell the application."""
-        self.reconnects += 1
         self._transition(ClientState.OPEN)
         pending, self._offline = self._offline, deque()
         while pending:
@@ -656,6 +655,7 @@ class Client(Receiver):
                     await result
             except Exception:
                 logger.exception("on_recover raised")
+        self.reconnects += 1  # counted once the application was told
 
     def _socket_ended(self, code: int, reason: str) -> None:
         """This TCP connection is over: reconnect, or close for good."""
