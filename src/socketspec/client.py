@@ -275,6 +275,7 @@ class Client(Receiver):
         self.positions: dict[RoomName, str] = {}
         self.room_counts: Counter[RoomName] = Counter()
         self.reconnects = 0
+        self.resent_calls = 0  # calls written, unanswered when their socket ended, sent again
         self.state = ClientState.CONNECTING
         self._auto_pong = auto_pong
         self._max_message_size = max_message_size
@@ -664,6 +665,7 @@ class Client(Receiver):
             # What was written and not answered goes out again first, in send order.
             resend = [(ack, text) for ack, text in self._inflight.items()]
             self._inflight.clear()
+            self.resent_calls += len(resend)
             self._offline.extendleft(reversed(resend))
             pause, self._drop_pause = self._drop_pause, None
             self._reconnect_task = asyncio.get_running_loop().create_task(

@@ -283,6 +283,7 @@ async def test_a_call_in_flight_is_resent_with_its_ack_id_and_resolves(peer: Pee
         assert len(sent) == 2 and sent[0]["ack"] == sent[1]["ack"]
         assert peer.runs == {sent[0]["ack"]: 1}  # answered from the stored reply
         assert client.reconnects == 1
+        assert client.resent_calls == 1
 
 
 async def test_emits_while_reconnecting_wait_offline_and_the_queue_is_bounded(
