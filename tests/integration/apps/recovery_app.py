@@ -9,6 +9,7 @@ from the shard that ran a send from one of a shard that ran it again after a kil
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -34,6 +35,7 @@ class Shout(BaseModel):
     room: str
     publisher: str
     seq: int
+    delay: float = 0.0  # seconds before the broadcast (a call still in flight at a drop)
 
 
 def served_by() -> dict[str, Any]:
@@ -48,6 +50,8 @@ async def join(conn: Connection, payload: RoomArg) -> dict[str, Any]:
 
 @app.on("shout")
 async def shout(conn: Connection, payload: Shout) -> dict[str, Any]:
+    if payload.delay:
+        await asyncio.sleep(payload.delay)
     await app.rooms.broadcast(
         payload.room, "shouted", {"publisher": payload.publisher, "seq": payload.seq}
     )
