@@ -29,6 +29,7 @@ from socketspec.errors import (
     SystemEvent,
 )
 from socketspec.push.emitter import Emitter, EmitterError, EmitterUnavailableError, SyncEmitter
+from socketspec.recovery import Recovery
 from socketspec.registry import Broadcasts, Emits, EventDefinition
 from socketspec.rooms import Room
 from socketspec.security.auth import APIKeyAuth, AuthBackend, JWTAuth
@@ -63,6 +64,7 @@ __all__ = [
     "JWTAuth",
     "MemoryBackend",
     "RateLimit",
+    "Recovery",
     "RedisBackend",
     "ReservedEventNameError",
     "Room",

@@ -6,7 +6,11 @@ as seen by the application: ``accept`` (origin, auth, binding, the
 ``__connect__`` greeting, hooks) returns the ``ConnectionHandle`` that every
 transport (the shard's WebSocket server, the ASGI adapter, the TestClient)
 keeps and drives (``handle.py``); ``handle_disconnect`` (rooms left, hooks,
-cleanup) and ``close_connection`` end it. ``handle_connect`` and
+cleanup) and ``close_connection`` end it. Connection-state recovery happens at
+accept too (docs/recovery.md): a ``?recover=`` token honoured brings back the
+session's id, identity, metadata and rooms, with each room's missed messages
+replayed before live ones; the app sends each connection its recovery tokens
+and keeps closed sessions' ack replies for the window (``ParkedSessions``). ``handle_connect`` and
 ``handle_event`` keep the reference's signatures for transports written
 against them. Does not own bytes on the wire or sockets.
 """
@@ -16,13 +20,17 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
+import orjson
+
 from socketspec import envelope, metrics
-from socketspec.backends.base import RoomStore
+from socketspec.backends.base import ParkedAcks, RoomStore
 from socketspec.backends.memory import MemoryRoomStore
 from socketspec.backends.redis import RedisBackend
 from socketspec.connection import Connection, Identity, SessionInfo, utcnow
@@ -34,13 +42,26 @@ from socketspec.errors import (
     ErrorCode,
     EventError,
     OriginNotAllowedError,
+    RoomPermissionError,
     SystemEvent,
     UnknownNamespaceError,
 )
 from socketspec.handle import ConnectionHandle
+from socketspec.history import Coverage, HistoryPolicy, Position
 from socketspec.hooks import HookName, Hooks
 from socketspec.middleware import Middleware
 from socketspec.pipeline import EventPipeline
+from socketspec.recovery import (
+    AckCache,
+    ParkedSessions,
+    Recovery,
+    Refusal,
+    SessionState,
+    TokenIdentity,
+    TokenSigner,
+    current_node,
+    resolve_secret,
+)
 from socketspec.registry import (
     Broadcasts,
     Emits,
@@ -55,7 +76,14 @@ from socketspec.security.origins import OriginPolicy
 from socketspec.security.ratelimit import RateLimit, TokenBucket
 from socketspec.session import SessionConfig
 from socketspec.state import ConnState
-from socketspec.types import ConnectionId, EventName, Namespace, RawSocket
+from socketspec.types import (
+    ConnectionId,
+    EventName,
+    Namespace,
+    PayloadDict,
+    RawSocket,
+    RoomName,
+)
 from socketspec.users import UserManager
 
 logger = logging.getLogger("socketspec")
@@ -64,6 +92,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # On shutdown, how long events that were already in flight are still taken.
 DRAIN_SETTLE = 0.1
+# A session taken over while its old connection is still open (the server had not seen
+# the drop): how long that connection's running handlers may take before it is closed.
+RESUME_HANDLER_WAIT = 5.0
+# The query parameters of a recovery; removed from ``conn.query_params``.
+RECOVER_PARAM = "recover"
+SINCE_PARAM = "since"
+_REFUSAL_OUTCOMES = {
+    ErrorCode.RECOVERY_INVALID: "invalid",
+    ErrorCode.RECOVERY_EXPIRED: "expired",
+    ErrorCode.RECOVERY_FOREIGN: "foreign",
+}
 
 
 class SocketApp:
@@ -88,6 +127,10 @@ class SocketApp:
         debug_url: the reference's path for its debug log page. Accepted and kept (as
             ``app.debug_url``) so reference code constructs unchanged; this project serves
             no page there: what happens on a connection is in its logs and ``/metrics``.
+        history_size: messages kept per room for rooms without their own ``Room`` (0: no
+            history; never for ``socket.users``' rooms); ``history_ttl`` their age limit.
+        recovery: connection-state recovery settings (``Recovery()`` by default); None
+            disables it (no tokens, ``?recover=`` ignored).
     """
 
     def __init__(
@@ -107,6 +150,9 @@ class SocketApp:
         debug: bool = False,
         debug_url: str = "/socket-debug",
         api_keys: Iterable[str] = (),
+        history_size: int = 0,
+        history_ttl: float = 300.0,
+        recovery: Recovery | None = Recovery(),  # noqa: B008 (frozen, shared safely)
     ) -> None:
         if max_payload_size <= 0:
             raise ConfigurationError("max_payload_size must be positive")
@@ -156,6 +202,18 @@ class SocketApp:
         self.users = UserManager(self.rooms)
         for room in rooms or ():
             self.rooms.add_room(room)
+        if history_size < 0 or history_ttl < 0:
+            raise ConfigurationError("history_size and history_ttl must not be negative")
+        self.rooms.default_history = (
+            HistoryPolicy(history_size, history_ttl) if history_size else None
+        )
+        self.recovery = recovery
+        # The history domain of this process's tokens; None: from the environment (the
+        # cluster's supervisor draws one), read with the secret at the first connection,
+        # after a cluster's shards have forked. Set before the first connection.
+        self.recovery_node: str | None = None
+        self._signer: TokenSigner | None = None
+        self.parked: ParkedSessions | None = None
         self._middlewares: list[Middleware] = []
         self._pipeline: EventPipeline | None = None
         self._runtimes: dict[ConnectionId, ConnectionRuntime] = {}
@@ -235,6 +293,10 @@ class SocketApp:
         if self._runtimes:
             raise ConfigurationError("cannot change the room store while connections are open")
         self.rooms.replace_store(store)
+        if self.started:  # startup() gave the old store these; the new one needs them too
+            store.use_history(self.rooms.history_policy)
+            if self.recovery is not None:
+                store.on_resume = self._resume_here
 
     def include(self, other: SocketApp) -> None:
         """Merge another app's events (by namespace), middleware, hooks, guards and rooms."""
@@ -265,6 +327,13 @@ class SocketApp:
         if self._pipeline is not None:
             return
         self.registry.validate()
+        store = self.rooms.store
+        store.use_history(self.rooms.history_policy)
+        recovery = self.recovery
+        if recovery is not None:
+            self.parked = ParkedSessions(recovery.window, recovery.max_parked)
+            store.on_resume = self._resume_here
+            self.rooms.on_membership_change = self._membership_changed
         self._pipeline = EventPipeline(
             registry=self.registry,
             middlewares=self._middlewares,
@@ -273,6 +342,30 @@ class SocketApp:
             max_payload_size=self.max_payload_size,
             debug=self.debug,
             users=self.users,
+        )
+
+    def token_signer(self) -> TokenSigner | None:
+        """The signer of this process's recovery tokens (None: recovery disabled), made at
+        first use: the secret is read then, not when the app is imported."""
+        recovery = self.recovery
+        if recovery is None:
+            return None
+        if self._signer is None:
+            self.set_recovery_secret(resolve_secret(recovery.secret, os.environ))
+        return self._signer
+
+    def set_recovery_secret(self, secret: str | bytes) -> None:
+        """Sign and verify tokens with ``secret`` from now on (a cluster with Redis gives
+        every node the one they agreed on at shard start)."""
+        recovery = self.recovery
+        if recovery is None:
+            return
+        node = self.recovery_node if self.recovery_node is not None else current_node()
+        self._signer = TokenSigner(
+            secret.encode() if isinstance(secret, str) else secret,
+            window=recovery.window,
+            max_bytes=recovery.max_token_bytes,
+            node=node,
         )
 
     def event_definitions(self) -> list[EventDefinition]:
@@ -321,12 +414,18 @@ class SocketApp:
         transport: Transport = raw_socket
         headers = {k.lower(): v for k, v in headers.items()}
         query = dict(query_params)
+        recover_token = query.pop(RECOVER_PARAM, None)
+        since_param = query.pop(SINCE_PARAM, None)
         ns = normalize_namespace(namespace) if namespace is not None else self.namespace
         if not self.registry.has_namespace(ns):
             raise UnknownNamespaceError(f"namespace {ns!r} is not served")
         refusal = self.origin_policy.check(headers)
         if refusal is not None:
             raise OriginNotAllowedError(refusal)
+        signer = self.token_signer()
+        asked: SessionState | Refusal | None = None
+        if recover_token is not None and signer is not None:
+            asked = signer.verify(recover_token, namespace=ns)
         now = utcnow()
         max_duration = self.session.max_duration
         conn = Connection(
@@ -351,7 +450,8 @@ class SocketApp:
         rt = ConnectionRuntime(conn, transport, self.session, bucket, close)
         if self.auth is not None:
             try:
-                result = self.auth.authenticate(headers, query)
+                # Authentication sees the query as sent (the recovery parameters included).
+                result = self.auth.authenticate(headers, dict(query_params))
                 identity = await result if inspect.isawaitable(result) else result
                 if identity is None:
                     # The reference's backends refuse by returning None.
@@ -369,6 +469,21 @@ class SocketApp:
                 raise ConnectionAuthError("authentication failed") from exc
             conn.identity = identity
             conn.session.token_expires_at = identity.token_expires_at
+            if isinstance(asked, SessionState) and asked.identity.user_id != identity.user_id:
+                asked = Refusal(ErrorCode.RECOVERY_FOREIGN, "recovery token of another user")
+        elif isinstance(asked, SessionState):
+            # Without authentication, who the session was is what its token says.
+            conn.identity = _identity_of(asked.identity)
+        state = asked if isinstance(asked, SessionState) else None
+        recovery = self.recovery
+        if recovery is not None:
+            rt.acks = AckCache(recovery.max_acks)
+        if state is not None:
+            parked = await self.rooms.store.resume(state.conn_id)
+            rt.inherited_acks = AckCache(recovery.max_acks if recovery else 0, parked or ())
+            conn.id = state.conn_id
+            conn.metadata = dict(state.metadata)
+            rt.hold()  # what is delivered from now on waits for the __connect__ greeting
         conn._emit_fn = rt.emit
         conn._disconnect_fn = lambda reason: self.close_connection(conn, CloseCode.NORMAL, reason)
         self._runtimes[conn.id] = rt
@@ -377,27 +492,144 @@ class SocketApp:
             await self.users.attach(conn)
         except EventError:  # the user's home shard is down: served, but not by user id
             logger.warning("conn %s: not addressable by user id (rooms unavailable)", conn.id)
+        greeting: dict[str, Any] = {
+            "conn_id": conn.id,
+            "namespace": ns,
+            "user_id": conn.identity.user_id,
+            "heartbeat_interval": self.session.heartbeat_interval,
+            "heartbeat_timeout": self.session.heartbeat_timeout,
+            **self.server_info,
+        }
+        rejoined: list[RoomName] = []
+        if state is not None:
+            missed, rejoined = await self._recover_rooms(conn, state, since_param)
+            conn.recovered = not missed
+            metrics.recoveries.labels(outcome="gap" if missed else "recovered").inc()
+            greeting["recovered"] = conn.recovered
+            if missed:
+                greeting["missed"] = missed
+        elif recovery is not None:
+            greeting["recovered"] = False
+        if isinstance(asked, Refusal):
+            metrics.recoveries.labels(outcome=_REFUSAL_OUTCOMES[asked.code]).inc()
+        if signer is not None:
+            greeting["recovery"] = {"token": self._token_for(rt), "window": signer.window}
         rt.machine.move(ConnState.OPEN)
-        rt.deliver(
-            envelope.encode(
-                SystemEvent.CONNECT,
-                {
-                    "conn_id": conn.id,
-                    "namespace": ns,
-                    "user_id": conn.identity.user_id,
-                    "heartbeat_interval": self.session.heartbeat_interval,
-                    "heartbeat_timeout": self.session.heartbeat_timeout,
-                    **self.server_info,
-                },
-            )
-        )
+        # The greeting goes first, before the replay held back since the session was taken.
+        transport.write(envelope.encode(SystemEvent.CONNECT, greeting))
+        if isinstance(asked, Refusal):
+            rt.send_error(asked.code, asked.message, event=SystemEvent.CONNECT)
+        if state is not None:
+            rt.on_ping = lambda: self._refresh_token(rt)
+            rt.spawn(self._release_replay(rt))
+        elif signer is not None:
+            rt.on_ping = lambda: self._refresh_token(rt)
         rt.start_session()
+        for room in rejoined:
+            await self.hooks.run("on_room_join", conn, room)
         await self.hooks.run("on_connect", conn)
         pipeline = self._pipeline
         assert pipeline is not None  # built by startup()
         return ConnectionHandle(
             rt, pipeline, close, lambda reason: self.handle_disconnect(conn, reason)
         )
+
+    async def _recover_rooms(
+        self, conn: Connection, state: SessionState, since_param: str | None
+    ) -> tuple[dict[RoomName, str | None], list[RoomName]]:
+        """Rejoin the token's rooms, each replayed from the client's position (else the
+        token's): the rooms whose history no longer covers the gap, with the position the
+        client gave, and the rooms rejoined."""
+        since = _parse_since(since_param)
+        recovery = self.recovery
+        skip_guards = recovery is None or recovery.skip_guards
+        store = self.rooms.store
+        missed: dict[RoomName, str | None] = {}
+        rejoined: list[RoomName] = []
+        replayed = 0
+        for room, joined_at in state.rooms.items():
+            if not skip_guards:
+                try:
+                    await self.rooms.check_guards(conn, room)
+                except RoomPermissionError:
+                    logger.info("conn %s: recovered without room %r (guard)", conn.id, room)
+                    continue
+            given = since.get(room, joined_at)
+            position = _position(given)
+            replay = await store.recover(room, conn.id, position)
+            conn.rooms.add(room)
+            rejoined.append(room)
+            if replay is None:
+                continue
+            if replay.coverage is Coverage.COVERED:
+                replayed += len(replay.frames_for(conn.id))
+                # The position a client that reads nothing more would recover from again.
+                conn.positions[room] = str(position or replay.position)
+            else:
+                missed[room] = given
+                conn.positions[room] = str(replay.position)
+        if replayed:
+            metrics.recovery_replayed_messages.inc(replayed)
+        return missed, rejoined
+
+    async def _release_replay(self, rt: ConnectionRuntime) -> None:
+        """After the greeting: the held frames (the replay, then what came meanwhile),
+        written as fast as the client reads them."""
+        await rt.release_held()
+
+    def _token_for(self, rt: ConnectionRuntime) -> str | None:
+        """A fresh recovery token for ``rt``'s connection (None: too large, or disabled)."""
+        signer = self.token_signer()
+        if signer is None:
+            return None
+        conn = rt.conn
+        identity = conn.identity
+        rt.token_sent_at = time.monotonic()
+        return signer.sign(
+            conn.id,
+            conn.namespace,
+            TokenIdentity(
+                identity.user_id,
+                identity.role,
+                tuple(identity.scopes),
+                identity.is_authenticated,
+            ),
+            conn.metadata,
+            {room: conn.positions.get(room) for room in sorted(conn.rooms)},
+        )
+
+    def _send_token(self, rt: ConnectionRuntime) -> None:
+        rt.deliver(envelope.encode(SystemEvent.RECOVERY, {"token": self._token_for(rt)}))
+
+    def _membership_changed(self, conn: Connection) -> None:
+        """A join or leave: the client's token must name its rooms (sent before the ack)."""
+        rt = self._runtime_of(conn)
+        if rt is not None and rt.machine.state in (ConnState.OPEN, ConnState.DRAINING):
+            self._send_token(rt)
+
+    def _refresh_token(self, rt: ConnectionRuntime) -> None:
+        """At a heartbeat: a token older than a quarter of the window is replaced, so that
+        a long-lived connection always holds one that is valid for most of the window."""
+        signer = self.token_signer()
+        if signer is not None and time.monotonic() - rt.token_sent_at >= signer.window / 4:
+            self._send_token(rt)
+
+    async def _resume_here(self, conn_id: ConnectionId) -> ParkedAcks:
+        """The room store's ``on_resume``: the session ``conn_id`` ran in this process. Its
+        connection, if still open (a drop the server has not noticed), stops taking events,
+        its running handlers get ``RESUME_HANDLER_WAIT`` seconds, and it is closed; its
+        kept replies are handed over and forgotten here."""
+        rt = self._runtimes.get(conn_id)
+        if rt is not None:
+            if rt.machine.can_move(ConnState.DRAINING):
+                rt.machine.move(ConnState.DRAINING)
+            try:
+                await asyncio.wait_for(rt.wait_idle(), RESUME_HANDLER_WAIT)
+            except TimeoutError:
+                logger.warning("conn %s: handlers still running when its session resumed", conn_id)
+            await self.close_connection(rt.conn, CloseCode.NORMAL, "resumed")
+        parked = self.parked
+        return None if parked is None else parked.take(conn_id)
 
     async def _refuse(self, rt: ConnectionRuntime, message: str) -> None:
         """Authentication failed: browsers cannot read a refused handshake, so accept,
@@ -412,7 +644,7 @@ class SocketApp:
 
     async def handle_event(self, conn: Connection, raw_message: str | bytes) -> None:
         """Feed one inbound message; returns when it is admitted, before its handler finishes."""
-        rt = self._runtimes.get(conn.id)
+        rt = self._runtime_of(conn)
         if rt is None or self._pipeline is None:
             return
         await self._pipeline.handle(rt, raw_message)
@@ -421,11 +653,12 @@ class SocketApp:
         """Server shutdown: no new events, ``__server_shutdown__`` to everyone, running
         handlers (and ``busy``, the server's other work in flight, such as publish API
         requests) get ``timeout`` seconds to finish, then every connection closes with 1001."""
-        notice = envelope.encode(
-            SystemEvent.SERVER_SHUTDOWN, {"reason": "shutdown", "graceful_timeout": timeout}
-        )
+        notice: PayloadDict = {"reason": "shutdown", "graceful_timeout": timeout}
+        recovery_on = self.token_signer() is not None
         for rt in list(self._runtimes.values()):
-            rt.deliver(notice)
+            if recovery_on:  # each connection's own token: it reconnects to a new shard
+                notice = {**notice, "recovery": {"token": self._token_for(rt)}}
+            rt.deliver(envelope.encode(SystemEvent.SERVER_SHUTDOWN, notice))
         # Messages already on their way when the notice left (a client that connected a moment
         # ago and sent its first event) are still handled; after this, events are refused.
         await asyncio.sleep(min(DRAIN_SETTLE, timeout))
@@ -447,7 +680,7 @@ class SocketApp:
 
     async def handle_disconnect(self, conn: Connection, reason: str = "client_close") -> None:
         """The transport is gone (peer closed, network dropped); clean up once."""
-        rt = self._runtimes.get(conn.id)
+        rt = self._runtime_of(conn)
         if rt is None or not rt.machine.can_move(ConnState.CLOSING):
             return
         rt.machine.move(ConnState.CLOSING)
@@ -455,7 +688,7 @@ class SocketApp:
 
     async def close_connection(self, conn: Connection, code: int, reason: str) -> None:
         """Server-initiated close with ``code``; ``reason`` reaches the on_disconnect hooks."""
-        rt = self._runtimes.get(conn.id)
+        rt = self._runtime_of(conn)
         if rt is None or not rt.machine.can_move(ConnState.CLOSING):
             return
         rt.machine.move(ConnState.CLOSING)
@@ -470,12 +703,22 @@ class SocketApp:
         conn = rt.conn
         rt.stop_session()
         rt.cancel_tasks()
+        parked = self.parked
+        if parked is not None:
+            parked.park(conn.id, rt.ack_replies())
         try:
             await self.rooms.leave_all(conn)
             await self.hooks.run("on_disconnect", conn, reason)
         finally:
-            self._runtimes.pop(conn.id, None)
+            if self._runtimes.get(conn.id) is rt:
+                del self._runtimes[conn.id]
             rt.machine.move(ConnState.CLOSED)
+
+    def _runtime_of(self, conn: Connection) -> ConnectionRuntime | None:
+        """``conn``'s runtime; None once it ended (a recovered session's new connection
+        has the same id: the old one's transport must not reach it)."""
+        rt = self._runtimes.get(conn.id)
+        return rt if rt is not None and rt.conn is conn else None
 
     # -- introspection -------------------------------------------------------------------------
 
@@ -486,3 +729,35 @@ class SocketApp:
     def connections(self) -> list[Connection]:
         """Connections served by this process."""
         return [rt.conn for rt in self._runtimes.values()]
+
+
+def _identity_of(token: TokenIdentity) -> Identity:
+    return Identity(
+        user_id=token.user_id,
+        role=token.role,
+        scopes=list(token.scopes),
+        authenticated=token.authenticated,
+    )
+
+
+def _parse_since(raw: str | None) -> dict[RoomName, str | None]:
+    """``?since=`` (a JSON object of room -> position); anything unreadable is ignored (the
+    token's positions are used)."""
+    if not raw:
+        return {}
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {room: pos for room, pos in value.items() if isinstance(pos, str)}
+
+
+def _position(text: str | None) -> Position | None:
+    if text is None:
+        return None
+    try:
+        return Position.parse(text)
+    except ValueError:
+        return None

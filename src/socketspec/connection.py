@@ -83,6 +83,12 @@ class Connection:
     headers: dict[str, str] = field(default_factory=dict)
     query_params: dict[str, str] = field(default_factory=dict)
     namespace: Namespace = "/"
+    # True when this connection took over a dropped one's session (its id, rooms and
+    # metadata) and every room's history covered what it missed (docs/recovery.md).
+    recovered: bool = False
+    # The history position of each history room at its join (what the recovery token
+    # carries, so that a member that received nothing still recovers).
+    positions: dict[RoomName, str] = field(default_factory=dict, repr=False)
     _emit_fn: EmitCallable | None = field(default=None, repr=False, compare=False)
     _disconnect_fn: DisconnectCallable | None = field(default=None, repr=False, compare=False)
 

@@ -194,36 +194,36 @@ class RoomHistory:
         self._keep(entry)
         return True
 
-    def merge(self, epoch: str, entries: Iterable[HistoryEntry]) -> None:
+    def merge(self, epoch: str, entries: Iterable[HistoryEntry], last_offset: int = 0) -> None:
         """A rebuilt home: take a copy's entries (same epoch, or a first copy) so that the
-        kept run is the longest contiguous one ending at the highest offset seen."""
+        kept run is the longest contiguous one ending at the highest offset seen.
+        ``last_offset`` is the copy's latest offset even when its entries expired: offsets
+        up to it are never given again, and a run that does not reach it is not kept (it
+        would answer a later position as covered while missing the newest messages)."""
         incoming = sorted(entries, key=lambda e: e.offset)
+        newest_there = max(last_offset, incoming[-1].offset if incoming else 0)
         if epoch != self.epoch:
-            if self._entries or self.last_offset:
-                newest_here = self.last_offset
-                newest_there = incoming[-1].offset if incoming else 0
-                if newest_there <= newest_here:
-                    return
+            if newest_there == 0 or newest_there <= self.last_offset:
+                return  # the copy knows nothing, or less than is kept here
             self.epoch = epoch
             self._entries.clear()
             self._origins.clear()
             self.bytes = 0
             self.last_offset = 0
+        newest = max(self.last_offset, newest_there)
         by_offset = {entry.offset: entry for entry in self._entries}
         for entry in incoming:
             by_offset.setdefault(entry.offset, entry)
-        if not by_offset:
-            return
         run: list[HistoryEntry] = []
-        for offset in sorted(by_offset, reverse=True):
-            if run and offset != run[-1].offset - 1:
-                break
+        offset = newest
+        while offset in by_offset:
             run.append(by_offset[offset])
+            offset -= 1
         run.reverse()
         self._entries.clear()
         self._origins.clear()
         self.bytes = 0
-        self.last_offset = run[0].offset - 1
+        self.last_offset = run[0].offset - 1 if run else newest
         for entry in run:
             self._keep(entry)
 

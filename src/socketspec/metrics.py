@@ -42,6 +42,25 @@ connection_closes = Counter(
     "Closes the server started, by close code.",
     ["code"],
 )
+# -- connection-state recovery (docs/recovery.md) ------------------------------------------------
+RECOVERY_OUTCOMES = ("recovered", "gap", "invalid", "expired", "foreign")
+recoveries = Counter(
+    PREFIX + "recoveries_total",
+    "Recovery attempts by outcome: recovered (every history room covered), gap (the session "
+    "came back, some rooms' history no longer covered the gap), or the token refused "
+    "(invalid, expired, foreign). Attempts are the sum.",
+    ["outcome"],
+)
+for _outcome in RECOVERY_OUTCOMES:  # every outcome's series exists (at 0) from the start
+    recoveries.labels(outcome=_outcome)
+recovery_replayed_messages = Counter(
+    PREFIX + "recovery_replayed_messages_total",
+    "Room messages replayed to recovering connections.",
+)
+recovery_ack_replays = Counter(
+    PREFIX + "recovery_ack_replays_total",
+    "Resent acked messages answered with the stored reply instead of running again.",
+)
 slow_consumer_closes = Counter(
     PREFIX + "slow_consumer_closes_total",
     "Connections closed with 4008: their unsent bytes passed --max-outbound.",
@@ -112,6 +131,18 @@ broadcast_fanout = Histogram(
     PREFIX + "broadcast_fanout",
     "Local deliveries per broadcast per shard.",
     buckets=(0, 1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000),
+)
+
+# -- room history (the cluster room store sets these) --------------------------------------------
+room_history_messages = Gauge(
+    PREFIX + "room_history_messages",
+    "Room history messages kept, per shard (a room's home and every shard's copy), summed.",
+    multiprocess_mode="livesum",
+)
+room_history_bytes = Gauge(
+    PREFIX + "room_history_bytes",
+    "Bytes of the room history messages kept, per shard, summed.",
+    multiprocess_mode="livesum",
 )
 
 # -- mailboxes and pipes ------------------------------------------------------------------------

@@ -5,7 +5,9 @@ parse, rate limit, session touch (``__pong__`` is consumed there, and
 ``__refresh_auth__`` handled), admission (bounded in-flight handlers, in
 arrival order per event for ``ordered=True``), middleware chain, handler
 lookup, payload validation, dependencies, handler, ack. Every failure becomes
-an ``__error__`` envelope and the connection stays open. Does not own the
+an ``__error__`` envelope and the connection stays open. A message resent after a
+recovery with an ack id the taken-over session answered gets that stored answer
+again instead of running (the handlers' answers are kept as they are sent). Does not own the
 connection's lifecycle (``socketspec.app``) or its timers (``socketspec.runtime``).
 """
 
@@ -141,6 +143,13 @@ class EventPipeline:
         if event == REFRESH_AUTH:
             rt.spawn(self._refresh_auth(rt, message.payload, message.ack))
             return
+        if message.ack is not None and rt.inherited_acks is not None:
+            stored = rt.stored_reply(message.ack)
+            if stored is not None:
+                # Resent after a recovery: it ran in the session this one took over.
+                metrics.recovery_ack_replays.inc()
+                rt.deliver(stored)
+                return
         if event in RESERVED_EVENTS:
             rt.send_error(
                 ErrorCode.UNKNOWN_EVENT,
@@ -190,13 +199,17 @@ class EventPipeline:
                 # must not swallow the handler's ack.
                 result = _HANDLER_RESULT.get()
             if ack is not None and result is not None:
-                rt.deliver(envelope.encode_ack(ack, result))
+                rt.reply(ack, envelope.encode_ack(ack, result))
         except asyncio.CancelledError:
             raise
         except (UnknownEventError, ValidationFailed) as exc:
-            rt.send_error(exc.code, exc.message, event=event, details=exc.details, ack=ack)
+            rt.send_error(
+                exc.code, exc.message, event=event, details=exc.details, ack=ack, keep=True
+            )
         except EventError as exc:
-            rt.send_error(exc.code, exc.message, event=event, details=exc.details, ack=ack)
+            rt.send_error(
+                exc.code, exc.message, event=event, details=exc.details, ack=ack, keep=True
+            )
             await self.hooks.run("on_error", conn, exc)
         except Exception as exc:
             request_id = new_request_id()
@@ -217,6 +230,7 @@ class EventPipeline:
                 details=details,
                 ack=ack,
                 request_id=request_id,
+                keep=True,
             )
             await self.hooks.run("on_error", conn, exc)
         finally:

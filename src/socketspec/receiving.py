@@ -25,7 +25,9 @@ from socketspec.types import AckId, EventName, PayloadDict, RoomName
 
 DEFAULT_RECEIVE_TIMEOUT = 5.0
 # Housekeeping a client library handles itself; receive() without an event skips it.
-HOUSEKEEPING_EVENTS = frozenset({SystemEvent.CONNECT, SystemEvent.PING})
+HOUSEKEEPING_EVENTS = frozenset({SystemEvent.CONNECT, SystemEvent.PING, SystemEvent.RECOVERY})
+# What a client keeps to itself and never puts in its inbox: a fresh recovery token.
+SILENT_EVENTS = frozenset({SystemEvent.RECOVERY})
 # What answers a message that carried an ack.
 _REPLY_EVENTS = (SystemEvent.ACK, SystemEvent.ERROR)
 
@@ -35,6 +37,8 @@ class Inbox:
 
     def __init__(self) -> None:
         self._messages: deque[tuple[PayloadDict, int]] = deque()
+        # Called whenever a message is taken (a writer waiting for room may go on).
+        self.on_take: Callable[[], None] | None = None
         self._arrived = asyncio.Event()
         self._closed = asyncio.Event()
         self.unread_bytes = 0
@@ -76,7 +80,12 @@ class Inbox:
             raise asyncio.QueueEmpty
         message, size = self._messages.popleft()
         self.unread_bytes -= size
+        self._taken()
         return message
+
+    def _taken(self) -> None:
+        if self.on_take is not None:
+            self.on_take()
 
     async def take(
         self, matches: Callable[[PayloadDict], bool], timeout: float, what: str
@@ -93,6 +102,7 @@ class Inbox:
                 if matches(message):
                     del self._messages[index]
                     self.unread_bytes -= size
+                    self._taken()
                     return message
             if self.closed:
                 raise ConnectionClosedError(self.close_code, self.close_reason)

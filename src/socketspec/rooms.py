@@ -27,6 +27,7 @@ from socketspec.errors import (
     RoomNotFoundError,
     RoomPermissionError,
 )
+from socketspec.history import HistoryPolicy
 from socketspec.metrics import TALLY
 from socketspec.types import ConnectionId, EventName, Namespace, PayloadDict, RoomName
 from socketspec.users import is_user_room
@@ -49,7 +50,10 @@ class Room:
     A name with them (``"chat:{room_id}"``) is a template whose settings apply to
     every room it matches. ``max_members`` 0 means no limit; ``ttl`` keeps an
     emptied room existing for that many seconds; a ``private`` room can only be
-    joined through a guard that admits the connection.
+    joined through a guard that admits the connection. ``history_size`` above 0 keeps
+    the room's last messages (at most that many and ``history_bytes`` of them, none
+    older than ``history_ttl`` seconds) so that a reconnecting member recovers what it
+    missed (docs/recovery.md); its messages then carry their position.
     """
 
     name: RoomName
@@ -57,6 +61,22 @@ class Room:
     max_members: int = 0
     ttl: float = 0
     metadata: dict[str, Any] = field(default_factory=dict)
+    history_size: int = 0
+    history_ttl: float = 300.0
+    history_bytes: int = 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.history_size < 0 or self.history_ttl < 0 or self.history_bytes <= 0:
+            raise ConfigurationError(
+                f"room {self.name!r}: history_size and history_ttl must not be negative, "
+                "history_bytes must be positive"
+            )
+
+    @property
+    def history(self) -> HistoryPolicy | None:
+        if not self.history_size:
+            return None
+        return HistoryPolicy(self.history_size, self.history_ttl, self.history_bytes)
 
 
 DEFAULT_ROOM = Room(name="")
@@ -108,6 +128,11 @@ class RoomManager:
         self._guards: list[RegisteredGuard] = []
         self._static: dict[RoomName, Room] = {}
         self._templates: list[tuple[RoomPattern, Room]] = []
+        # The history of rooms without their own ``Room`` (``SocketApp(history_size=...)``).
+        self.default_history: HistoryPolicy | None = None
+        # Called with a connection after each of its joins and leaves (the app sends it a
+        # fresh recovery token, before the join's own ack).
+        self.on_membership_change: Callable[[Connection], None] | None = None
 
     @property
     def store(self) -> RoomStore:
@@ -137,6 +162,16 @@ class RoomManager:
             if pattern.match(room) is not None:
                 return config
         return DEFAULT_ROOM
+
+    def history_policy(self, room: RoomName) -> HistoryPolicy | None:
+        """The history ``room`` keeps (None: none): its ``Room``'s (templates included), else
+        the app-wide default; ``socket.users``' rooms never keep any."""
+        if is_user_room(room):
+            return None
+        config = self.config_for(room)
+        if config is DEFAULT_ROOM:
+            return self.default_history
+        return config.history
 
     def replace_store(self, store: RoomStore) -> None:
         self._store = store
@@ -183,7 +218,7 @@ class RoomManager:
             )
         await self.check_guards(conn, room)
         config = self.config_for(room)
-        result = await self._store.join(room, conn.id, config.max_members)
+        result, position = await self._store.join_at(room, conn.id, config.max_members)
         if result is JoinResult.FULL:
             raise RoomFullError(
                 f"room {room!r} is full",
@@ -192,16 +227,26 @@ class RoomManager:
         if config.ttl and room not in self._static:
             self._store.declare_room(room, static=False, ttl=config.ttl)
         conn.rooms.add(room)
+        if position is not None:
+            conn.positions[room] = str(position)
         TALLY.add(metrics.room_joins)
+        self._membership_changed(conn)
         await self._hooks.run("on_room_join", conn, room)
 
     async def leave(self, conn: Connection, room: RoomName) -> None:
         if room not in conn.rooms:
             return
         conn.rooms.discard(room)
+        conn.positions.pop(room, None)
         await self._store.leave(room, conn.id)
         TALLY.add(metrics.room_leaves)
+        self._membership_changed(conn)
         await self._hooks.run("on_room_leave", conn, room)
+
+    def _membership_changed(self, conn: Connection) -> None:
+        notify = self.on_membership_change
+        if notify is not None:
+            notify(conn)
 
     async def leave_all(self, conn: Connection) -> None:
         """A connection is going away: drop it everywhere and run the leave hooks per room."""

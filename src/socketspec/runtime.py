@@ -5,7 +5,10 @@ state machine, its session clock and the one timer handle that drives it (no
 task per connection: an idle connection costs a handle, not a coroutine), its
 rate-limit bucket, its in-flight handler tasks (bounded: the count of slots
 and the callbacks waiting for one; per-event ordering for ``ordered=True``
-handlers) and the outbound side of ``emit``. The transport underneath (the
+handlers), the outbound side of ``emit``, the replies to its acked messages
+(``AckCache``, when recovery is on) and the held outbound of a recovering
+connection (what is delivered while its replay is assembled waits, in order,
+and is then written with backpressure: a replay is never dropped). The transport underneath (the
 shard's WebSocket protocol, the TestClient's queue) only moves bytes: it
 implements ``Transport``. It closes the connection through the close callable
 it is given, not through the application, which it does not know.
@@ -17,6 +20,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +33,7 @@ from socketspec import envelope, metrics
 from socketspec.connection import Connection
 from socketspec.errors import CloseCode, ErrorCode, SystemEvent
 from socketspec.metrics import TALLY
+from socketspec.recovery import AckCache
 from socketspec.security.ratelimit import TokenBucket
 from socketspec.session import SessionAction, SessionClock, SessionConfig
 from socketspec.state import ConnectionStateMachine, ConnState
@@ -60,6 +65,22 @@ class Transport(Protocol):
         """The connection's last running handler ended: a transport that gathers frames
         within a loop turn (the shard's protocol) may send them now, one loop turn sooner,
         unless other connections have frames waiting too. Others do nothing."""
+        ...
+
+
+class BackpressuredTransport(Transport, Protocol):
+    """A transport that says how much it holds unsent, so that a recovering connection's
+    replay is written as fast as the client reads it (``--max-outbound`` never drops it).
+    A transport without these methods gets the replay in one go."""
+
+    max_outbound: int
+
+    def outbound_backlog(self) -> int:
+        """Bytes written and not yet handed to the network (what ``max_outbound`` bounds)."""
+        ...
+
+    async def wait_writable(self) -> None:
+        """Return once the backlog may have shrunk (or the transport is gone)."""
         ...
 
 
@@ -96,6 +117,16 @@ class ConnectionRuntime:
         # iteration sooner, yet in one write per burst (it declines under load, where
         # waiting for the end of the turn gathers more per write).
         self._flush = transport.flush_if_quiet
+        # Recovery: the replies this connection sent to acked messages, and those of the
+        # session it took over (looked up when a message is resent; the own ones are not:
+        # a client may reuse an ack id within one session).
+        self.acks: AckCache | None = None
+        self.inherited_acks: AckCache | None = None
+        # Called at each heartbeat ping (the app refreshes the recovery token there).
+        self.on_ping: Callable[[], None] | None = None
+        self.token_sent_at = 0.0
+        # While not None, delivered frames wait here (a recovery's replay, then live ones).
+        self._held: deque[bytes] | None = None
 
     @property
     def id(self) -> ConnectionId:
@@ -130,10 +161,68 @@ class ConnectionRuntime:
 
     def deliver(self, frame: bytes) -> bool:
         """Queue a serialised envelope; dropped (False) once the connection is closing."""
+        held = self._held
+        if held is not None:
+            if self.machine.state is ConnState.CLOSING or self.machine.state is ConnState.CLOSED:
+                return False
+            held.append(frame)
+            return True
         if self.machine.state not in _WRITABLE:
             return False
         self.transport.write(frame)
         return True
+
+    def reply(self, ack: AckId, frame: bytes) -> None:
+        """Deliver the reply to an acked message, kept for a resend after a recovery."""
+        if self.acks is not None:
+            self.acks.put(ack, frame)
+        self.deliver(frame)
+
+    def stored_reply(self, ack: AckId) -> bytes | None:
+        inherited = self.inherited_acks
+        return None if inherited is None else inherited.get(ack)
+
+    def ack_replies(self) -> list[tuple[AckId, bytes]]:
+        """Every kept reply, the inherited ones first (what is parked at the close)."""
+        replies: list[tuple[AckId, bytes]] = []
+        if self.inherited_acks is not None:
+            replies.extend(self.inherited_acks.items())
+        if self.acks is not None:
+            replies.extend(self.acks.items())
+        return replies
+
+    def hold(self) -> None:
+        """From now on, delivered frames wait in order until ``release_held``."""
+        if self._held is None:
+            self._held = deque()
+
+    async def release_held(self) -> int:
+        """Write the held frames in order, waiting for the transport to drain whenever the
+        next one would pass its ``max_outbound`` (the replay is never dropped); frames
+        delivered meanwhile are written after them. Then delivery is direct again.
+        Returns the number of frames written."""
+        held = self._held
+        if held is None:
+            return 0
+        transport = self.transport
+        backlog = getattr(transport, "outbound_backlog", None)
+        wait_writable = getattr(transport, "wait_writable", None)
+        limit = getattr(transport, "max_outbound", 0)
+        written = 0
+        try:
+            while held and self.machine.state in _WRITABLE:
+                frame = held[0]
+                if backlog is not None and wait_writable is not None and limit:
+                    pending = backlog()
+                    if pending and pending + len(frame) > limit:
+                        await wait_writable()
+                        continue
+                held.popleft()
+                transport.write(frame)
+                written += 1
+        finally:
+            self._held = None
+        return written
 
     async def emit(self, event: EventName, payload: PayloadDict | BaseModel) -> None:
         self.deliver(envelope.encode(event, payload))
@@ -147,8 +236,10 @@ class ConnectionRuntime:
         details: PayloadDict | None = None,
         ack: AckId | None = None,
         request_id: str | None = None,
+        keep: bool = False,
     ) -> str:
-        """Send an ``__error__`` envelope; returns its request id (also in the log line)."""
+        """Send an ``__error__`` envelope; returns its request id (also in the log line).
+        ``keep``: a handler's answer to an acked message, kept for a resend."""
         request_id = request_id or new_request_id()
         code = str(code)
         counter = _ERROR_COUNTERS.get(code)
@@ -164,11 +255,13 @@ class ConnectionRuntime:
             message,
             extra={"conn_id": self.id, "request_id": request_id, "event": event},
         )
-        self.deliver(
-            envelope.encode_error(
-                code, message, event=event, request_id=request_id, details=details, ack=ack
-            )
+        frame = envelope.encode_error(
+            code, message, event=event, request_id=request_id, details=details, ack=ack
         )
+        if keep and ack is not None:
+            self.reply(ack, frame)
+        else:
+            self.deliver(frame)
         return request_id
 
     # -- handler tasks -------------------------------------------------------------------------
@@ -256,6 +349,8 @@ class ConnectionRuntime:
         conn = self.conn
         if action is SessionAction.PING:
             self.deliver(envelope.encode(SystemEvent.PING, {"ts": time.time()}))
+            if self.on_ping is not None:
+                self.on_ping()
         elif action is SessionAction.WARN_AUTH_EXPIRING:
             expires = conn.identity.token_expires_at
             self.deliver(

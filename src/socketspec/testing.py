@@ -6,7 +6,12 @@ server keeps (``SocketApp.accept``; messages offered through it wait for a
 handler slot as the server's do), so tests exercise origins, auth, the
 pipeline, handler slots, rooms, sessions and hooks exactly as a real
 connection does. Like a browser client library, it answers heartbeat
-pings by itself unless ``auto_pong=False``.
+pings by itself unless ``auto_pong=False``, and it keeps the latest recovery
+token and each history room's latest position to itself (``__recovery__``
+never reaches ``receive()``): ``conn.drop()`` cuts the connection without a
+closing handshake (``notify_server=False`` leaves the server believing it is
+open) and ``await conn.reconnect()`` recovers the session the way a real
+client does.
 
 Both forms of the reference work::
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine, Generator, Mapping
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -37,7 +43,7 @@ from socketspec.errors import (
     SystemEvent,
 )
 from socketspec.handle import ConnectionHandle
-from socketspec.receiving import Inbox, Receiver
+from socketspec.receiving import SILENT_EVENTS, Inbox, Receiver
 from socketspec.types import AckId, EventName, Namespace, PayloadDict, RoomName
 
 DEFAULT_ORIGIN = "http://testserver"
@@ -59,16 +65,81 @@ __all__ = [
 ]
 
 
+@dataclass
+class RecoveryState:
+    """What a client keeps to recover its session: the latest token the server gave, the
+    latest position of each history room it received from, and how the last connect went."""
+
+    token: str | None = None
+    positions: dict[RoomName, str] = field(default_factory=dict)
+    recovered: bool = False
+    missed: dict[RoomName, str | None] = field(default_factory=dict)
+
+    def seen(self, message: PayloadDict) -> None:
+        """Keep what ``message`` says about recovery (every message passes here)."""
+        room, pos = message.get("room"), message.get("pos")
+        if isinstance(room, str) and isinstance(pos, str):
+            self.positions[room] = pos
+        event = message.get("event")
+        payload = message.get("payload")
+        if not isinstance(payload, dict):
+            return
+        if event == SystemEvent.RECOVERY:
+            self.token = payload.get("token")
+        elif event == SystemEvent.CONNECT:
+            self.recovered = bool(payload.get("recovered"))
+            self.missed = dict(payload.get("missed") or {})
+            self._token_from(payload)
+        elif event == SystemEvent.SERVER_SHUTDOWN:
+            self._token_from(payload)
+
+    def _token_from(self, payload: PayloadDict) -> None:
+        recovery = payload.get("recovery")
+        if isinstance(recovery, dict) and "token" in recovery:
+            self.token = recovery["token"]
+
+
 class MemoryTransport:
     """The server side of an in-memory connection: decoded messages go to an ``Inbox``."""
 
-    def __init__(self, max_outbound: int = DEFAULT_MAX_OUTBOUND) -> None:
+    def __init__(
+        self, max_outbound: int = DEFAULT_MAX_OUTBOUND, recovery: RecoveryState | None = None
+    ) -> None:
         self.inbox = Inbox()
         self.frames_out = 0
         self.closed = asyncio.Event()
         self.max_outbound = max_outbound
         self.on_ping: Callable[[], None] | None = None
         self.on_overflow: Callable[[], None] | None = None
+        self.recovery = recovery if recovery is not None else RecoveryState()
+        # The client is gone without a closing handshake: what is written goes nowhere.
+        self.dropped = False
+        self._writable: asyncio.Future[None] | None = None
+        self.inbox.on_take = self._wake_writer
+
+    def outbound_backlog(self) -> int:
+        """Bytes the client has not read yet (what ``max_outbound`` bounds)."""
+        return self.inbox.unread_bytes
+
+    async def wait_writable(self) -> None:
+        """Until the client reads a message (or the connection is gone)."""
+        if self.closed.is_set() or self.dropped:
+            return
+        waiter = self._writable
+        if waiter is None or waiter.done():
+            waiter = self._writable = asyncio.get_running_loop().create_future()
+        await waiter
+
+    def _wake_writer(self) -> None:
+        waiter = self._writable
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def drop(self) -> None:
+        """The network is gone: nothing more arrives, the inbox ends without a close code."""
+        self.dropped = True
+        self.inbox.close(None, "dropped")
+        self._wake_writer()
 
     @property
     def close_code(self) -> int | None:
@@ -79,7 +150,7 @@ class MemoryTransport:
         return self.inbox.close_reason
 
     def write(self, data: bytes) -> None:
-        if self.closed.is_set():
+        if self.closed.is_set() or self.dropped:
             return
         if self.inbox.unread_bytes + len(data) > self.max_outbound:
             # The same policy as the server: a client that stops reading is closed (4008),
@@ -89,6 +160,9 @@ class MemoryTransport:
             return
         message = orjson.loads(data)
         self.frames_out += 1
+        self.recovery.seen(message)
+        if message.get("event") in SILENT_EVENTS:
+            return
         self.inbox.put(message, len(data))
         if message.get("event") == SystemEvent.PING and self.on_ping is not None:
             self.on_ping()
@@ -97,6 +171,7 @@ class MemoryTransport:
         if not self.closed.is_set():
             self.inbox.close(code, reason)
             self.closed.set()
+            self._wake_writer()
 
     def flush_if_quiet(self) -> None:
         """Nothing to flush: every message reaches the inbox as it is written."""
@@ -113,8 +188,10 @@ class TestConnection(Receiver):
         handle: ConnectionHandle,
         transport: MemoryTransport,
         auto_pong: bool,
+        reconnect: Callable[[RecoveryState], Coroutine[Any, Any, TestConnection]] | None = None,
     ) -> None:
         self._app = app
+        self._reconnect = reconnect
         # The same handle the shard's protocol and the ASGI adapter drive: messages are
         # offered through it and wait for a handler slot as theirs do.
         self._handle = handle
@@ -154,6 +231,26 @@ class TestConnection(Receiver):
     @property
     def close_reason(self) -> str:
         return self._transport.close_reason
+
+    @property
+    def recovered(self) -> bool:
+        """This connection recovered a dropped one's session, every room covered."""
+        return self._transport.recovery.recovered
+
+    @property
+    def missed(self) -> dict[RoomName, str | None]:
+        """The rooms whose history did not cover the gap (with the position given)."""
+        return self._transport.recovery.missed
+
+    @property
+    def recovery_token(self) -> str | None:
+        """The latest recovery token the server gave this client."""
+        return self._transport.recovery.token
+
+    @property
+    def positions(self) -> dict[RoomName, str]:
+        """The latest position received of each history room."""
+        return self._transport.recovery.positions
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -199,6 +296,26 @@ class TestConnection(Receiver):
         await self._handle.disconnect("client_close")
 
     disconnect = close
+
+    async def drop(self, *, notify_server: bool = True) -> None:
+        """The network drops: no closing handshake, nothing more is received. With
+        ``notify_server=False`` the server is not told (a half-open connection: it
+        believes the client is there until its heartbeat says otherwise)."""
+        for task in list(self._tasks):
+            task.cancel()
+        self._transport.drop()
+        if notify_server:
+            await self._handle.disconnect("connection_lost")
+
+    async def reconnect(self) -> TestConnection:
+        """Connect again with this client's latest recovery token and positions (a still
+        open connection is dropped first, the server not told); the new connection's
+        ``recovered`` and ``missed`` say how it went."""
+        if self._reconnect is None:
+            raise RuntimeError("this connection cannot reconnect")
+        if not self._transport.dropped and not self.closed:
+            await self.drop(notify_server=False)
+        return await self._reconnect(self._transport.recovery)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -261,11 +378,13 @@ class TestClient:
         auth_token: str | None = None,
         origin: str | None = DEFAULT_ORIGIN,
         auto_pong: bool = True,
+        max_outbound: int = DEFAULT_MAX_OUTBOUND,
     ) -> None:
         self.app = app
         self.auth_token = auth_token
         self.origin = origin
         self.auto_pong = auto_pong
+        self.max_outbound = max_outbound
         self._open_conns: list[TestConnection] = []
 
     def connect(
@@ -293,8 +412,13 @@ class TestClient:
         headers: Mapping[str, str] | None,
         namespace: Namespace | None,
         auth_token: str | None,
+        recovery: RecoveryState | None = None,
     ) -> TestConnection:
         params = dict(query_params or {})
+        if recovery is not None and recovery.token is not None:
+            params["recover"] = recovery.token
+            if recovery.positions:
+                params["since"] = orjson.dumps(recovery.positions).decode()
         token = auth_token if auth_token is not None else self.auth_token
         if token is not None:
             params.setdefault("token", token)
@@ -302,7 +426,9 @@ class TestClient:
         if self.origin is not None:
             all_headers["origin"] = self.origin
         all_headers.update({k.lower(): v for k, v in (headers or {}).items()})
-        transport = MemoryTransport()
+        # A reconnecting client keeps its positions; the server gives it a new token.
+        kept = RecoveryState(positions=dict(recovery.positions)) if recovery else None
+        transport = MemoryTransport(self.max_outbound, kept)
         try:
             handle = await self.app.accept(transport, all_headers, params, namespace=namespace)
         except ConnectRejected as exc:
@@ -311,7 +437,16 @@ class TestClient:
             if refusals:
                 exc.error = refusals[0].get("payload") or {}
             raise
-        test_conn = TestConnection(self.app, handle, transport, self.auto_pong)
+        async def reconnect(state: RecoveryState) -> TestConnection:
+            return await self._open(
+                query_params=query_params,
+                headers=headers,
+                namespace=namespace,
+                auth_token=auth_token,
+                recovery=state,
+            )
+
+        test_conn = TestConnection(self.app, handle, transport, self.auto_pong, reconnect)
         self._open_conns.append(test_conn)
         return test_conn
 

@@ -111,6 +111,30 @@ class ASGIConnection:
         # got no answer within close_timeout.
         self.done = asyncio.Event()
         self._give_up: asyncio.TimerHandle | None = None
+        # A recovering connection's replay waits here for the queue to drain.
+        self._writable: asyncio.Future[None] | None = None
+
+    @property
+    def max_outbound(self) -> int:
+        return self._entry.max_outbound
+
+    def outbound_backlog(self) -> int:
+        """Message bytes queued and not yet sent (what ``max_outbound`` bounds)."""
+        return self._queue.queued_bytes
+
+    async def wait_writable(self) -> None:
+        """Until the writer task sends a message (or the connection is left)."""
+        if self.phase is not Phase.OPEN:
+            return
+        waiter = self._writable
+        if waiter is None or waiter.done():
+            waiter = self._writable = asyncio.get_running_loop().create_future()
+        await waiter
+
+    def _wake_writer(self) -> None:
+        waiter = self._writable
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _enter(self, phase: Phase) -> None:
         if phase not in PHASES[self.phase]:
@@ -154,6 +178,7 @@ class ASGIConnection:
         if self.phase is not Phase.OPEN:
             return
         self._enter(Phase.CLOSING)
+        self._wake_writer()
         self._close = (code, reason)
         self._wake.set()
         self._give_up = asyncio.get_running_loop().call_later(
@@ -182,6 +207,7 @@ class ASGIConnection:
                 TALLY.add(metrics.frames_sent)
                 TALLY.add(metrics.bytes_sent, len(frame))
             if frames:
+                self._wake_writer()
                 continue
             if self._close is not None:
                 code, reason = self._close
@@ -191,6 +217,7 @@ class ASGIConnection:
             await self._wake.wait()
 
     def finished(self) -> None:
+        self._wake_writer()
         if self._give_up is not None:
             self._give_up.cancel()
             self._give_up = None

@@ -124,11 +124,49 @@ SYSTEM_EVENTS: tuple[_SystemEventDoc, ...] = (
                     "user_id": _NULLABLE_STRING,
                     "heartbeat_interval": {"type": "number", "description": "seconds"},
                     "heartbeat_timeout": {"type": "number", "description": "seconds"},
-                }
+                    "recovered": {
+                        "type": "boolean",
+                        "description": "The session of the ?recover= token came back and "
+                        "every room's history covered what it missed (absent when recovery "
+                        "is disabled).",
+                    },
+                    "missed": {
+                        "type": "object",
+                        "additionalProperties": _NULLABLE_STRING,
+                        "description": "Rooms whose history no longer covered the gap, with "
+                        "the position the client gave: resync them.",
+                    },
+                    "recovery": _obj(
+                        {
+                            "token": {
+                                **_NULLABLE_STRING,
+                                "description": "Present as ?recover= when reconnecting; "
+                                "null when the state does not fit the token size limit.",
+                            },
+                            "window": {"type": "number", "description": "seconds"},
+                        }
+                    ),
+                },
+                required=[
+                    "conn_id",
+                    "namespace",
+                    "user_id",
+                    "heartbeat_interval",
+                    "heartbeat_timeout",
+                ],
             ),
             "additionalProperties": True,
         },
-        "The server may add fields of its own (the shard that serves the connection).",
+        "The server may add fields of its own (the shard that serves the connection). "
+        "A refused recovery token is followed by RECOVERY_INVALID, RECOVERY_EXPIRED or "
+        "RECOVERY_FOREIGN, the connection going on as a fresh session.",
+    ),
+    _SystemEventDoc(
+        SystemEvent.RECOVERY,
+        "A fresh recovery token: reconnect with the latest one.",
+        _obj({"token": _NULLABLE_STRING}),
+        "Sent after each room join or leave (before the join's ack) and when the last one "
+        "is older than a quarter of the window; clients keep it silently.",
     ),
     _SystemEventDoc(
         SystemEvent.PING,
@@ -190,7 +228,9 @@ SYSTEM_EVENTS: tuple[_SystemEventDoc, ...] = (
             {
                 "reason": {"type": "string"},
                 "graceful_timeout": {"type": "number", "description": "seconds"},
-            }
+                "recovery": _obj({"token": _NULLABLE_STRING}),
+            },
+            required=["reason", "graceful_timeout"],
         ),
         "Running handlers get graceful_timeout seconds to finish, then the connection is "
         "closed with 1001.",

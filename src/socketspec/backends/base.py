@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from enum import Enum
 from typing import Protocol
 
@@ -32,6 +32,9 @@ class JoinResult(Enum):
 # first, or None when that session is not known there (never seen, expired, or its shard
 # died with it).
 ParkedAcks = list[tuple[str | int, bytes]] | None
+# What the app registers as ``store.on_resume``: close this process's connection ``conn_id``
+# if it is still open (its handlers finished first), and hand over its parked ack replies.
+ResumeCallback = Callable[[ConnectionId], Awaitable[ParkedAcks]]
 
 
 class LocalMember(Protocol):
@@ -107,6 +110,10 @@ class RoomStore(ABC):
         """Deliver ``frame`` to every connection (of ``namespace``, when given)."""
 
     # -- history and recovery (docs/recovery.md) -------------------------------------------------
+
+    # Set by the app at startup (recovery enabled); a store calls it for a session that ran
+    # in this process.
+    on_resume: ResumeCallback | None = None
 
     def use_history(self, policy_for: Callable[[RoomName], HistoryPolicy | None]) -> None:
         """Tell the store which rooms keep history (the app's ``Room(history_size=...)`` and

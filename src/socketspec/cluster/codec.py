@@ -91,6 +91,10 @@ class Deliver(LinkMessage):
     frame: bytes
     request: int = 0  # 0: no answer; otherwise Reply(request, deliveries made)
     origin: str = ""  # the Publish's origin: delivered at most once per shard instance
+    # A history room's message: its position, assigned by the home (the frame carries it
+    # too); every instance keeps a copy from which a new home is rebuilt. 0: no history.
+    offset: int = 0
+    epoch: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +135,63 @@ class Rejoin(LinkMessage):
 
     KIND = "rejoin"
     members: list[tuple[str, str, dict[str, Any]]]  # (room, conn_id, info)
+
+
+@dataclass(frozen=True, slots=True)
+class HistorySync(LinkMessage):
+    """One room's history as the sender keeps it (its copy, or the home's own ring): sent
+    to a (re)started instance before the ``Rejoin``, so a new home is rebuilt from the
+    copies before it positions anything. ``entries`` are ``[offset, size, origin,
+    exclude, age]`` (age in seconds), their frames concatenated in ``frames``."""
+
+    KIND = "history"
+    BLOB = "frames"
+    room: str
+    epoch: str
+    last_offset: int
+    entries: list[tuple[int, int, str, list[str], float]]
+    frames: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RecoverRequest(LinkMessage):
+    """To a history room's home: ``conn_id`` (recovering on the sender) is a member again,
+    without a limit check; answered with a ``RecoverReply``. ``since``: ``"epoch:offset"``,
+    or None when the client knows no position."""
+
+    KIND = "recover"
+    request: int
+    room: str
+    conn_id: str
+    since: str | None
+    info: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RecoverReply(LinkMessage):
+    """The home's answer to a ``RecoverRequest``: ``coverage`` (``history.Coverage``), the
+    history's latest position, and the messages the member missed (``offsets`` and
+    ``sizes`` of the frames concatenated in ``frames``; none for a gap)."""
+
+    KIND = "recovered"
+    BLOB = "frames"
+    request: int
+    coverage: str
+    position: str
+    offsets: list[int]
+    sizes: list[int]
+    frames: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Resume(LinkMessage):
+    """To the shard a connection id names: close the session ``conn_id`` if it is still
+    open there and hand over its stored ack replies; answered with ``Reply(request,
+    [[ack_id, frame], ...] or None)``."""
+
+    KIND = "resume"
+    request: int
+    conn_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +254,10 @@ MESSAGES: dict[str, type[LinkMessage]] = {
         MembersRequest,
         ExistsRequest,
         Rejoin,
+        HistorySync,
+        RecoverRequest,
+        RecoverReply,
+        Resume,
         Handover,
         Goodbye,
         Ready,
@@ -238,7 +303,39 @@ def _build(header: bytes, blob: bytes) -> LinkMessage:
         raise LinkProtocolError(f"pipe header for {cls.KIND} lacks fields") from None
     if cls is Rejoin:
         args[0] = [tuple(member) for member in args[0]]
+    elif cls is HistorySync:
+        try:
+            args[3] = [tuple(entry) for entry in args[3]]
+            sizes = [entry[1] for entry in args[3]]
+        except (TypeError, IndexError) as exc:
+            raise LinkProtocolError(f"bad history entries: {exc}") from exc
+        _check_sizes(sizes, blob)
+    elif cls is RecoverReply:
+        if len(args[3]) != len(args[4]):
+            raise LinkProtocolError("recovered: as many offsets as frames")
+        _check_sizes(args[4], blob)
     return cls(*args)
+
+
+def _check_sizes(sizes: list[Any], blob: bytes) -> None:
+    if not all(isinstance(size, int) and size >= 0 for size in sizes) or sum(sizes) != len(blob):
+        raise LinkProtocolError("frame sizes do not match the blob")
+
+
+def join_frames(frames: list[bytes]) -> tuple[list[int], bytes]:
+    """Several frames as one blob: their sizes and their concatenation."""
+    return [len(frame) for frame in frames], b"".join(frames)
+
+
+def split_frames(sizes: list[int], blob: bytes) -> list[bytes]:
+    """The frames ``join_frames`` made (the sizes were checked when the message was read)."""
+    _check_sizes(sizes, blob)
+    out: list[bytes] = []
+    start = 0
+    for size in sizes:
+        out.append(blob[start : start + size])
+        start += size
+    return out
 
 
 class LinkDecoder:

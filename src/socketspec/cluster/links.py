@@ -194,6 +194,12 @@ class UnixSocketLink(asyncio.Protocol):
             asyncio.get_running_loop().call_soon(self._flush)
         return True
 
+    def flush(self) -> None:
+        """Write what is queued now rather than at the end of this loop iteration (a history
+        room's home writes the copies before its own members' frames)."""
+        if self._outbox:
+            self._flush()
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         outbox, self._outbox = self._outbox, []
@@ -237,6 +243,10 @@ class LinkManager:
         # the rooms we are told of), and the task waiting for it.
         self.before_handover: Callable[[], Awaitable[None]] | None = None
         self._settling: asyncio.Task[None] | None = None
+        # Told once this instance is no longer starting: it is the home of its shard's rooms,
+        # or its successor is (what waited for that goes on: a history room's broadcasts,
+        # positioned only once its history is rebuilt from every instance's copies).
+        self.on_home: Callable[[], None] | None = None
         # Set when our predecessor (if any) has handed us its members of our rooms.
         self.predecessor_ready = asyncio.Event()
         self._links: set[UnixSocketLink] = set()
@@ -400,7 +410,9 @@ class LinkManager:
 
     def _move_own_rooms(self, target: OwnRooms) -> None:
         _check(OWN_ROOMS, "this shard's rooms", self.own_rooms, target)
-        self.own_rooms = target
+        left, self.own_rooms = self.own_rooms, target
+        if left is OwnRooms.STARTING and self.on_home is not None:
+            self.on_home()
 
     @property
     def superseded(self) -> bool:

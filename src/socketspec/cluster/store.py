@@ -36,37 +36,61 @@ goes to that node's shard through Redis.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
+import time
 import zlib
-from collections.abc import Callable, Container, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Container, Coroutine, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from socketspec import envelope, metrics
-from socketspec.backends.base import JoinResult, LocalMember, RoomStore
+from socketspec.backends.base import JoinResult, LocalMember, ParkedAcks, RoomStore
 from socketspec.backends.home import RoomHome
 from socketspec.backends.local import LocalIndex, deliver
 from socketspec.cluster.addresses import locate, new_connection_id
-from socketspec.cluster.asks import ASK_TIMEOUT, Asks, PeerRef, RoomUnavailableError
+from socketspec.cluster.asks import (
+    ASK_TIMEOUT,
+    Asks,
+    PeerRef,
+    RoomUnavailableError,
+    unavailable,
+)
 from socketspec.cluster.bridge import NodeBridge, NullBridge
 from socketspec.cluster.codec import (
     Deliver,
     EmitTo,
     ExistsRequest,
+    HistorySync,
     JoinRequest,
     Kick,
     Leave,
     LinkMessage,
     MembersRequest,
     Publish,
+    RecoverReply,
+    RecoverRequest,
     Rejoin,
     Reply,
+    Resume,
+    join_frames,
+    split_frames,
 )
-from socketspec.cluster.links import LinkManager
+from socketspec.cluster.links import LinkManager, UnixSocketLink
 from socketspec.cluster.router import Handler, LinkRouter
 from socketspec.connection import Connection, Identity, SessionInfo, utcnow
+from socketspec.history import (
+    Coverage,
+    HistoryBook,
+    HistoryEntry,
+    HistoryPolicy,
+    Position,
+    Replay,
+    RoomHistory,
+)
 from socketspec.metrics import TALLY
 from socketspec.types import ConnectionId, Namespace, RoomName
 
@@ -82,6 +106,16 @@ SEEN_ORIGINS = 4096
 # How long a broadcast's home waits for Redis's reply to count the other nodes (the message
 # has gone out by then: only the count waits), shorter than the sender's ASK_TIMEOUT.
 REMOTE_COUNT_WAIT = 2.0
+# How often expired history entries are dropped, ended rooms' histories discarded and the
+# history gauges set.
+HISTORY_SWEEP_INTERVAL = 2.0
+# How long the history of a room without an age limit (ttl 0) outlives the room.
+HISTORY_KEEP_AFTER_END = 300.0
+# A home being rebuilt holds its history rooms' asks until it serves (bounded: past this
+# many the newest are dropped, and their askers' deadlines tell them).
+MAX_HELD = 10_000
+# While a history room's home is down, its senders retry this often (up to ASK_TIMEOUT).
+HOME_RETRY_INTERVAL = 0.05
 _HOME_BROADCASTS = metrics.broadcasts.labels(path="home")
 _DEGRADED_BROADCASTS = metrics.broadcasts.labels(path="degraded")
 MemberEntry = tuple[int, int, dict[str, Any]]  # shard, generation, info
@@ -128,6 +162,20 @@ class ClusterRoomStore(RoomStore):
         self._answering: set[asyncio.Task[Any]] = set()
         # The origins of the broadcasts delivered here, oldest first (SEEN_ORIGINS at most).
         self._seen_origins: dict[str, None] = {}
+        # Room histories: the rings of the history rooms homed here, which assign positions,
+        # and this shard's copies of every other history room's messages.
+        self.history = HistoryBook(self.history_policy_for)
+        # When each history was last written to or its room seen alive (monotonic seconds).
+        self._history_touched: dict[RoomName, float] = {}
+        # History-room asks that came before this instance serves as the home of its rooms
+        # (their histories are rebuilt from every instance's copies first), in arrival order.
+        self._held: list[Callable[[], None]] = []
+        self._history_served = asyncio.Event()
+        self.links.on_home = self._serve_history
+        self._sweeper: asyncio.Task[None] | None = None
+        # Set by the app: close the session ``conn_id`` if it is open here and hand over
+        # its stored ack replies (docs/recovery.md).
+        self.on_resume: Callable[[ConnectionId], Awaitable[ParkedAcks]] | None = None
         self.router = LinkRouter(f"shard {shard}", self._routes())
 
     # -- identity and routing --------------------------------------------------------------------
@@ -173,8 +221,13 @@ class ClusterRoomStore(RoomStore):
     async def start(self) -> None:
         await self.links.start()
         await self.bridge.start()
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_history())
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         await self.bridge.close()
         await self.links.close()
 
@@ -194,37 +247,68 @@ class ClusterRoomStore(RoomStore):
         return left
 
     async def join(self, room: RoomName, conn_id: ConnectionId, max_members: int) -> JoinResult:
+        return (await self._join(room, conn_id, max_members))[0]
+
+    async def join_at(
+        self, room: RoomName, conn_id: ConnectionId, max_members: int
+    ) -> tuple[JoinResult, Position | None]:
+        return await self._join(room, conn_id, max_members)
+
+    async def _join(
+        self, room: RoomName, conn_id: ConnectionId, max_members: int
+    ) -> tuple[JoinResult, Position | None]:
+        """A join decided at the room's home, and the room's history position when it was
+        decided (None for a room without history)."""
         home = self.home_of(room)
         info = self._info(conn_id)
         if self._is_home(home):
+            policy = self._policy(room)
+            history = None
+            if policy is not None:
+                await self._until_history_served()
+                history = self.history.open(room)
             pending = self._begin_join(
                 room, conn_id, self.shard, self.generation, max_members, info
             )
+            position = None if history is None else history.position
+            shared = None if policy is None else self.bridge.history_position(room, policy)
             result = await self._finish_join(room, conn_id, max_members, pending)
             if result is not JoinResult.FULL and conn_id in self._local:
                 self._local.join(room, conn_id)
-            return result
+            return result, await _shared_position(position, shared)
 
         asked = self.links.generation_of(home)
 
         def joined(value: Any) -> None:
             # Runs as the reply is read, before any later Deliver on the same link.
-            if value == JoinResult.FULL.value:
+            if _join_reply(value)[0] is JoinResult.FULL:
                 return
-            if conn_id in self._local:
-                self._local.join(room, conn_id)
-                # Another instance of the home (taking over from the one that answered, or
-                # having taken over while the join was in flight) hears of the member too.
-                for link in self.links.instances_of(home):
-                    if link.generation != asked:
-                        link.send(Rejoin([(room, conn_id, info)]))
-            else:  # it left while the join was in flight: no ghost member at the home
-                self._leave_at_home(room, conn_id)
+            self._joined_remotely(room, conn_id, info, home, asked)
 
         value = await self._ref(home).ask(
             lambda request: JoinRequest(request, room, conn_id, max_members, info), joined
         )
-        return JoinResult(value)
+        return _join_reply(value)
+
+    def _joined_remotely(
+        self,
+        room: RoomName,
+        conn_id: ConnectionId,
+        info: dict[str, Any],
+        home: int,
+        asked: int | None,
+    ) -> None:
+        """The home recorded ``conn_id`` (a join or a recovery): it is in the local index
+        from now on, or, if it left meanwhile, no ghost member stays at the home."""
+        if conn_id in self._local:
+            self._local.join(room, conn_id)
+            # Another instance of the home (taking over from the one that answered, or
+            # having taken over while the ask was in flight) hears of the member too.
+            for link in self.links.instances_of(home):
+                if link.generation != asked:
+                    link.send(Rejoin([(room, conn_id, info)]))
+        else:  # it left while the ask was in flight
+            self._leave_at_home(room, conn_id)
 
     async def leave(self, room: RoomName, conn_id: ConnectionId) -> bool:
         if not self._local.leave(room, conn_id):
@@ -258,6 +342,117 @@ class ClusterRoomStore(RoomStore):
             return await self._exists_at_home(room)
         return bool(await self._ref(home).ask(lambda request: ExistsRequest(request, room)))
 
+    async def recover(
+        self, room: RoomName, conn_id: ConnectionId, since: Position | None
+    ) -> Replay | None:
+        if self._policy(room) is None:
+            return await super().recover(room, conn_id, since)
+        home = self.home_of(room)
+        info = self._info(conn_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ASK_TIMEOUT
+        while True:
+            if self._is_home(home):
+                await self._until_history_served()
+                if not self._is_home(home):
+                    continue  # handed over meanwhile: ask the successor
+                replay = await self._replay_at_home(room, conn_id, since)
+                # From here to the local join nothing awaits: the next message of the room
+                # follows the replay.
+                member = self._local.get(conn_id)
+                if member is not None:  # (gone meanwhile: no ghost member at the home)
+                    self._record_recovered(room, conn_id, self.shard, self.generation, info)
+                    if replay.coverage is Coverage.COVERED:
+                        for entry in replay.entries:
+                            deliver(member, entry.frame)
+                    self._local.join(room, conn_id)
+                return replay
+            try:
+                return await self._recover_at(home, room, conn_id, since, info)
+            except RoomUnavailableError:
+                if loop.time() >= deadline:
+                    raise
+                await asyncio.sleep(HOME_RETRY_INTERVAL)
+
+    async def _recover_at(
+        self,
+        home: int,
+        room: RoomName,
+        conn_id: ConnectionId,
+        since: Position | None,
+        info: dict[str, Any],
+    ) -> Replay:
+        """Ask the room's home on another shard for the recovery of ``conn_id``."""
+        asked = self.links.generation_of(home)
+
+        def recovered(reply: Any) -> None:
+            # Runs as the reply is read, before any later Deliver on the same link: the
+            # replay, then the local join, so live messages follow with no gap.
+            if not isinstance(reply, RecoverReply):
+                return
+            member = self._local.get(conn_id)
+            if member is not None and reply.coverage == Coverage.COVERED.value:
+                for frame in split_frames(reply.sizes, reply.frames):
+                    deliver(member, frame)
+            self._joined_remotely(room, conn_id, info, home, asked)
+
+        since_text = None if since is None else str(since)
+        reply = await self._ref(home).ask(
+            lambda request: RecoverRequest(request, room, conn_id, since_text, info), recovered
+        )
+        return _replay_of(reply)
+
+    async def resume(self, conn_id: ConnectionId) -> ParkedAcks:
+        """Take over the session ``conn_id`` from the shard its id names: this one (the
+        app's ``on_resume``), another shard of this node (a ``Resume`` ask to each of its
+        live instances, newest first: a draining one may hold it), another node (closed
+        there through the bridge; its acks are not carried across nodes), or a shard that
+        is down (nothing to take over)."""
+        located = self.locate(conn_id)
+        if located is None:
+            return None
+        node, shard = located
+        if node != self.node:
+            self.bridge.kick(node, shard, conn_id, "session recovered on another node")
+            return None
+        if shard >= self.shards:
+            return None
+        if shard == self.shard:
+            acks = await self._resume_here(conn_id)
+            if acks is not None:
+                return acks
+        links = sorted(self.links.instances_of(shard), key=lambda link: -link.generation)
+        for link in links:
+            acks = await self._ask_resume(link, conn_id)
+            if acks is not None:
+                return acks
+        return None
+
+    async def _resume_here(self, conn_id: ConnectionId) -> ParkedAcks:
+        if self.on_resume is None:
+            return None
+        return await self.on_resume(conn_id)
+
+    async def _ask_resume(self, link: UnixSocketLink, conn_id: ConnectionId) -> ParkedAcks:
+        if link.peer is None:
+            return None
+        request, answer = self.asks.open(link.peer)
+        try:
+            if not link.send(Resume(request, conn_id)):
+                return None
+            value = await asyncio.wait_for(answer, ASK_TIMEOUT)
+        except (TimeoutError, RoomUnavailableError):
+            return None  # that instance is gone (or hung): nothing to take over from it
+        finally:
+            self.asks.forget(request)
+        return _parked_acks(value)
+
+    async def _parked_json(self, conn_id: ConnectionId) -> Any:
+        acks = await self._resume_here(conn_id)
+        if acks is None:
+            return None
+        return [[ack_id, frame.decode("utf-8")] for ack_id, frame in acks]
+
     async def publish(
         self, room: RoomName, frame: bytes, exclude: frozenset[ConnectionId] = frozenset()
     ) -> int:
@@ -279,6 +474,8 @@ class ClusterRoomStore(RoomStore):
             return int(room not in exclude and self.bridge.send_direct(node, shard, room, frame))
         home = self.home_of(room)
         excluded = sorted(exclude)
+        if self._policy(room) is not None:
+            return await self._publish_history(room, frame, exclude, home)
         if self._is_home(home):
             count, counting = self._home_publish(room, frame, excluded)
             return await _with_remote(count, counting)
@@ -304,6 +501,43 @@ class ClusterRoomStore(RoomStore):
             self.asks.forget(request)
         # The home is down: reach every member that can be reached, in this sender's order.
         return self._deliver_degraded(room, frame, exclude, "")
+
+    async def _publish_history(
+        self, room: RoomName, frame: bytes, exclude: frozenset[ConnectionId], home: int
+    ) -> int:
+        """A history room's broadcast. Only its home can position it, so it never takes the
+        degraded path: while the home is down (or dies before answering) it is sent again,
+        under the same origin (a rebuilt home that has it from a copy does not append it
+        twice), until ASK_TIMEOUT has passed; then the sender hears RoomUnavailableError."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ASK_TIMEOUT
+        excluded = sorted(exclude)
+        origin = ""
+        while True:
+            if self._is_home(home):
+                await self._until_history_served()
+                if self._is_home(home):  # not handed over meanwhile
+                    count, counting = self._home_publish(room, frame, excluded, origin)
+                    return await _with_remote(count, counting)
+                continue
+            request, answer = self.asks.open(home)
+            origin = origin or f"{self.node}:{self.shard}.{self.generation}.{request}"
+            try:
+                if self.links.send(home, Publish(room, excluded, frame, request, origin)):
+                    wait = max(deadline - loop.time(), HOME_RETRY_INTERVAL)
+                    try:
+                        return int(await asyncio.wait_for(answer, wait))
+                    except TimeoutError:
+                        # The home lives but is late: it positions and fans the message out
+                        # when it gets to it; the count is what this shard can vouch for.
+                        return self._local.count(room, exclude)
+                    except RoomUnavailableError:
+                        pass  # it died with it: asked again of its successor
+            finally:
+                self.asks.forget(request)
+            if loop.time() >= deadline:
+                raise unavailable("the room's home is down; retry")
+            await asyncio.sleep(HOME_RETRY_INTERVAL)
 
     def _deliver_degraded(
         self,
@@ -568,6 +802,9 @@ class ClusterRoomStore(RoomStore):
     ) -> tuple[int, asyncio.Future[Any] | None]:
         """A broadcast this home orders: the members of this node it was fanned out to, and
         with Redis the future of how many other nodes received it."""
+        policy = self._policy(room)
+        if policy is not None:
+            return self._publish_positioned(room, policy, frame, exclude, origin), None
         TALLY.add(_HOME_BROADCASTS)
         remote = self.bridge.publish_room(room, exclude, frame, origin)
         return self._fan_out(room, frame, exclude, origin), remote
@@ -597,6 +834,230 @@ class ClusterRoomStore(RoomStore):
             ):
                 fanned_out += count
         return fanned_out
+
+    # -- room history ----------------------------------------------------------------------------
+
+    def _policy(self, room: RoomName) -> HistoryPolicy | None:
+        """The room's history policy; None for a room without history (the fast path)."""
+        policy = self.history_policy_for(room)
+        return policy if policy is not None and policy.enabled else None
+
+    def _touch(self, room: RoomName) -> None:
+        self._history_touched[room] = time.monotonic()
+
+    def _publish_positioned(
+        self,
+        room: RoomName,
+        policy: HistoryPolicy,
+        frame: bytes,
+        exclude: list[str],
+        origin: str,
+    ) -> int:
+        """A history room's broadcast at its home: appended to the room's ring (the next
+        position), then fanned out. A broadcast sent again after its first home died is
+        known by its origin (a copy had it): not appended twice, sent again under its
+        position (whoever has it already drops it)."""
+        TALLY.add(_HOME_BROADCASTS)
+        history = self.history.open(room)
+        if history is None:  # the policy changed under us: no history after all
+            return self._fan_out(room, frame, exclude, origin)
+        known = history.offset_of(origin)
+        if known is not None:
+            for entry in history:
+                if entry.offset == known:
+                    return self._fan_out_positioned(room, history.epoch, entry, exclude, False)
+        remote = self.bridge.publish_history(
+            room, history.room_json, exclude, frame, origin, policy
+        )
+        if remote is not None:
+            # Redis positions it: it comes back to every node's home (this one too) through
+            # ``on_room_message`` and is fanned out then, in Redis's order.
+            remote.add_done_callback(_retrieved)
+            excluded = frozenset(exclude)
+            return sum(1 for conn_id in self._home.members(room) if conn_id not in excluded)
+        if self.bridge.spans_nodes:
+            logger.warning(
+                "shard %s: Redis is down, positioning %r on this node alone", self.shard, room
+            )
+        entry = history.append(frame, origin, exclude)
+        self._touch(room)
+        return self._fan_out_positioned(room, history.epoch, entry, exclude)
+
+    def _fan_out_positioned(
+        self,
+        room: RoomName,
+        epoch: str,
+        entry: HistoryEntry,
+        exclude: list[str],
+        local: bool = True,
+    ) -> int:
+        """A positioned message to EVERY live instance (each keeps a copy of the room's
+        history, members or not), written to the links before this shard's own members get
+        it: a home killed meanwhile has lost at most what nobody got. Counted as ``_fan_out``
+        counts."""
+        message = Deliver(room, exclude, None, entry.frame, 0, entry.origin, entry.offset, epoch)
+        excluded = frozenset(exclude)
+        per_instance: dict[tuple[int, int], int] = {}
+        for conn_id, (shard, generation, _) in self._home.members(room).items():
+            if conn_id not in excluded:
+                instance = (shard, generation)
+                per_instance[instance] = per_instance.get(instance, 0) + 1
+        fanned_out = 0
+        for link in self.links.instances():
+            if link.peer is not None and link.send(message):
+                link.flush()
+                fanned_out += per_instance.get((link.peer, link.generation), 0)
+        if local:
+            fanned_out += self._deliver_local(room, entry.frame, excluded)
+        return fanned_out
+
+    def _record_copy(
+        self,
+        room: RoomName,
+        epoch: str,
+        offset: int,
+        frame: bytes,
+        origin: str,
+        exclude: Iterable[str],
+    ) -> bool:
+        """Keep a positioned message its home sent (or Redis ordered): whether it is new
+        here (a message at or before the latest kept position was delivered already)."""
+        history = self.history.get(room)
+        if history is not None and history.epoch != epoch:
+            self.history.discard(room)  # the home started a new epoch: continuity was lost
+        history = self.history.open(room, epoch)
+        if history is None:
+            return True  # no history here (another policy): deliver as it comes
+        self._touch(room)
+        return history.record(HistoryEntry(offset, frame, origin, tuple(exclude), time.monotonic()))
+
+    async def _replay_at_home(
+        self, room: RoomName, conn_id: ConnectionId, since: Position | None
+    ) -> Replay:
+        """What ``conn_id`` missed after ``since``, from the room's ring (with Redis, from
+        the room's stream where the ring does not reach back). Nothing awaits after the
+        ring is read: the caller records the member in the same step."""
+        history = self.history.open(room)
+        if history is None:  # the policy changed under us: nothing to replay
+            return Replay(Coverage.GAP, Position("", 0))
+        replay = history.since(since)
+        if replay.coverage is Coverage.GAP and since is not None:
+            stream = self.bridge.history_since(room, since, history.policy.size)
+            if stream is not None:
+                try:
+                    older = await asyncio.wait_for(stream, REMOTE_COUNT_WAIT)
+                except Exception:
+                    logger.exception("shard %s: reading %r's history failed", self.shard, room)
+                    older = []
+                replay = _with_older(history, since, older)
+        return _for_member(replay, conn_id)
+
+    def _ring_replay(self, room: RoomName, conn_id: ConnectionId, since: Position | None) -> Replay:
+        """``_replay_at_home`` from the ring alone (no other node keeps more)."""
+        history = self.history.open(room)
+        if history is None:
+            return Replay(Coverage.GAP, Position("", 0))
+        return _for_member(history.since(since), conn_id)
+
+    def _record_recovered(
+        self,
+        room: RoomName,
+        conn_id: ConnectionId,
+        shard: int,
+        generation: int,
+        info: dict[str, Any],
+    ) -> None:
+        """A recovering member is in the room again: admitted before, so no limit check."""
+        self._home.record(room, conn_id, (shard, generation, info))
+        self.bridge.announce(room, conn_id, shard, info)
+
+    async def _until_history_served(self) -> None:
+        """Wait (up to ASK_TIMEOUT) until this instance's history rooms are rebuilt from
+        every instance's copies: positions given before would be given again."""
+        if self._history_served.is_set():
+            return
+        try:
+            await asyncio.wait_for(self._history_served.wait(), ASK_TIMEOUT)
+        except TimeoutError:
+            raise unavailable("room history is being rebuilt; retry") from None
+
+    def _hold(self, work: Callable[[], None]) -> None:
+        if len(self._held) >= MAX_HELD:
+            TALLY.add(metrics.pipe_dropped)
+            return  # its asker's deadline tells it
+        self._held.append(work)
+
+    def _serve_history(self) -> None:
+        """This instance's history rooms are whole (or its successor serves them): what
+        waited goes on, in arrival order."""
+        self._history_served.set()
+        held, self._held = self._held, []
+        for work in held:
+            work()
+
+    def _history_syncs(self, peer: int) -> list[HistorySync]:
+        """What ``peer`` is told of our histories when it (re)appears: our copies of the
+        rooms homed there (it is rebuilt from them), and the rings of the rooms we are home
+        to (its copies of them)."""
+        out: list[HistorySync] = []
+        # Our own rings only once they are whole and ours (not while rebuilding them).
+        serving_own = self._history_served.is_set() and self._is_home(self.shard)
+        for history in self.history:
+            homed = self.home_of(history.room)
+            if homed == peer or (homed == self.shard and serving_own):
+                out.append(_history_sync(history))
+        return out
+
+    def _on_history_sync(self, peer: int, generation: int, message: HistorySync) -> None:
+        room = message.room
+        if self._policy(room) is None:
+            return
+        frames = split_frames([entry[1] for entry in message.entries], message.frames)
+        now = time.monotonic()
+        entries = [
+            HistoryEntry(offset, frame, origin, tuple(exclude), now - age)
+            for (offset, _, origin, exclude, age), frame in zip(
+                message.entries, frames, strict=True
+            )
+        ]
+        homed = self.home_of(room)
+        if homed == self.shard:
+            if self._history_served.is_set():
+                return  # positions are given here already: this ring is the truth
+        elif homed == peer:
+            self.history.discard(room)  # the home's own ring replaces our copy
+        else:
+            return
+        history = self.history.open(room)
+        if history is not None:
+            history.merge(message.epoch, entries, message.last_offset)
+            self._touch(room)
+
+    async def _sweep_history(self) -> None:
+        while True:
+            await asyncio.sleep(HISTORY_SWEEP_INTERVAL)
+            self.sweep_history()
+
+    def sweep_history(self) -> None:
+        """Drop expired entries; discard the history of a room that ended (no member at its
+        home, none here for a copy) once its ttl has passed; set the gauges."""
+        now = time.monotonic()
+        for history in self.history:
+            history.expire()
+            room = history.room
+            alive = self._local.has_room(room) or (
+                self.home_of(room) == self.shard and self._home.exists(room)
+            )
+            if alive:
+                self._history_touched[room] = now
+                continue
+            keep = history.policy.ttl or HISTORY_KEEP_AFTER_END
+            if now - self._history_touched.setdefault(room, now) >= keep:
+                self.history.discard(room)
+                del self._history_touched[room]
+        count, size = self.history.totals
+        metrics.room_history_messages.set(count)
+        metrics.room_history_bytes.set(size)
 
     # -- replies that wait for Redis ---------------------------------------------------------------
 
@@ -634,11 +1095,21 @@ class ClusterRoomStore(RoomStore):
 
         self._answer_later(peer, message.request, relayed(), generation)
 
-    async def _join_value(self, message: JoinRequest, pending: PendingJoin) -> str:
-        result = await self._finish_join(
-            message.room, message.conn_id, message.max_members, pending
-        )
-        return result.value
+    async def _join_value(
+        self,
+        message: JoinRequest,
+        pending: PendingJoin,
+        position: Position | None,
+        shared: asyncio.Future[Position | None] | None,
+    ) -> Any:
+        if isinstance(pending, JoinResult):
+            result = pending
+        else:
+            result = await self._finish_join(
+                message.room, message.conn_id, message.max_members, pending
+            )
+        found = await _shared_position(position, shared)
+        return _join_reply_value(result, None if found is None else str(found))
 
     def _answer_later(
         self,
@@ -672,13 +1143,25 @@ class ClusterRoomStore(RoomStore):
     # -- BridgeHandler: what other nodes send ----------------------------------------------------
 
     def on_room_message(
-        self, room: RoomName, exclude: frozenset[str], frame: bytes, origin: str = ""
+        self,
+        room: RoomName,
+        exclude: frozenset[str],
+        frame: bytes,
+        origin: str = "",
+        position: Position | None = None,
     ) -> None:
         if not self.links.home_of_own_rooms:
             # One instance of this shard fans it out: the draining predecessor until the
             # successor takes over, then the successor (to the predecessor's members too).
             return
-        self._fan_out(room, frame, sorted(exclude), origin)
+        if position is None:
+            self._fan_out(room, frame, sorted(exclude), origin)
+            return
+        # A history room's message in Redis's order: kept in this home's ring, then fanned
+        # out to every instance of this node as the home's own would be.
+        if self._record_copy(room, position.epoch, position.offset, frame, origin, exclude):
+            entry = HistoryEntry(position.offset, frame, origin, tuple(exclude), 0.0)
+            self._fan_out_positioned(room, position.epoch, entry, sorted(exclude))
 
     def on_all_message(
         self, exclude: frozenset[str], namespace: Namespace | None, frame: bytes
@@ -726,12 +1209,28 @@ class ClusterRoomStore(RoomStore):
             ExistsRequest: self._on_exists,
             Rejoin: self._on_rejoin,
             Kick: self._on_kick,
+            HistorySync: self._on_history_sync,
+            RecoverRequest: self._on_recover,
+            RecoverReply: self._on_recover_reply,
+            Resume: self._on_resume,
         }
 
     def _on_deliver(self, peer: int, generation: int, message: Deliver) -> None:
         exclude = frozenset(message.exclude)
         if message.room is None:
             delivered = self._local.deliver_all(message.frame, exclude, message.namespace)
+        elif message.offset:
+            # A history room's message: every instance keeps a copy; delivered once (by
+            # position: one sent again after its home died is known here).
+            new = self._record_copy(
+                message.room,
+                message.epoch,
+                message.offset,
+                message.frame,
+                message.origin,
+                message.exclude,
+            )
+            delivered = self._deliver_local(message.room, message.frame, exclude) if new else 0
         elif self._first_delivery(message.origin):
             delivered = self._deliver_local(message.room, message.frame, exclude)
         else:
@@ -743,6 +1242,8 @@ class ClusterRoomStore(RoomStore):
         if self.links.superseded and self.home_of(message.room) == self.shard:
             # Sent before the peer heard of our successor's handover: it is the home.
             self._forward_publish(peer, generation, message)
+        elif not self._history_served.is_set() and self._policy(message.room) is not None:
+            self._hold(lambda: self._on_publish(peer, generation, message))
         else:
             self._answer_publish(peer, generation, message)
 
@@ -750,15 +1251,66 @@ class ClusterRoomStore(RoomStore):
         self.asks.answered(message.request, message.value)
 
     def _on_join(self, peer: int, generation: int, message: JoinRequest) -> None:
+        position: Position | None = None
+        policy = self._policy(message.room)
+        if policy is not None:
+            if not self._history_served.is_set():
+                self._hold(lambda: self._on_join(peer, generation, message))
+                return
+            history = self.history.open(message.room)
+            position = None if history is None else history.position
         joining = self._begin_join(
             message.room, message.conn_id, peer, generation, message.max_members, message.info
         )
-        if isinstance(joining, JoinResult):
-            self.links.send_to_instance(peer, generation, Reply(message.request, joining.value))
+        shared = None if policy is None else self.bridge.history_position(message.room, policy)
+        if isinstance(joining, JoinResult) and shared is None:
+            value = _join_reply_value(joining, None if position is None else str(position))
+            self.links.send_to_instance(peer, generation, Reply(message.request, value))
         else:
-            self._answer_later(
-                peer, message.request, self._join_value(message, joining), generation
-            )
+            answer = self._join_value(message, joining, position, shared)
+            self._answer_later(peer, message.request, answer, generation)
+
+    def _on_recover(self, peer: int, generation: int, message: RecoverRequest) -> None:
+        if not self._history_served.is_set():
+            self._hold(lambda: self._on_recover(peer, generation, message))
+            return
+        since: Position | None = None
+        if message.since is not None:
+            with contextlib.suppress(ValueError):  # unreadable: answered as a gap
+                since = Position.parse(message.since)
+        if self.bridge.spans_nodes:
+            self._run_later(self._answer_recover(peer, generation, message, since))
+        else:  # answered as it is read: what comes after it on the link follows the replay
+            replay = self._ring_replay(message.room, message.conn_id, since)
+            self._send_recovered(peer, generation, message, replay)
+
+    async def _answer_recover(
+        self, peer: int, generation: int, message: RecoverRequest, since: Position | None
+    ) -> None:
+        replay = await self._replay_at_home(message.room, message.conn_id, since)
+        self._send_recovered(peer, generation, message, replay)
+
+    def _send_recovered(
+        self, peer: int, generation: int, message: RecoverRequest, replay: Replay
+    ) -> None:
+        # Recorded and answered in one step: the next Deliver to that shard follows the reply.
+        self._record_recovered(message.room, message.conn_id, peer, generation, message.info)
+        sizes, frames = join_frames([entry.frame for entry in replay.entries])
+        reply = RecoverReply(
+            message.request,
+            replay.coverage.value,
+            str(replay.position),
+            [entry.offset for entry in replay.entries],
+            sizes,
+            frames,
+        )
+        self.links.send_to_instance(peer, generation, reply)
+
+    def _on_recover_reply(self, peer: int, generation: int, message: RecoverReply) -> None:
+        self.asks.answered(message.request, message)
+
+    def _on_resume(self, peer: int, generation: int, message: Resume) -> None:
+        self._answer_later(peer, message.request, self._parked_json(message.conn_id), generation)
 
     def _on_leave(self, peer: int, generation: int, message: Leave) -> None:
         self._home_leave(message.room, message.conn_id)
@@ -807,6 +1359,10 @@ class ClusterRoomStore(RoomStore):
             if self.home_of(room) == peer
             for conn_id in conn_ids
         ]
+        # The histories first: a new home is rebuilt from them before it hands over (which
+        # it does once every instance's Rejoin has come).
+        for sync in self._history_syncs(peer):
+            self.links.send_to_instance(peer, generation, sync)
         # Even when empty: it hands over (becomes the home) once every instance has told it.
         self.links.send_to_instance(peer, generation, Rejoin(members))
 
@@ -823,6 +1379,98 @@ class ClusterRoomStore(RoomStore):
         if self.links.generation_of(peer) not in (None, generation):
             return  # a draining predecessor exited: asks go to its successor, which is up
         self.asks.peer_down(peer)
+
+
+def _join_reply_value(result: JoinResult, position: str | None) -> Any:
+    """A JoinRequest's answer: the result, with the history position for a history room."""
+    return result.value if position is None else [result.value, position]
+
+
+def _join_reply(value: Any) -> tuple[JoinResult, Position | None]:
+    if isinstance(value, list):
+        result, position = value
+        return JoinResult(result), None if position is None else Position.parse(position)
+    return JoinResult(value), None
+
+
+def _for_member(replay: Replay, conn_id: ConnectionId) -> Replay:
+    """``replay`` without the messages that excluded ``conn_id``."""
+    entries = tuple(entry for entry in replay.entries if conn_id not in entry.exclude)
+    return Replay(replay.coverage, replay.position, entries)
+
+
+def _replay_of(reply: RecoverReply) -> Replay:
+    frames = split_frames(reply.sizes, reply.frames)
+    entries = tuple(
+        HistoryEntry(offset, frame, "", (), 0.0)
+        for offset, frame in zip(reply.offsets, frames, strict=True)
+    )
+    return Replay(Coverage(reply.coverage), Position.parse(reply.position), entries)
+
+
+def _parked_acks(value: Any) -> ParkedAcks:
+    if not isinstance(value, list):
+        return None
+    return [(ack_id, frame.encode("utf-8")) for ack_id, frame in value]
+
+
+def _history_sync(history: RoomHistory) -> HistorySync:
+    history.expire()
+    now = time.monotonic()
+    entries = list(history)
+    sizes, frames = join_frames([entry.frame for entry in entries])
+    return HistorySync(
+        history.room,
+        history.epoch,
+        history.last_offset,
+        [
+            (entry.offset, size, entry.origin, list(entry.exclude), max(now - entry.at, 0.0))
+            for entry, size in zip(entries, sizes, strict=True)
+        ],
+        frames,
+    )
+
+
+def _with_older(
+    history: RoomHistory, since: Position, older: list[HistoryEntry]
+) -> Replay:
+    """A replay from the messages kept across nodes (after ``since``, oldest first) and
+    the ring's later ones; a gap unless together they run unbroken from ``since``."""
+    latest = history.position
+    older = sorted(older, key=lambda entry: entry.offset)
+    if not older or older[0].offset != since.offset + 1:
+        return Replay(Coverage.GAP, latest)
+    for before, after in itertools.pairwise(older):
+        if after.offset != before.offset + 1:
+            return Replay(Coverage.GAP, latest)
+    newest = older[-1].offset
+    if len(history) == 0 and history.last_offset == 0:
+        # This home keeps nothing of the room yet (it just started): the stream is all.
+        return Replay(Coverage.COVERED, Position(since.epoch, newest), tuple(older))
+    tail = history.since(Position(since.epoch, newest))
+    if tail.coverage is Coverage.GAP:
+        return Replay(Coverage.GAP, latest)
+    return Replay(Coverage.COVERED, tail.position, (*older, *tail.entries))
+
+
+async def _shared_position(
+    own: Position | None, shared: asyncio.Future[Position | None] | None
+) -> Position | None:
+    """A join's position: the one Redis keeps across nodes when it says within
+    REMOTE_COUNT_WAIT, else this home's own."""
+    if shared is None:
+        return own
+    try:
+        found = await asyncio.wait_for(shared, REMOTE_COUNT_WAIT)
+    except Exception:  # Redis did not answer (in time): this node's position
+        return own
+    return own if found is None else found
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """Done callback: a future nobody awaits has its failure read (and so not logged)."""
+    if not future.cancelled():
+        future.exception()
 
 
 async def _with_remote(count: int, remote: asyncio.Future[Any] | None) -> int:

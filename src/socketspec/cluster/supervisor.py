@@ -52,6 +52,7 @@ from socketspec.cluster.metrics_http import MetricsEndpoint
 from socketspec.cluster.watch import SourceWatcher
 from socketspec.cluster.worker import run_worker
 from socketspec.loader import ENTRY_POINT_GROUP, load_app
+from socketspec.recovery import draw_cluster_environment
 from socketspec.server.config import ServerConfig
 
 if TYPE_CHECKING:  # the Redis package is imported only when a Redis URL is given
@@ -442,6 +443,9 @@ class Supervisor:
 
     def run(self) -> int:
         self._install_signals()
+        # Inherited by every shard and every restart of one: a recovery token signed by a
+        # shard is honoured by the others and by its successors.
+        draw_cluster_environment(os.environ, redis=self.redis is not None)
         metrics_http.reset_metrics_dir()
         metrics.shards_configured.set(self.workers)
         metrics.shards_up.set(0)

@@ -76,6 +76,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self._reading_paused = False
         self._timer: asyncio.TimerHandle | None = None
         self._pending: bytes = b""  # bytes read while the application admits the connection
+        # A recovering connection's replay waits here for the queue to drain (wait_writable).
+        self._writable: asyncio.Future[None] | None = None
         self._address: str | None = None  # the client address holding a slot (server.caps)
 
     # What differs in echo mode (``EchoProtocol``).
@@ -141,8 +143,10 @@ class WebSocketProtocol(asyncio.Protocol):
         """The transport drained under its low-water mark: hand it what waits."""
         self.ws.resume_writing()
         self._send_queued()
+        self._wake_writer()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._wake_writer()
         self._cancel_timer()
         self.ws.lost()
         self.ctx.forget(self)
@@ -362,6 +366,31 @@ class WebSocketProtocol(asyncio.Protocol):
             # can pause and the rest waits (bounded) in the queue.
             self.flush()
 
+    @property
+    def max_outbound(self) -> int:
+        return self.ws.max_outbound
+
+    def outbound_backlog(self) -> int:
+        """Message bytes written and not yet handed to the transport (what ``max_outbound``
+        bounds)."""
+        return self.ws.unsent_bytes
+
+    async def wait_writable(self) -> None:
+        """Until the next flush or resume (the backlog may have shrunk), or the end."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        waiter = self._writable
+        if waiter is None or waiter.done():
+            # A turn's frames are flushed at its end; queued ones once the transport resumes.
+            waiter = self._writable = asyncio.get_running_loop().create_future()
+        await waiter
+
+    def _wake_writer(self) -> None:
+        waiter = self._writable
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     def flush_if_quiet(self) -> None:
         """Flush now unless other connections have frames waiting too. Alone (one client
         waiting for its reply), the reply leaves at once; under load, the flush at the end
@@ -387,6 +416,7 @@ class WebSocketProtocol(asyncio.Protocol):
             transport.writelines(out)
         if ws.over_limit:
             self._slow_consumer()
+        self._wake_writer()
 
     def _send_queued(self) -> None:
         """Feed the transport from the queue, a piece at a time, until it pauses again."""

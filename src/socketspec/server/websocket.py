@@ -313,6 +313,11 @@ class ServerConnection:
         return self.queue.take()
 
     @property
+    def unsent_bytes(self) -> int:
+        """Message bytes of this turn and of the queue, not yet handed to the transport."""
+        return self._turn_bytes + self.queue.queued_bytes
+
+    @property
     def over_limit(self) -> bool:
         """More than ``max_outbound`` bytes wait: the slow-consumer close is due."""
         return (

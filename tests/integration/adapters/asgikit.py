@@ -198,8 +198,11 @@ def _unchunk(body: bytes) -> bytes:
 
 
 async def recv(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:
-    message: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-    return message
+    """The next message, a fresh recovery token skipped (clients keep those to themselves)."""
+    while True:
+        message: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        if message.get("event") != "__recovery__":
+            return message
 
 
 async def recv_event(ws: ClientConnection, event: str, timeout: float = 5.0) -> dict[str, Any]:

@@ -452,6 +452,7 @@ def test_every_system_event_is_documented_in_its_direction(doc: dict[str, Any]) 
         "__session_expiring__": "send",
         "__idle_warning__": "send",
         "__server_shutdown__": "send",
+        "__recovery__": "send",
         "__refresh_auth__": "receive",
         "__disconnect__": "send",
         "__error__": "send",
@@ -470,12 +471,16 @@ def test_system_payloads(doc: dict[str, Any]) -> None:
         "user_id",
         "heartbeat_interval",
         "heartbeat_timeout",
+        "recovered",
+        "missed",
+        "recovery",
     }
+    assert props("__recovery__") == {"token"}
     assert props("__ping__") == {"ts"}
     assert props("__auth_expiring__") == {"expires_at", "expires_in"}
     assert props("__idle_warning__") == {"reason", "idle_timeout"}
     assert props("__session_expiring__") == {"reason", "max_duration"}
-    assert props("__server_shutdown__") == {"reason", "graceful_timeout"}
+    assert props("__server_shutdown__") == {"reason", "graceful_timeout", "recovery"}
     assert props("__refresh_auth__") == {"token"}
     refresh = doc["operations"]["receive.__refresh_auth__"]
     ack, error = (deref(doc, m) for m in refresh["reply"]["messages"])

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from socketspec.cluster.bridge import NullBridge
 from socketspec.cluster.store import ClusterRoomStore
+from socketspec.history import HistoryPolicy, Position
 
 
 async def test_a_lone_node_reaches_no_other_node() -> None:
@@ -21,6 +22,12 @@ async def test_a_lone_node_reaches_no_other_node() -> None:
     assert await bridge.members("hall") is None  # the home's members are the room
     assert not bridge.send_direct("0a1b2c3d", 0, "c1", b"frame")
     assert not bridge.kick("0a1b2c3d", 0, "c1", "bye")
+    # No shared history: the store positions history rooms' messages itself.
+    policy = HistoryPolicy(size=10)
+    assert bridge.publish_history("hall", b'"hall"', [], b"{}", "", policy) is None
+    assert bridge.history_since("hall", Position("abcdefgh", 0), 10) is None
+    assert bridge.history_position("hall", policy) is None
+    assert await bridge.shared_secret("this-node-only") == "this-node-only"
     await bridge.settled()
     await bridge.close()
 

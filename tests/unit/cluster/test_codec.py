@@ -20,6 +20,7 @@ from socketspec.cluster.codec import (
     Goodbye,
     Handover,
     Hello,
+    HistorySync,
     JoinRequest,
     Kick,
     Leave,
@@ -29,9 +30,14 @@ from socketspec.cluster.codec import (
     MembersRequest,
     Publish,
     Ready,
+    RecoverReply,
+    RecoverRequest,
     Rejoin,
     Reply,
+    Resume,
     encode,
+    join_frames,
+    split_frames,
 )
 
 FRAME = b'\x00\xff{"event":"x"}\n'  # arbitrary bytes: never parsed as JSON
@@ -52,6 +58,17 @@ SAMPLES: list[LinkMessage] = [
     ExistsRequest(7, "hall"),
     Rejoin([("hall", "c1", {"role": "admin"})]),
     Rejoin([]),
+    Deliver("hall", ["c2"], None, FRAME, 0, "o", 17, "k3x9a0qe"),
+    HistorySync(
+        "hall", "k3x9a0qe", 18, [(17, 3, "o", ["c2"], 1.5), (18, len(FRAME), "", [], 0.0)],
+        b"abc" + FRAME,
+    ),
+    HistorySync("hall", "k3x9a0qe", 18, [], b""),  # every entry expired: the offset stays
+    RecoverRequest(3, "hall", "c1", "k3x9a0qe:12", {"user_id": "u"}),
+    RecoverRequest(4, "hall", "c1", None, {}),
+    RecoverReply(3, "covered", "k3x9a0qe:14", [13, 14], [3, len(FRAME)], b"abc" + FRAME),
+    RecoverReply(4, "gap", "k3x9a0qe:14", [], [], b""),
+    Resume(5, "c1"),
     Handover(1, 8),
     Goodbye(1, 7),
     Ready(0, 4242),
@@ -106,6 +123,27 @@ def frame(header: bytes, blob: bytes = b"") -> bytes:
 def test_bytes_that_are_not_a_frame_raise_the_codecs_error(data: bytes) -> None:
     with pytest.raises(LinkProtocolError):
         LinkDecoder().feed(data)
+
+
+def test_frames_joined_in_one_blob_split_back() -> None:
+    sizes, blob = join_frames([b"a", b"", FRAME])
+    assert split_frames(sizes, blob) == [b"a", b"", FRAME]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        RecoverReply(1, "covered", "e:2", [1, 2], [3, 3], b"abcde"),  # sizes past the blob
+        RecoverReply(1, "covered", "e:2", [1], [2, 3], b"abcde"),  # more sizes than offsets
+        HistorySync("hall", "e", 1, [(1, 9, "", [], 0.0)], b"abc"),
+    ],
+    ids=["short-blob", "offsets", "history"],
+)
+def test_frame_sizes_that_do_not_match_their_blob_are_a_protocol_error(
+    message: LinkMessage,
+) -> None:
+    with pytest.raises(LinkProtocolError):
+        LinkDecoder().feed(encode(message))
 
 
 def test_a_partial_frame_waits_for_the_rest() -> None:

@@ -17,11 +17,17 @@ from socketspec.cluster.redis.codec import (
     parse_member,
 )
 from socketspec.cluster.store import ClusterRoomStore
+from socketspec.history import HistoryPolicy, Position
 
 
 class NullHandler:
     def on_room_message(
-        self, room: str, exclude: frozenset[str], frame: bytes, origin: str = ""
+        self,
+        room: str,
+        exclude: frozenset[str],
+        frame: bytes,
+        origin: str = "",
+        position: Position | None = None,
     ) -> None: ...
 
     def on_all_message(
@@ -34,6 +40,9 @@ class NullHandler:
 
     def homed_members(self) -> list[tuple[str, str, int, dict[str, Any]]]:
         return []
+
+    def history_policy_for(self, room: str) -> HistoryPolicy | None:
+        return None
 
 
 def test_a_message_carries_its_header_and_the_frame_bytes_untouched() -> None:
@@ -93,6 +102,11 @@ async def test_while_redis_is_down_nothing_is_queued_and_leaves_are_remembered()
     assert ("lobby", "c2") in bridge._pending_leaves
     assert not bridge.send_direct("0a1b2c3d", 1, "c3", b"frame")
     assert await bridge.members("lobby") is None
+    policy = HistoryPolicy(size=10)
+    assert bridge.publish_history("lobby", b'"lobby"', [], b"{}", "", policy) is None
+    assert bridge.history_since("lobby", Position("abcdefgh", 0), 10) is None
+    assert bridge.history_position("lobby", policy) is None
+    assert await bridge.shared_secret("mine") == "mine"
     assert bridge._queue.empty()
 
 

@@ -17,6 +17,7 @@ from socketspec.cluster.codec import (
     Goodbye,
     Handover,
     Hello,
+    HistorySync,
     JoinRequest,
     Kick,
     Leave,
@@ -24,8 +25,11 @@ from socketspec.cluster.codec import (
     MembersRequest,
     Publish,
     Ready,
+    RecoverReply,
+    RecoverRequest,
     Rejoin,
     Reply,
+    Resume,
 )
 from socketspec.cluster.router import LinkRouter
 from socketspec.cluster.store import ClusterRoomStore
@@ -80,6 +84,10 @@ def test_the_store_routes_every_room_message_and_no_link_control(tmp_path: Path)
             ExistsRequest,
             Rejoin,
             Kick,
+            HistorySync,
+            RecoverRequest,
+            RecoverReply,
+            Resume,
         }
     )
     assert not store.router.routed & {Hello, Handover, Goodbye, Ready, Alive}

@@ -15,6 +15,15 @@ Owns, for one shard of one node (a node is one ``socketspec-cluster``):
   subscriber for the room, while the node has members in it; every shard also
   listens on its own direct channel (emits and kicks for its connections) and
   on the channel of ``broadcast`` to every connection;
+- the shared history of rooms with history: per room a stream,
+  ``socketspec:history:<room>`` (offset, frame, origin, exclude per entry; ``MAXLEN ~``
+  the room's history size, trimmed by age and expiring ``ttl`` after its last message),
+  and the room's position, ``socketspec:history-epoch:<room>`` and
+  ``socketspec:history-offset:<room>`` (kept a while longer, so a client that missed
+  nothing in a quiet room still recovers). One script positions a broadcast, keeps it
+  and publishes it, so Redis orders a history room's messages across nodes;
+- the recovery secret the nodes share, ``socketspec:recovery-secret`` (the first
+  shard of any node to start sets it);
 - publishing and membership writes in order, through one bounded queue;
 - the connection's state machine (``BridgeState``, one transition table):
   while Redis is down broadcasts stay on this node and are counted as
@@ -23,10 +32,12 @@ Owns, for one shard of one node (a node is one ``socketspec-cluster``):
   backoff, then re-announces this node's members of the rooms homed here,
   replays the leaves and resubscribes.
 
-Messages from Redis carrying this node's id are dropped (the node delivered
-them itself when it published). Does not own membership on this node (the
-cluster store's home actors do) or framing: the frame built once by the sender
-crosses Redis as bytes and each receiving node writes it to its members.
+Room messages from Redis carrying this node's id are dropped (the node delivered
+them itself when it published), except history messages: those come back to every
+node, this one included, to be fanned out in Redis's order, with their position.
+Does not own membership on this node (the cluster store's home actors do) or
+framing: the frame built once by the sender crosses Redis as bytes and each
+receiving node writes it to its members.
 """
 
 from __future__ import annotations
@@ -34,11 +45,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from enum import Enum
 from typing import Any, Protocol
 
+import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -51,10 +64,21 @@ from socketspec.cluster.redis.codec import (
     RemoteMember,
     decode_message,
     encode_message,
+    history_position,
     member_value,
     parse_member,
+    room_header,
+    run_after,
+    stream_entry,
 )
-from socketspec.cluster.redis.scripts import JOIN_SCRIPT, MEMBERS_SCRIPT
+from socketspec.cluster.redis.scripts import (
+    HISTORY_POSITION_SCRIPT,
+    HISTORY_PUBLISH_SCRIPT,
+    HISTORY_SINCE_SCRIPT,
+    JOIN_SCRIPT,
+    MEMBERS_SCRIPT,
+)
+from socketspec.history import HistoryEntry, HistoryPolicy, Position, new_epoch
 from socketspec.metrics import TALLY
 from socketspec.types import ConnectionId, Namespace, RoomName
 
@@ -66,6 +90,15 @@ PENDING_LEAVES_LIMIT = 100_000
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 5.0
 CONNECT_TIMEOUT = 2.0
+# How long a subscription may take to be confirmed before the writes queued after it go
+# on anyway (a history room's messages come back through it: it must be live first).
+SUBSCRIBE_WAIT = 2.0
+SECRET_KEY = f"{PREFIX}recovery-secret"
+# How long a history room's position outlives its last message, at least (its entries
+# expire with the room's ttl): a client that missed nothing in a quiet room recovers.
+POSITION_KEEP = 3600
+# The lifetime of a history without an age limit (ttl 0) after its last message.
+UNAGED_KEEP = 86_400
 
 _UNDELIVERED_REMOTE = metrics.broadcasts.labels(path="undelivered_remote")
 _PUBLISHED = {kind: metrics.redis_published.labels(kind=kind) for kind in ("room", "all", "direct")}
@@ -90,8 +123,17 @@ class BridgeHandler(Protocol):
     """What the bridge hands to the cluster store of its shard."""
 
     def on_room_message(
-        self, room: RoomName, exclude: frozenset[str], frame: bytes, origin: str = ""
-    ) -> None: ...
+        self,
+        room: RoomName,
+        exclude: frozenset[str],
+        frame: bytes,
+        origin: str = "",
+        position: Position | None = None,
+    ) -> None:
+        """A broadcast to ``room`` for this node's members; ``position`` for a history
+        room's (its frame is positioned already), which come in Redis's order, this
+        node's own included."""
+        ...
 
     def on_all_message(
         self, exclude: frozenset[str], namespace: Namespace | None, frame: bytes
@@ -105,8 +147,16 @@ class BridgeHandler(Protocol):
         """This node's members of the rooms homed on this shard: room, conn, shard, info."""
         ...
 
+    def history_policy_for(self, room: RoomName) -> HistoryPolicy | None:
+        """The room's history policy (None: no history); a stream read back is bounded by
+        it as the home's own history is."""
+        ...
+
 
 Operation = Callable[[aioredis.Redis], Awaitable[Any]]
+# A queued operation, the future of its result (or None), what to count if it is lost, and
+# the result its future gets then.
+Queued = tuple[Operation, "asyncio.Future[Any] | None", "Callable[[], None] | None", Any]
 
 
 class RedisBridge:
@@ -130,10 +180,9 @@ class RedisBridge:
         self._pubsub: Any = None
         self._rooms: set[RoomName] = set()  # rooms this shard's home actor listens to
         self._subscribed: set[RoomName] = set()
-        # Operation, the future of its result (or None), and what to count if it is lost.
-        self._queue: asyncio.Queue[
-            tuple[Operation, asyncio.Future[Any] | None, Callable[[], None] | None]
-        ] = asyncio.Queue(QUEUE_LIMIT)
+        self._queue: asyncio.Queue[Queued] = asyncio.Queue(QUEUE_LIMIT)
+        # Subscriptions sent and not confirmed yet, by channel.
+        self._confirming: dict[bytes, asyncio.Future[None]] = {}
         self._pending_leaves: dict[tuple[RoomName, ConnectionId], None] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._failed = asyncio.Event()
@@ -154,6 +203,15 @@ class RedisBridge:
         return f"{PREFIX}shard:{node}:{shard}"
 
     ALL_CHANNEL = f"{PREFIX}all"
+
+    @staticmethod
+    def history_keys(room: RoomName) -> list[str]:
+        """A history room's epoch key, offset key and stream."""
+        return [
+            f"{PREFIX}history-epoch:{room}",
+            f"{PREFIX}history-offset:{room}",
+            f"{PREFIX}history:{room}",
+        ]
 
     @property
     def node_key(self) -> str:
@@ -256,6 +314,9 @@ class RedisBridge:
         self._scripts = {
             "join": client.register_script(JOIN_SCRIPT),
             "members": client.register_script(MEMBERS_SCRIPT),
+            "history_publish": client.register_script(HISTORY_PUBLISH_SCRIPT),
+            "history_since": client.register_script(HISTORY_SINCE_SCRIPT),
+            "history_position": client.register_script(HISTORY_POSITION_SCRIPT),
         }
         await self._announce(client)
         pubsub = client.pubsub()
@@ -281,6 +342,10 @@ class RedisBridge:
     async def _teardown(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
         client, self._client = self._client, None
+        confirming, self._confirming = self._confirming, {}
+        for waiting in confirming.values():
+            if not waiting.done():
+                waiting.set_result(None)
         if pubsub is not None:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
@@ -296,7 +361,7 @@ class RedisBridge:
         try:
             while True:
                 reading = asyncio.ensure_future(
-                    pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                    pubsub.get_message(ignore_subscribe_messages=False, timeout=None)
                 )
                 done, _ = await asyncio.wait({reading, failed}, return_when=asyncio.FIRST_COMPLETED)
                 if failed in done:
@@ -308,9 +373,14 @@ class RedisBridge:
                 # Take every message already read in this turn, so that a burst of
                 # broadcasts reaches each member's queue in one turn: one write per member.
                 while message is not None:
-                    if message.get("type") == "message":
+                    kind = message.get("type")
+                    if kind == "message":
                         self._dispatch(message["channel"], message["data"])
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.0)
+                    elif kind == "subscribe":
+                        self._confirmed(message["channel"])
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=False, timeout=0.0
+                    )
         finally:
             failed.cancel()
             if reading is not None and not reading.done():
@@ -326,15 +396,25 @@ class RedisBridge:
         header, frame = decoded
         kind = header.get("k")
         if kind == "room":
-            if header.get("n") == self.node:
+            try:
+                position = history_position(header)
+            except ValueError:
+                logger.warning("a history message on %r without a readable position", channel)
+                return
+            own = header.get("n") == self.node
+            if own and position is None:
                 return  # published by this node, which delivered it already
             TALLY.add(_RECEIVED["room"])
             sent = header.get("t")
-            if isinstance(sent, float):
+            if isinstance(sent, float) and not own:
                 TALLY.observe(metrics.redis_lag, max(0.0, time.time() - sent))
-            self.handler.on_room_message(
-                header["r"], frozenset(header.get("x") or ()), frame, str(header.get("o") or "")
-            )
+            room, exclude, origin = header["r"], frozenset(header.get("x") or ()), header.get("o")
+            if position is None:
+                self.handler.on_room_message(room, exclude, frame, str(origin or ""))
+            else:
+                self.handler.on_room_message(
+                    room, exclude, frame, str(origin or ""), position=position
+                )
         elif kind == "all":
             if header.get("n") == self.node:
                 return
@@ -363,7 +443,7 @@ class RedisBridge:
         """Runs queued operations one at a time, so that they reach Redis in order."""
         queue = self._queue
         while True:
-            operation, future, on_lost = await queue.get()
+            operation, future, on_lost, lost = await queue.get()
             try:
                 client = self._client
                 if not self.is_up or client is None:
@@ -378,7 +458,7 @@ class RedisBridge:
                 if on_lost is not None:
                     on_lost()
                 if future is not None and not future.done():
-                    future.set_result(None)
+                    future.set_result(lost)
             except Exception as exc:  # a bug, not Redis: say so, keep the queue going
                 logger.exception("Redis operation failed")
                 if future is not None and not future.done():
@@ -394,16 +474,19 @@ class RedisBridge:
         operation: Operation,
         want_result: bool,
         on_lost: Callable[[], None] | None = None,
+        lost: Any = None,
     ) -> asyncio.Future[Any] | None:
+        """Queue ``operation``; its future (when ``want_result``) gets its result, or
+        ``lost`` when Redis did not answer or the queue was full."""
         future: asyncio.Future[Any] | None = None
         if want_result:
             future = asyncio.get_running_loop().create_future()
         try:
-            self._queue.put_nowait((operation, future, on_lost))
+            self._queue.put_nowait((operation, future, on_lost, lost))
         except asyncio.QueueFull:
             metrics.redis_errors.labels(op="overflow").inc()
             if future is not None:
-                future.set_result(None)
+                future.set_result(lost)
             return future
         return future
 
@@ -469,10 +552,24 @@ class RedisBridge:
                 await asyncio.wait_for(asyncio.shield(done), timeout)
 
     async def _listen_to(self, room: RoomName) -> None:
-        """Subscribe to ``room``'s channel if this node still has members there."""
+        """Subscribe to ``room``'s channel if this node still has members there, and wait
+        (at most SUBSCRIBE_WAIT) until Redis confirms it: the writes queued after this
+        one (a history room's first broadcast, a recovery's read of the stream) then
+        find the subscription live, so nothing published after them is missed here."""
         if room in self._rooms and room not in self._subscribed and self._pubsub is not None:
-            await self._pubsub.subscribe(self.room_channel(room))
+            channel = self.room_channel(room)
+            confirmed = asyncio.get_running_loop().create_future()
+            self._confirming[channel.encode()] = confirmed
+            await self._pubsub.subscribe(channel)
             self._subscribed.add(room)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(confirmed, SUBSCRIBE_WAIT)
+
+    def _confirmed(self, channel: bytes | str) -> None:
+        key = channel.encode() if isinstance(channel, str) else channel
+        waiting = self._confirming.pop(key, None)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)
 
     def leave(self, room: RoomName, conn_id: ConnectionId) -> None:
         if not self.is_up:
@@ -558,10 +655,7 @@ class RedisBridge:
         one member in the room: its home actor subscribes while it has members; None when
         Redis lost it), or None when it stayed on this node. ``origin`` names the broadcast
         (the store's ``Publish.origin``): a node that gets it twice delivers it once."""
-        header = {"k": "room", "n": self.node, "t": time.time(), "r": room, "x": exclude}
-        if origin:
-            header["o"] = origin
-        data = encode_message(header, frame)
+        data = encode_message(room_header(self.node, room, exclude, origin, time.time()), frame)
         sent = self._publish("room", self.room_channel(room), data, _count_undelivered, room)
         if sent is None:
             _count_undelivered()
@@ -582,6 +676,141 @@ class RedisBridge:
         header = {"k": "kick", "c": conn_id, "reason": reason}
         channel = self.direct_channel(node, shard)
         return self._publish("direct", channel, encode_message(header, b"")) is not None
+
+
+    # -- history -----------------------------------------------------------------------------------
+
+    def publish_history(
+        self,
+        room: RoomName,
+        room_json: bytes,
+        exclude: list[str],
+        frame: bytes,
+        origin: str,
+        policy: HistoryPolicy,
+    ) -> asyncio.Future[Position | None] | None:
+        """A broadcast to a history room this node's home actor orders: positioned in the
+        room's stream and published to every node that listens to the room, this one
+        included (``on_room_message`` with its position, in Redis's order), in one script.
+        The future gives its position, or None when Redis lost the call (whether the
+        script ran is then unknown). None at once while Redis is down or the queue is full:
+        the caller positions it on this node."""
+        if not self.is_up or self._queue.full():
+            if self.is_up:
+                metrics.redis_errors.labels(op="overflow").inc()
+            return None
+        keys = [*self.history_keys(room), self.room_channel(room)]
+        header = orjson.dumps(room_header(self.node, room, exclude, origin, time.time()))
+        stream_ttl, position_ttl = _lifetimes(policy)
+        age_ms = round(policy.ttl * 1000)
+
+        async def run(client: aioredis.Redis) -> Position:
+            epoch, offset = await self._scripts["history_publish"](
+                keys=keys,
+                args=[
+                    new_epoch(),
+                    room_json,
+                    frame,
+                    header,
+                    policy.size,
+                    stream_ttl,
+                    position_ttl,
+                    age_ms,
+                    origin,
+                    orjson.dumps(exclude),
+                ],
+            )
+            TALLY.add(_PUBLISHED["room"])
+            return _position(epoch, offset)
+
+        return self._enqueue(run, want_result=True, on_lost=_count_undelivered)
+
+    def history_position(
+        self, room: RoomName, policy: HistoryPolicy
+    ) -> asyncio.Future[Position | None] | None:
+        """The room's shared position now, its epoch created if it had none: what a member
+        joining now recovers from, in the epoch the room's next messages get (a home that
+        just started, or a room not sent to yet, knows no better). Queued in order with
+        the join. The future gives None when Redis did not answer; None at once while it
+        is down."""
+        if not self.is_up or self._queue.full():
+            return None
+        keys = self.history_keys(room)
+        _, position_ttl = _lifetimes(policy)
+
+        async def run(client: aioredis.Redis) -> Position:
+            epoch, offset = await self._scripts["history_position"](
+                keys=keys, args=[new_epoch(), position_ttl]
+            )
+            return _position(epoch, offset)
+
+        return self._enqueue(run, want_result=True)
+
+    def history_since(
+        self, room: RoomName, since: Position, limit: int
+    ) -> asyncio.Future[list[HistoryEntry]] | None:
+        """The room's stream after ``since``: a run from ``since.offset + 1`` in its epoch,
+        at most ``limit`` entries, oldest first; empty when the stream holds none (nothing
+        newer, another epoch, trimmed or expired past it, or Redis did not answer). Read
+        through the ordered queue: after every write queued before it (the subscription
+        that carries the room's later messages among them). None while Redis is down."""
+        if not self.is_up:
+            return None
+        policy = self._policy_for(room)
+        keys = self.history_keys(room)
+
+        async def run(client: aioredis.Redis) -> list[HistoryEntry]:
+            found = await self._scripts["history_since"](
+                keys=keys, args=[since.epoch, since.offset]
+            )
+            wall, monotonic = time.time(), time.monotonic()
+            entries = [
+                entry
+                for entry_id, fields in found
+                if (entry := stream_entry(entry_id, fields, wall, monotonic)) is not None
+            ]
+            return run_after(entries, since, limit, policy, monotonic)
+
+        return self._enqueue(run, want_result=True, lost=[])
+
+    def _policy_for(self, room: RoomName) -> HistoryPolicy:
+        """The policy the room's stream is kept by; for a room this node does not know to
+        have history, only the stream's own bounds (its MAXLEN and expiry) apply."""
+        policy = self.handler.history_policy_for(room)
+        return policy if policy is not None and policy.enabled else _STREAM_BOUNDS_ONLY
+
+    async def shared_secret(self, candidate: str) -> str:
+        """The recovery secret of every node on this Redis: ``candidate`` if no node set one
+        before (``SET NX``), else theirs. ``candidate`` itself while Redis is down (tokens
+        then stay valid on this node only; a warning says so)."""
+
+        async def run(client: aioredis.Redis) -> Any:
+            await client.set(SECRET_KEY, candidate, nx=True)
+            return await client.get(SECRET_KEY)
+
+        pending = self._enqueue(run, want_result=True) if self.is_up else None
+        agreed = await pending if pending is not None else None
+        if agreed is None:
+            logger.warning(
+                "Redis did not give the shared recovery secret: this node's recovery "
+                "tokens are not accepted by the other nodes"
+            )
+            return candidate
+        return agreed.decode() if isinstance(agreed, bytes) else str(agreed)
+
+
+def _lifetimes(policy: HistoryPolicy) -> tuple[int, int]:
+    """How long a history room's stream and its position keys outlive its last message."""
+    stream_ttl = math.ceil(policy.ttl) if policy.ttl else UNAGED_KEEP
+    return stream_ttl, max(stream_ttl, POSITION_KEEP)
+
+
+def _position(epoch: bytes | str, offset: Any) -> Position:
+    return Position(epoch.decode() if isinstance(epoch, bytes) else str(epoch), int(offset))
+
+
+# Reading a stream whose room's policy is not known here: whatever the stream kept.
+_STREAM_BOUNDS_ONLY = HistoryPolicy(size=2**31, ttl=0, max_bytes=2**62)
 
 
 def _count_undelivered() -> None:

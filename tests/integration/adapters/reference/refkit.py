@@ -4,7 +4,6 @@ small client steps over the websockets library."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import urllib.error
 import urllib.request
@@ -59,9 +58,9 @@ async def emit(ws: ClientConnection, event: str, payload: Any = None) -> None:
 
 
 async def silent(ws: ClientConnection, timeout: float = 0.3) -> None:
-    """Nothing arrives within ``timeout``."""
+    """Nothing arrives within ``timeout`` (a fresh recovery token aside)."""
     try:
-        message = await asyncio.wait_for(ws.recv(), timeout)
+        message = await recv(ws, timeout)
     except TimeoutError:
         return
     raise AssertionError(f"expected nothing, got {message!r}")

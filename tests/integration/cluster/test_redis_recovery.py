@@ -1,0 +1,274 @@
+"""Connection-state recovery across nodes: two nodes of 2 shards sharing a real
+``redis-server``, clients in rooms with history under a steady broadcast load, and one node
+killed with ``kill -9`` (its whole process tree). Its clients, behind a balancer that sends
+new connections to the node still up, reconnect with ``socketspec.client`` and recover:
+the same connection id and rooms, and every message of their rooms exactly once, in
+position order, contiguous within the room's one epoch, every acked publish among them.
+
+One room has members on the killed node only: the surviving node's home has kept none of
+its messages in memory, so their recovery is served from the room's Redis stream. The
+secret is left to the cluster: the nodes agree on one through Redis, or no token of the
+killed node would be accepted on the other."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import random
+from collections import Counter
+from typing import Any
+
+import pytest
+from clusterkit import Node, Pool, RedisServer, node_of, start_nodes
+
+from socketspec.client import Client, Reconnect, connect
+from socketspec.history import Position
+
+APP = "cluster_recovery_app:app"  # apps/cluster_recovery_app.py: every room keeps history
+SHARDS = 2
+SHARED_ROOMS = ["hist-a", "hist-b", "hist-c"]  # members on both nodes
+KILLED_ONLY_ROOM = "hist-killed-only"  # members on the killed node only
+ROOMS = [*SHARED_ROOMS, KILLED_ONLY_ROOM]
+CLIENTS_PER_NODE = 12
+PUBLISHERS = 3  # on the surviving node, each publishing to every room in turn
+PUBLISH_INTERVAL = 0.01
+
+
+class Balancer:
+    """A TCP load balancer in front of the nodes: a new connection goes to the first
+    backend that accepts it; bytes are piped both ways; either end closing closes the
+    other. A backend's death ends its connections, and new ones go to the next."""
+
+    def __init__(self, backends: list[int]) -> None:
+        self.backends = backends
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._pipes):
+            task.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for port in self.backends:
+            try:
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                continue
+            break
+        else:
+            writer.transport.abort()
+            return
+        pipes = [
+            asyncio.ensure_future(self._pipe(reader, up_writer)),
+            asyncio.ensure_future(self._pipe(up_reader, writer)),
+        ]
+        self._pipes.update(pipes)
+        try:
+            await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in pipes:
+                task.cancel()
+                self._pipes.discard(task)
+            writer.transport.abort()
+            up_writer.transport.abort()
+
+    @staticmethod
+    async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+
+
+def said(client: Client) -> list[dict[str, Any]]:
+    """Every ``said`` message the client got, in arrival order (the whole envelope: its
+    room and position too)."""
+    return [m for m in client.inbox.pending() if m.get("event") == "said"]
+
+
+def sequence(client: Client) -> list[tuple[str, str, int]]:
+    """Position, publisher and seq of every ``said`` the client got, in arrival order."""
+    return [(m["pos"], m["payload"]["publisher"], m["payload"]["seq"]) for m in said(client)]
+
+
+@pytest.fixture
+def redis_server(tmp_path: Any) -> Any:
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def two_nodes(redis_server: RedisServer) -> Any:
+    nodes = start_nodes(2, APP, SHARDS, "--redis", redis_server.url, "--redis-node-ttl", "2")
+    try:
+        yield nodes
+    finally:
+        for node in nodes:
+            node.kill()
+
+
+async def test_members_on_both_nodes_see_one_order_of_a_history_room(
+    two_nodes: list[Node],
+) -> None:
+    """Senders on both nodes at once: every member, on both shards of both nodes, gets the
+    room's messages in one order, positioned 1, 2, 3... in one epoch, each sender's in its
+    own order."""
+    a, b = two_nodes
+    room = "hist-one-order"
+    count = 60
+    async with asyncio.timeout(60):
+        async with Pool(a.url()) as pool_a, Pool(b.url()) as pool_b:
+            on_a = await pool_a.on_shards(range(SHARDS), 2)
+            on_b = await pool_b.on_shards(range(SHARDS), 2)
+            members = [c for p in (on_a, on_b) for clients in p.values() for c in clients]
+            for member in members:
+                await member.call("join", {"room": room}, timeout=15)
+
+            async def send(sender: Client, name: str) -> None:
+                for seq in range(count):
+                    await sender.call(
+                        "publish", {"room": room, "publisher": name, "seq": seq}, timeout=15
+                    )
+
+            await asyncio.gather(send(on_a[0][0], "from-a"), send(on_b[1][0], "from-b"))
+            for member in members:
+                await _wait_for(lambda m=member: len(said(m)) >= 2 * count, 20, "all arrived")
+            await asyncio.sleep(0.3)
+            reference = sequence(members[0])
+            positions = [Position.parse(pos) for pos, _, _ in reference]
+            assert len({p.epoch for p in positions}) == 1
+            assert [p.offset for p in positions] == list(range(1, 2 * count + 1))
+            for name in ("from-a", "from-b"):
+                assert [seq for _, who, seq in reference if who == name] == list(range(count))
+            for member in members[1:]:
+                assert sequence(member) == reference, f"{member.conn_id} saw another order"
+
+
+async def test_the_killed_nodes_clients_recover_every_message_on_the_other_node(
+    two_nodes: list[Node],
+) -> None:
+    doomed, survivor = two_nodes
+    balancer = Balancer([doomed.process.port, survivor.process.port])
+    await balancer.start()
+    reconnect = Reconnect(initial=0.1, maximum=1.0, jitter=0.5)
+    clients: list[Client] = []
+    rooms_of: dict[str, list[str]] = {}
+    rng = random.Random(16)
+    try:
+        async with asyncio.timeout(120):
+            path = doomed.process.path
+            behind_balancer = f"ws://127.0.0.1:{balancer.port}{path}"
+            for index in range(2 * CLIENTS_PER_NODE):
+                on_doomed = index < CLIENTS_PER_NODE
+                url = behind_balancer if on_doomed else survivor.url()
+                client = await connect(url, reconnect=reconnect, open_timeout=10)
+                clients.append(client)
+                assert client.conn_id is not None
+                expected_node = doomed if on_doomed else survivor
+                assert node_of(client.conn_id) == expected_node.node_id
+                rooms = rng.sample(SHARED_ROOMS, 2)
+                if on_doomed and index % 2 == 0:
+                    rooms.append(KILLED_ONLY_ROOM)
+                rooms_of[client.conn_id] = rooms
+                for room in rooms:
+                    await client.call("join", {"room": room}, timeout=15)
+            publishers = [await connect(survivor.url(), open_timeout=10) for _ in range(PUBLISHERS)]
+            acked: dict[str, set[tuple[str, int]]] = {room: set() for room in ROOMS}
+            stop = asyncio.Event()
+
+            async def publish(index: int) -> None:
+                publisher = publishers[index]
+                seq = 0
+                while not stop.is_set():
+                    room = ROOMS[seq % len(ROOMS)]
+                    name = f"p{index}"
+                    await publisher.call(
+                        "publish", {"room": room, "publisher": name, "seq": seq}, timeout=15
+                    )
+                    acked[room].add((name, seq))
+                    seq += 1
+                    await asyncio.sleep(PUBLISH_INTERVAL)
+
+            load = [asyncio.ensure_future(publish(i)) for i in range(PUBLISHERS)]
+            await asyncio.sleep(2.0)
+            before_kill = {c.conn_id: c.room_counts.copy() for c in clients}
+            doomed.kill()  # SIGKILL of the supervisor and every shard of its session
+            # Its clients reconnect through the balancer to the survivor and recover.
+            for client in clients[:CLIENTS_PER_NODE]:
+                await _wait_for(
+                    lambda c=client: c.reconnects >= 1 and c.state.value == "open",
+                    30,
+                    f"{client.conn_id} reconnected",
+                )
+            await asyncio.sleep(2.0)
+            stop.set()
+            await asyncio.gather(*load)
+            total = {room: len(acked[room]) for room in ROOMS}
+            # Everything published reached everyone (the last messages may still be on the way).
+            for client in clients:
+                for room in rooms_of[str(client.conn_id)]:
+                    await _wait_for(
+                        lambda c=client, r=room: c.room_counts[r] >= total[r],
+                        20,
+                        f"{client.conn_id} has all {total[room]} messages of {room}",
+                    )
+            await asyncio.sleep(0.5)  # and nothing more arrives: no copy
+
+            for index, client in enumerate(clients):
+                conn_id = str(client.conn_id)
+                if index < CLIENTS_PER_NODE:
+                    assert client.recovered, f"{conn_id} did not recover: {client.missed}"
+                    assert node_of(conn_id) == doomed.node_id  # the same id, on the survivor
+                    assert client.reconnects >= 1 and client.missed == {}
+                for room in rooms_of[conn_id]:
+                    messages = [m for m in said(client) if m.get("room") == room]
+                    positions = [Position.parse(m["pos"]) for m in messages]
+                    assert len({p.epoch for p in positions}) == 1, f"{room}: several epochs"
+                    offsets = [p.offset for p in positions]
+                    assert offsets == list(range(1, len(offsets) + 1)), (
+                        f"{conn_id} in {room}: not every message once in position order: "
+                        f"{_gaps(offsets)}"
+                    )
+                    got = Counter(
+                        (m["payload"]["publisher"], m["payload"]["seq"]) for m in messages
+                    )
+                    assert set(got) == acked[room], f"{conn_id} in {room}: acked publishes missing"
+                    assert max(got.values()) == 1, f"{conn_id} in {room}: a publish twice"
+                    assert len(messages) == total[room]
+                    # Something of the room was indeed missed while the node was down.
+                    if index < CLIENTS_PER_NODE:
+                        assert before_kill[conn_id][room] < total[room]
+    finally:
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+        await balancer.close()
+
+
+async def _wait_for(check: Any, timeout: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"not within {timeout:g}s: {what}")
+        await asyncio.sleep(0.05)
+
+
+def _gaps(offsets: list[int]) -> str:
+    seen = Counter(offsets)
+    twice = sorted(o for o, n in seen.items() if n > 1)
+    top = max(offsets, default=0)
+    missing = sorted(set(range(1, top + 1)) - set(seen))
+    disorder = sum(1 for a, b in itertools.pairwise(offsets) if b < a)
+    return f"twice {twice[:10]}, missing {missing[:10]}, {disorder} out of order"

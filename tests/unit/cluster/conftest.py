@@ -1,0 +1,11 @@
+"""The tests here import their helpers (``historykit``, beside this file) as a top-level
+module."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
