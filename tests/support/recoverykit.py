@@ -245,11 +245,14 @@ async def run_scenario(
     clusters: Sequence[Cluster],
     faults: Sequence[tuple[float, Fault]],
     config: Config = Config(),
+    *,
+    urls: Sequence[str] | None = None,
 ) -> Outcome:
     """The scenario against ``clusters`` (each one a node: clients are spread over their
-    URLs), with ``faults`` run at their offsets (seconds after the load starts)."""
+    URLs, or over ``urls``, say a balancer's in front of nodes one of which is killed),
+    with ``faults`` run at their offsets (seconds after the load starts)."""
     rng = random.Random(config.seed)
-    urls = [cluster.url() for cluster in clusters]
+    urls = list(urls) if urls else [cluster.url() for cluster in clusters]
     began = time.monotonic()
     members: list[Member] = []
     publishers: list[Publisher] = []
@@ -420,11 +423,15 @@ def _difference(member: Member, reference: Member) -> str:
 
 def summary(outcome: Outcome) -> str:
     sends = outcome.sends
+    twice = 0
+    for member in {m.room: m for m in outcome.members}.values():  # one member per room
+        counts = Counter((p, s) for _, _, p, s in member.got)
+        twice += sum(count > 1 for count in counts.values())
     return (
         f"{len(outcome.members)} members, {len(outcome.publishers)} publishers, "
         f"{len(sends)} sends ({sum(s.acked for s in sends)} acked, "
         f"{sum(s.resent for s in sends)} resent, {sum(s.error is not None for s in sends)} "
-        f"failed), {sum(len(m.got) for m in outcome.members)} deliveries, "
+        f"failed, {twice} ran twice), {sum(len(m.got) for m in outcome.members)} deliveries, "
         f"{outcome.drops} drops, reconnects "
         f"{sum(m.client.reconnects for m in outcome.members)}, faults {outcome.faults}, "
         f"killed {sorted(outcome.killed_pids)}, {outcome.took:.1f}s"
