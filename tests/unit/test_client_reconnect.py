@@ -25,6 +25,7 @@ from socketspec.client import (
     Client,
     ClientState,
     ConnectionClosed,
+    IllegalClientTransition,
     OfflineQueueFull,
     Reconnect,
     backoff_delay,
@@ -374,3 +375,10 @@ async def test_without_reconnect_a_drop_closes_with_1006(peer: Peer) -> None:
     await client.drop()
     assert await client.wait_closed() == 1006
     await client.close()
+
+
+async def test_an_illegal_state_change_names_the_state(peer: Peer) -> None:
+    client = await connect(peer.url, reconnect=FAST)
+    await client.close()
+    with pytest.raises(IllegalClientTransition, match="from closed to open"):
+        client._transition(ClientState.OPEN)
