@@ -30,6 +30,7 @@ from socketspec.app import SocketApp
 from socketspec.cluster.codec import Alive, BootFailed, Ready, encode
 from socketspec.cluster.store import ClusterRoomStore
 from socketspec.errors import CloseCode
+from socketspec.recovery import SECRET_ENV
 from socketspec.server.config import ServerConfig
 from socketspec.server.shard import Shard
 
@@ -106,6 +107,8 @@ def run_worker(
             app.use_store(store)
             store.kick = lambda conn_id, reason: kick(app, conn_id, reason)
             await store.start()
+            if redis is not None:
+                await share_recovery_secret(app, store)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(store.links.all_linked.wait(), BOOT_LINK_WAIT)
         shard = Shard(app, config, index)
@@ -144,3 +147,15 @@ async def kick(app: SocketApp, conn_id: str, reason: str) -> None:
     runtime = app.runtime(conn_id)
     if runtime is not None:
         await app.close_connection(runtime.conn, CloseCode.NORMAL, reason)
+
+
+async def share_recovery_secret(app: SocketApp, store: ClusterRoomStore) -> None:
+    """With Redis, every node signs recovery tokens with one secret, the first node's
+    (kept in Redis), so a client recovers on any node; unless the app names its own
+    (``Recovery(secret=...)``). Before the shard accepts connections."""
+    recovery = app.recovery
+    if recovery is None or recovery.secret is not None:
+        return
+    candidate = os.environ.get(SECRET_ENV)  # drawn by the supervisor, or the operator's
+    if candidate:
+        app.set_recovery_secret(await store.bridge.shared_secret(candidate))
