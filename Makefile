@@ -105,10 +105,12 @@ bench-emitter: $(STAMP)
 	cd bench && ../$(BIN)/python emitter.py $(EMITTER_ARGS)
 
 # The fault campaign against a 2-shard cluster (kill -9 under broadcast load, a replacement
-# shard killed while it boots, SIGHUP reloads under connection churn, a stalled reader): lost,
-# duplicated and reordered messages per class; about 3 minutes, not part of `make test`.
+# shard killed while it boots, SIGHUP reloads under connection churn, a stalled reader, and
+# connection-state recovery through drops, kills and reloads with 400 clients, the fault
+# test of `make test` at a larger scale): lost, duplicated and reordered messages per class;
+# about 5 minutes, not part of `make test`.
 # Writes bench/results/chaos-latest.md (the figures docs/reliability.md records).
-# Options: make chaos CHAOS_ARGS="--kills 2 --reloads 2".
+# Options: make chaos CHAOS_ARGS="--kills 2 --reloads 2", CHAOS_ARGS="--only recovery".
 .PHONY: chaos
 chaos: $(STAMP)
 	$(BIN)/python bench/chaos.py --out bench/results/chaos-latest.md $(CHAOS_ARGS)

@@ -12,6 +12,11 @@ Classes of fault, each repeated:
   disconnect in a loop, and the broadcast load goes on.
 - ``stalled reader``: a member with a 4 KiB receive buffer stops reading while its room is
   flooded; when it reads again it should find close code 4008 after the data.
+- ``recovery``: the connection-state recovery scenario of tests/support/recoverykit.py (the
+  fault test of ``make test``) at a larger scale, on its own 2-shard cluster of
+  tests/integration/apps/recovery_app.py: clients reconnecting with ``reconnect=`` through
+  random drops, several kill -9s and reloads, checked for every room message exactly once,
+  in position order, and every acked send (its own table below the others).
 
 Accounting. A message is *sent* when its sender got the ack (the cluster took it). Every
 listener connection is a session from its join's ack to its end; it should receive every
@@ -57,6 +62,14 @@ from socketspec.client import Client, ConnectRefused, connect
 from socketspec.errors import ConnectionClosedError, ErrorReply
 
 HERE = Path(__file__).resolve().parent
+# The recovery class runs the fault test's scenario (tests/support/recoverykit.py) over
+# clusterkit's cluster processes.
+for _helpers in (
+    HERE.parent / "tests" / "support",
+    HERE.parent / "tests" / "integration" / "cluster",
+):
+    if str(_helpers) not in sys.path:
+        sys.path.insert(0, str(_helpers))
 APPS = HERE / "apps"
 APP = "chaos_app:socket"
 ANNOUNCE = re.compile(r"(\d+) shard\(s\) \(pids ([\d, ]+)\) listening on ws://127\.0\.0\.1:(\d+)")
@@ -683,23 +696,88 @@ def report(results: dict[str, Ledger], started: float, seconds: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def campaign(args: argparse.Namespace) -> str:
-    cluster = Cluster(free_port(), [])
-    started_wall, started = time.time(), now()
-    cluster.start()
-    results: dict[str, Ledger] = {}
+async def recovery(args: argparse.Namespace) -> str:
+    """The recovery scenario at scale; its report section."""
+    import recoverykit
+    from clusterkit import ClusterProcess
+
+    cluster = ClusterProcess(
+        [recoverykit.APP, "--workers", "2", "--port", "0", "--graceful-timeout", "5"],
+        cwd=recoverykit.APPS,
+        env={"PYTHONPATH": str(recoverykit.APPS)},
+    )
     try:
-        print("kill -9 under broadcast load ...", file=sys.stderr, flush=True)
-        results["kill -9"] = await kill_shards(cluster, args.kills, args.every)
-        print("boot kills ...", file=sys.stderr, flush=True)
-        results["boot kill"] = await boot_kills(cluster, args.boot_kills)
-        print("reloads under churn ...", file=sys.stderr, flush=True)
-        results["reload"] = await reloads(cluster, args.reloads, args.every)
-        print("stalled readers ...", file=sys.stderr, flush=True)
-        results["stalled reader"] = await stalled_readers(cluster, args.stalled, args.stall)
+        cluster.wait_announced(60)
+        load = args.recovery_load
+        kills, reloads = args.recovery_kills, args.recovery_reloads
+        kinds: list[str] = []  # alternating, kills first
+        while kills or reloads:
+            if kills:
+                kinds.append("kill")
+                kills -= 1
+            if reloads:
+                kinds.append("reload")
+                reloads -= 1
+        faults: list[tuple[float, recoverykit.Fault]] = []
+        for n, kind in enumerate(kinds):
+            at = load * (n + 1) / (len(kinds) + 1)
+            if kind == "kill":
+                faults.append((at, recoverykit.kill_shard(cluster, n % 2)))
+            else:
+                faults.append((at, recoverykit.reload(cluster)))
+        config = recoverykit.Config(
+            members=args.recovery_members,
+            rate=args.recovery_rate,
+            load=load,
+            drop_window=(1.0, load - 2.0),
+            settle=60.0,
+        )
+        outcome = await recoverykit.run_scenario([cluster], faults, config)
     finally:
-        cluster.stop()
-    return report(results, started_wall, now() - started)
+        cluster.kill()
+    problems = recoverykit.verdict(outcome)
+    lines = [
+        "",
+        "Recovery (tests/support/recoverykit.py at scale): " + recoverykit.summary(outcome) + ".",
+        "",
+        f"- broken guarantees: {len(problems)}",
+    ]
+    lines.extend(f"  - {problem}" for problem in problems[:20])
+    if len(problems) > 20:
+        lines.append(f"  - and {len(problems) - 20} more")
+    return "\n".join(lines) + "\n"
+
+
+async def campaign(args: argparse.Namespace) -> str:
+    only = set(args.only or CLASSES)
+    started_wall, started = time.time(), now()
+    results: dict[str, Ledger] = {}
+    if only - {"recovery"}:
+        cluster = Cluster(free_port(), [])
+        cluster.start()
+        try:
+            if "kill" in only:
+                print("kill -9 under broadcast load ...", file=sys.stderr, flush=True)
+                results["kill -9"] = await kill_shards(cluster, args.kills, args.every)
+            if "boot-kill" in only:
+                print("boot kills ...", file=sys.stderr, flush=True)
+                results["boot kill"] = await boot_kills(cluster, args.boot_kills)
+            if "reload" in only:
+                print("reloads under churn ...", file=sys.stderr, flush=True)
+                results["reload"] = await reloads(cluster, args.reloads, args.every)
+            if "stalled" in only:
+                print("stalled readers ...", file=sys.stderr, flush=True)
+                results["stalled reader"] = await stalled_readers(cluster, args.stalled, args.stall)
+        finally:
+            cluster.stop()
+    recovered = ""
+    if "recovery" in only:
+        print("recovery through drops, kills and reloads ...", file=sys.stderr, flush=True)
+        recovered = await recovery(args)
+    return report(results, started_wall, now() - started) + recovered
+
+
+CLASSES = ("kill", "boot-kill", "reload", "stalled", "recovery")
 
 
 def main() -> int:
@@ -715,6 +793,22 @@ def main() -> int:
         default=6.0,
         help="seconds the stalled member stays stalled after the flood; past the server's "
         "5 s close timeout by default, the hard case (default 6)",
+    )
+    parser.add_argument(
+        "--recovery-members", type=int, default=400, help="recovery: clients in rooms (400)"
+    )
+    parser.add_argument(
+        "--recovery-rate", type=float, default=20.0, help="recovery: shouts/s per room (20)"
+    )
+    parser.add_argument(
+        "--recovery-load", type=float, default=60.0, help="recovery: seconds of load (60)"
+    )
+    parser.add_argument("--recovery-kills", type=int, default=3, help="recovery: kill -9s (3)")
+    parser.add_argument(
+        "--recovery-reloads", type=int, default=2, help="recovery: SIGHUP reloads (2)"
+    )
+    parser.add_argument(
+        "--only", nargs="+", choices=CLASSES, help="run only these classes (default: all)"
     )
     parser.add_argument("--out", type=Path, help="also write the report here")
     args = parser.parse_args()

@@ -33,6 +33,7 @@ ALERTS = (
     "SocketspecMailboxSaturation",
     "SocketspecHeartbeatTimeouts",
     "SocketspecConnectionsRefused",
+    "SocketspecRecoveryFailures",
 )
 
 # The twelve items of the issue: a word of the panel title and the metrics it must query.
@@ -67,6 +68,16 @@ PANELS: dict[str, tuple[str, set[str]]] = {
         {"socketspec_redis_published_total", "socketspec_redis_received_total"},
     ),
     "lag between nodes": ("redis): lag", {"socketspec_redis_lag_seconds_bucket"}),
+    "recoveries by outcome": ("recoveries", {"socketspec_recoveries_total"}),
+    "recovery replays": (
+        "recovery replays",
+        {
+            "socketspec_recovery_replayed_messages_total",
+            "socketspec_recovery_ack_replays_total",
+        },
+    ),
+    "room history messages": ("history kept: messages", {"socketspec_room_history_messages"}),
+    "room history bytes": ("history kept: bytes", {"socketspec_room_history_bytes"}),
 }
 
 NAME = re.compile(r"\bsocketspec_[a-z0-9_]+")
@@ -220,6 +231,17 @@ def test_dashboard_has_panel_for(item: str) -> None:
     assert len(matching) == 1, f"{item}: panels titled with {word!r}: {matching}"
     used = {name for target in matching[0]["targets"] for name in NAME.findall(target["expr"])}
     assert metrics <= used, f"{item}: panel {matching[0]['title']!r} queries {used}"
+
+
+def test_dashboard_has_a_recovery_row_above_its_panels() -> None:
+    top = load_dashboard()["panels"]
+    rows = [panel for panel in top if panel.get("type") == "row"]
+    assert [row["title"] for row in rows] == ["Recovery"]
+    row_y = rows[0]["gridPos"]["y"]
+    below = [p["title"] for p in top if p["gridPos"]["y"] > row_y]
+    assert len(below) == 4 and all(
+        any(word in title.lower() for word in ("recover", "history")) for title in below
+    ), below
 
 
 def test_dashboard_quantiles_by_event() -> None:
