@@ -1,6 +1,7 @@
 """Helpers for the cluster over real processes: a ``socketspec-cluster`` subprocess whose
 stdout and stderr are read by threads, a pool of clients placed on chosen shards, tokens; and
-for several nodes sharing rooms, a real ``redis-server`` and clusters started against it."""
+for several nodes sharing rooms, a real ``redis-server``, clusters started against it, and
+a TCP balancer in front of nodes (or of Redis) that a test can cut."""
 
 from __future__ import annotations
 
@@ -602,3 +603,61 @@ def start_nodes(
             process.kill()
         raise
     return nodes
+
+
+class Balancer:
+    """A TCP load balancer in front of the nodes: a new connection goes to the first
+    backend that accepts it; bytes are piped both ways; either end closing closes the
+    other. A backend's death ends its connections, and new ones go to the next."""
+
+    def __init__(self, backends: list[int]) -> None:
+        self.backends = backends
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Listen (again, on the same port after ``close``)."""
+        self._server = await asyncio.start_server(
+            self._accept, "127.0.0.1", self.port, reuse_address=True
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        """Stop listening and cut every connection through it."""
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._pipes):
+            task.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for port in self.backends:
+            try:
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                continue
+            break
+        else:
+            writer.transport.abort()
+            return
+        pipes = [
+            asyncio.ensure_future(self._pipe(reader, up_writer)),
+            asyncio.ensure_future(self._pipe(up_reader, writer)),
+        ]
+        self._pipes.update(pipes)
+        try:
+            await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in pipes:
+                task.cancel()
+                self._pipes.discard(task)
+            writer.transport.abort()
+            up_writer.transport.abort()
+
+    @staticmethod
+    async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()

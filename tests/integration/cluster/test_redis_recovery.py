@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from clusterkit import Node, Pool, RedisServer, node_of, start_nodes
+from clusterkit import Balancer, Node, Pool, RedisServer, node_of, start_nodes
 
 from socketspec.client import Client, Reconnect, connect
 from socketspec.history import Position
@@ -37,64 +37,6 @@ ROOMS = [*SHARED_ROOMS, KILLED_ONLY_ROOM, AFTER_KILL_ROOM]
 CLIENTS_PER_NODE = 12
 PUBLISHERS = 3  # on the surviving node, each publishing to every room in turn
 PUBLISH_INTERVAL = 0.01
-
-
-class Balancer:
-    """A TCP load balancer in front of the nodes: a new connection goes to the first
-    backend that accepts it; bytes are piped both ways; either end closing closes the
-    other. A backend's death ends its connections, and new ones go to the next."""
-
-    def __init__(self, backends: list[int]) -> None:
-        self.backends = backends
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._pipes: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        """Listen (again, on the same port after ``close``)."""
-        self._server = await asyncio.start_server(
-            self._accept, "127.0.0.1", self.port, reuse_address=True
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def close(self) -> None:
-        """Stop listening and cut every connection through it."""
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._pipes):
-            task.cancel()
-        await asyncio.gather(*self._pipes, return_exceptions=True)
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        for port in self.backends:
-            try:
-                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                continue
-            break
-        else:
-            writer.transport.abort()
-            return
-        pipes = [
-            asyncio.ensure_future(self._pipe(reader, up_writer)),
-            asyncio.ensure_future(self._pipe(up_reader, writer)),
-        ]
-        self._pipes.update(pipes)
-        try:
-            await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in pipes:
-                task.cancel()
-                self._pipes.discard(task)
-            writer.transport.abort()
-            up_writer.transport.abort()
-
-    @staticmethod
-    async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError):
-            while data := await source.read(65536):
-                sink.write(data)
-                await sink.drain()
 
 
 def said(client: Client) -> list[dict[str, Any]]:
