@@ -147,6 +147,26 @@ async def test_a_call_in_flight_at_a_drop_is_answered_once(lone_shard: ClusterPr
             await member.receive_message("shouted", timeout=1.5)
 
 
+async def test_a_call_cut_between_its_broadcast_and_its_reply_runs_once(
+    lone_shard: ClusterProcess,
+) -> None:
+    """The drop is noticed at once (a reset) while the handler has broadcast and not yet
+    replied: the handler finishes, its reply is parked, the resend gets it."""
+    url = lone_shard.url()
+    room = "room-4"
+    async with connect(url) as member, connect(url, reconnect=FAST) as publisher:
+        await member.call("join", {"room": room}, timeout=10)
+        ran_on = (await publisher.call("whoami", {}))["pid"]
+        calling = asyncio.create_task(shout(publisher, room, 7, linger=1.0))
+        assert [m["payload"]["seq"] for m in await shouted(member, 1)] == [7]
+        await publisher.drop(pause=0.2)
+        reply = await calling
+        assert (reply["seq"], reply["pid"]) == (7, ran_on)
+        assert publisher.resent_calls == 1
+        with pytest.raises(TimeoutError):  # not run a second time
+            await member.receive_message("shouted", timeout=1.5)
+
+
 async def dropped_onto_another_shard(client: Client, shard: int, tries: int = 40) -> None:
     """Drop ``client`` until its recovered session is served by ``shard``."""
     for _ in range(tries):
