@@ -452,24 +452,8 @@ class SocketApp:
 
         rt = ConnectionRuntime(conn, transport, self.session, bucket, close)
         if self.auth is not None:
-            try:
-                # Authentication sees the query as sent (the recovery parameters included).
-                result = self.auth.authenticate(headers, dict(query_params))
-                identity = await result if inspect.isawaitable(result) else result
-                if identity is None:
-                    # The reference's backends refuse by returning None.
-                    raise AuthenticationError("authentication failed")
-                if not isinstance(identity, Identity):
-                    raise TypeError(
-                        f"authenticate() returned {type(identity).__name__}, not Identity"
-                    )
-            except AuthenticationError as exc:
-                await self._refuse(rt, exc.message or "authentication failed")
-                raise ConnectionAuthError(exc.message or "authentication failed") from exc
-            except Exception as exc:
-                logger.exception("auth backend failed during connect")
-                await self._refuse(rt, "authentication failed")
-                raise ConnectionAuthError("authentication failed") from exc
+            # Authentication sees the query as sent (the recovery parameters included).
+            identity = await self._authenticate(rt, headers, dict(query_params))
             conn.identity = identity
             conn.session.token_expires_at = identity.token_expires_at
             if isinstance(asked, SessionState) and asked.identity.user_id != identity.user_id:
@@ -482,11 +466,7 @@ class SocketApp:
         if recovery is not None:
             rt.acks = AckCache(recovery.max_acks)
         if state is not None:
-            parked = await self.rooms.store.resume(state.conn_id)
-            rt.inherited_acks = AckCache(recovery.max_acks if recovery else 0, parked or ())
-            conn.id = state.conn_id
-            conn.metadata = dict(state.metadata)
-            rt.hold()  # what is delivered from now on waits for the __connect__ greeting
+            await self._take_over(rt, state)
         conn._emit_fn = rt.emit
         conn._disconnect_fn = lambda reason: self.close_connection(conn, CloseCode.NORMAL, reason)
         self._runtimes[conn.id] = rt
@@ -522,11 +502,10 @@ class SocketApp:
         transport.write(envelope.encode(SystemEvent.CONNECT, greeting))
         if isinstance(asked, Refusal):
             rt.send_error(asked.code, asked.message, event=SystemEvent.CONNECT)
+        if signer is not None:
+            rt.on_ping = lambda: self._refresh_token(rt)
         if state is not None:
-            rt.on_ping = lambda: self._refresh_token(rt)
             rt.spawn(self._release_replay(rt))
-        elif signer is not None:
-            rt.on_ping = lambda: self._refresh_token(rt)
         rt.start_session()
         for room in rejoined:
             await self.hooks.run("on_room_join", conn, room)
@@ -536,6 +515,41 @@ class SocketApp:
         return ConnectionHandle(
             rt, pipeline, close, lambda reason: self.handle_disconnect(conn, reason)
         )
+
+    async def _authenticate(
+        self, rt: ConnectionRuntime, headers: dict[str, str], query: dict[str, str]
+    ) -> Identity:
+        """The app's auth backend on the handshake; a refusal is explained (``AUTH_ERROR``,
+        close 4001) and raised as ``ConnectionAuthError``."""
+        assert self.auth is not None
+        try:
+            result = self.auth.authenticate(headers, query)
+            identity = await result if inspect.isawaitable(result) else result
+            if identity is None:
+                # The reference's backends refuse by returning None.
+                raise AuthenticationError("authentication failed")
+            if not isinstance(identity, Identity):
+                raise TypeError(f"authenticate() returned {type(identity).__name__}, not Identity")
+        except AuthenticationError as exc:
+            await self._refuse(rt, exc.message or "authentication failed")
+            raise ConnectionAuthError(exc.message or "authentication failed") from exc
+        except Exception as exc:
+            logger.exception("auth backend failed during connect")
+            await self._refuse(rt, "authentication failed")
+            raise ConnectionAuthError("authentication failed") from exc
+        return identity
+
+    async def _take_over(self, rt: ConnectionRuntime, state: SessionState) -> None:
+        """A token was honoured: the session's old connection is closed wherever it still
+        runs and its ack replies handed here; this connection takes its id and metadata,
+        and holds what it is delivered until its greeting is written."""
+        parked = await self.rooms.store.resume(state.conn_id)
+        max_acks = self.recovery.max_acks if self.recovery is not None else 0
+        rt.inherited_acks = AckCache(max_acks, parked or ())
+        conn = rt.conn
+        conn.id = state.conn_id
+        conn.metadata = dict(state.metadata)
+        rt.hold()
 
     async def _recover_rooms(
         self, conn: Connection, state: SessionState, since_param: str | None

@@ -1,4 +1,5 @@
-"""TestClient: what a refused connect tells the test that made it."""
+"""TestClient: what a refused connect tells the test that made it, and what it keeps to
+recover a session."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from socketspec import SocketApp
 from socketspec.connection import Identity
 from socketspec.errors import CloseCode, ConnectionAuthError, ConnectRejected, SocketSpecError
 from socketspec.security.auth import APIKeyAuth
-from socketspec.testing import TestClient
+from socketspec.testing import RecoveryState, TestClient
 
 
 class NoneRefusingAuth:
@@ -69,3 +70,20 @@ async def test_refused_origin_says_why_without_an_error_payload() -> None:
     assert not isinstance(info.value, ConnectionAuthError)
     assert "evil.example" in info.value.reason
     assert info.value.error is None
+
+
+def test_the_recovery_state_follows_tokens_and_positions() -> None:
+    state = RecoveryState()
+    state.seen(
+        {
+            "event": "__connect__",
+            "payload": {"recovered": True, "missed": {"r": "e:1"}, "recovery": {"token": "t1"}},
+        }
+    )
+    assert (state.token, state.recovered, state.missed) == ("t1", True, {"r": "e:1"})
+    state.seen({"room": "lobby", "pos": "e:4", "event": "said", "payload": {}})
+    state.seen({"event": "said", "payload": {}})  # a room without history: no position
+    state.seen({"event": "__recovery__", "payload": {"token": "t2"}})
+    assert state.positions == {"lobby": "e:4"} and state.token == "t2"
+    state.seen({"event": "__server_shutdown__", "payload": {"recovery": {"token": "t3"}}})
+    assert state.token == "t3"

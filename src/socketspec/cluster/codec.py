@@ -195,6 +195,17 @@ class Resume(LinkMessage):
 
 
 @dataclass(frozen=True, slots=True)
+class Positioned(LinkMessage):
+    """From a draining instance to its successor, once it heard the successor's
+    ``Handover``: it positions no more history messages, and every one it did was sent
+    before this (so the successor's ring has them before it gives the next offsets)."""
+
+    KIND = "positioned"
+    shard: int
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
 class Handover(LinkMessage):
     """From a shard's new instance to its draining predecessor, once linked to every peer:
     it is the home of the shard's rooms from now on (a rolling restart)."""
@@ -258,6 +269,7 @@ MESSAGES: dict[str, type[LinkMessage]] = {
         RecoverRequest,
         RecoverReply,
         Resume,
+        Positioned,
         Handover,
         Goodbye,
         Ready,

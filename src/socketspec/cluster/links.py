@@ -243,10 +243,10 @@ class LinkManager:
         # the rooms we are told of), and the task waiting for it.
         self.before_handover: Callable[[], Awaitable[None]] | None = None
         self._settling: asyncio.Task[None] | None = None
-        # Told once this instance is no longer starting: it is the home of its shard's rooms,
-        # or its successor is (what waited for that goes on: a history room's broadcasts,
-        # positioned only once its history is rebuilt from every instance's copies).
-        self.on_home: Callable[[], None] | None = None
+        # Told of every move of ``own_rooms`` (left, entered): a history room's broadcasts
+        # are positioned only once this instance is their home and its history is rebuilt,
+        # and a predecessor tells its successor when it positions no more.
+        self.on_own_rooms: Callable[[OwnRooms, OwnRooms], None] | None = None
         # Set when our predecessor (if any) has handed us its members of our rooms.
         self.predecessor_ready = asyncio.Event()
         self._links: set[UnixSocketLink] = set()
@@ -411,8 +411,8 @@ class LinkManager:
     def _move_own_rooms(self, target: OwnRooms) -> None:
         _check(OWN_ROOMS, "this shard's rooms", self.own_rooms, target)
         left, self.own_rooms = self.own_rooms, target
-        if left is OwnRooms.STARTING and self.on_home is not None:
-            self.on_home()
+        if self.on_own_rooms is not None:
+            self.on_own_rooms(left, target)
 
     @property
     def superseded(self) -> bool:
@@ -420,14 +420,19 @@ class LinkManager:
         return self.own_rooms is OwnRooms.HANDED_OVER
 
     @property
+    def predecessor_linked(self) -> bool:
+        """An older instance of this shard is still linked to us (it drains)."""
+        return any(
+            shard == self.shard and generation < self.generation
+            for shard, generation in self._instances
+        )
+
+    @property
     def home_of_own_rooms(self) -> bool:
         """This instance acts as the home of its shard's rooms now: it has not handed them
         over, and no predecessor still serves as their home."""
         if self.own_rooms is OwnRooms.STARTING:
-            return not any(
-                shard == self.shard and generation < self.generation
-                for shard, generation in self._instances
-            )
+            return not self.predecessor_linked
         return self.own_rooms is OwnRooms.HOME
 
     def said_goodbye(self, link: UnixSocketLink) -> None:

@@ -70,6 +70,7 @@ from socketspec.cluster.codec import (
     Leave,
     LinkMessage,
     MembersRequest,
+    Positioned,
     Publish,
     RecoverReply,
     RecoverRequest,
@@ -79,7 +80,7 @@ from socketspec.cluster.codec import (
     join_frames,
     split_frames,
 )
-from socketspec.cluster.links import LinkManager, UnixSocketLink
+from socketspec.cluster.links import PREDECESSOR_WAIT, LinkManager, OwnRooms, UnixSocketLink
 from socketspec.cluster.router import Handler, LinkRouter
 from socketspec.connection import Connection, Identity, SessionInfo, utcnow
 from socketspec.history import (
@@ -167,11 +168,16 @@ class ClusterRoomStore(RoomStore):
         self.history = HistoryBook(self.history_policy_for)
         # When each history was last written to or its room seen alive (monotonic seconds).
         self._history_touched: dict[RoomName, float] = {}
+        # With Redis: the epoch this home positioned a room's messages in alone, while Redis
+        # was down (Redis's offsets go on in Redis's epochs: ours must be another one).
+        self._alone_epochs: dict[RoomName, str] = {}
         # History-room asks that came before this instance serves as the home of its rooms
         # (their histories are rebuilt from every instance's copies first), in arrival order.
         self._held: list[Callable[[], None]] = []
         self._history_served = asyncio.Event()
-        self.links.on_home = self._serve_history
+        # Once we are the home, until our draining predecessor says it positions no more.
+        self._awaiting_predecessor: asyncio.TimerHandle | None = None
+        self.links.on_own_rooms = self._own_rooms_moved
         self._sweeper: asyncio.Task[None] | None = None
         # Set by the app: close the session ``conn_id`` if it is open here and hand over
         # its stored ack replies (docs/recovery.md).
@@ -875,9 +881,20 @@ class ClusterRoomStore(RoomStore):
             remote.add_done_callback(_retrieved)
             excluded = frozenset(exclude)
             return sum(1 for conn_id in self._home.members(room) if conn_id not in excluded)
-        if self.bridge.spans_nodes:
+        if self.bridge.spans_nodes and self._alone_epochs.get(room) != history.epoch:
+            # The ring's epoch is Redis's, whose offsets other nodes go on giving: positions
+            # given here in it would name other messages. A new epoch of this node's own.
+            self.history.discard(room)
+            renewed = self.history.open(room)
+            if renewed is None:
+                return self._fan_out(room, frame, exclude, origin)
+            history = renewed
+            self._alone_epochs[room] = history.epoch
             logger.warning(
-                "shard %s: Redis is down, positioning %r on this node alone", self.shard, room
+                "shard %s: Redis is down, positioning %r on this node alone (epoch %s)",
+                self.shard,
+                room,
+                history.epoch,
             )
         entry = history.append(frame, origin, exclude)
         self._touch(room)
@@ -949,6 +966,9 @@ class ClusterRoomStore(RoomStore):
                 except Exception:
                     logger.exception("shard %s: reading %r's history failed", self.shard, room)
                     older = []
+                # The ring may have been replaced meanwhile (the room's messages from Redis
+                # came in another epoch than the one it was opened in): the current one.
+                history = self.history.open(room) or history
                 replay = _with_older(history, since, older)
         return _for_member(replay, conn_id)
 
@@ -987,9 +1007,33 @@ class ClusterRoomStore(RoomStore):
             return  # its asker's deadline tells it
         self._held.append(work)
 
+    def _own_rooms_moved(self, left: OwnRooms, entered: OwnRooms) -> None:
+        if entered is OwnRooms.HANDED_OVER:
+            if left is OwnRooms.HOME:
+                # Everything we positioned is on the link before this: our successor
+                # gives the next offsets only after it.
+                self.links.send(self.shard, Positioned(self.shard, self.generation))
+            self._serve_history()  # (held asks go on to the successor)
+        elif self.links.predecessor_linked:
+            # Our predecessor may still position a message or two before it hears our
+            # handover: we serve once it says it stopped (bounded: it may hang).
+            loop = asyncio.get_running_loop()
+            self._awaiting_predecessor = loop.call_later(PREDECESSOR_WAIT, self._serve_history)
+        else:
+            self._serve_history()
+
+    def _on_positioned(self, peer: int, generation: int, message: Positioned) -> None:
+        if peer == self.shard and generation < self.generation:
+            self._serve_history()
+
     def _serve_history(self) -> None:
         """This instance's history rooms are whole (or its successor serves them): what
         waited goes on, in arrival order."""
+        if self._awaiting_predecessor is not None:
+            self._awaiting_predecessor.cancel()
+            self._awaiting_predecessor = None
+        if self._history_served.is_set():
+            return
         self._history_served.set()
         held, self._held = self._held, []
         for work in held:
@@ -1025,7 +1069,9 @@ class ClusterRoomStore(RoomStore):
             if self._history_served.is_set():
                 return  # positions are given here already: this ring is the truth
         elif homed == peer:
-            self.history.discard(room)  # the home's own ring replaces our copy
+            # The home's own ring replaces our copy (in its epoch, even with nothing in it).
+            self.history.discard(room)
+            self.history.open(room, message.epoch)
         else:
             return
         history = self.history.open(room)
@@ -1055,6 +1101,7 @@ class ClusterRoomStore(RoomStore):
             if now - self._history_touched.setdefault(room, now) >= keep:
                 self.history.discard(room)
                 del self._history_touched[room]
+                self._alone_epochs.pop(room, None)
         count, size = self.history.totals
         metrics.room_history_messages.set(count)
         metrics.room_history_bytes.set(size)
@@ -1213,6 +1260,7 @@ class ClusterRoomStore(RoomStore):
             RecoverRequest: self._on_recover,
             RecoverReply: self._on_recover_reply,
             Resume: self._on_resume,
+            Positioned: self._on_positioned,
         }
 
     def _on_deliver(self, peer: int, generation: int, message: Deliver) -> None:

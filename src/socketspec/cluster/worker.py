@@ -2,7 +2,8 @@
 
 Owns booting one shard inside a forked child: the cluster room store, its
 links to the other shards (when there are several) and its bridge to Redis
-(with ``--redis``; a Redis that is down does not stop the boot), binding this shard's own
+(with ``--redis``; a Redis that is down does not stop the boot) and the recovery secret
+the nodes agree on through it, binding this shard's own
 SO_REUSEPORT listener, telling the supervisor it is ready (or why it could not
 boot) over its pipe, then reporting that its event loop turns (``Alive``, every
 ``REPORT_INTERVAL``, from the loop itself: a blocked loop goes silent), serving
@@ -18,6 +19,7 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import secrets
 import signal
 import traceback
 from pathlib import Path
@@ -27,6 +29,7 @@ import uvloop
 
 from socketspec import logs
 from socketspec.app import SocketApp
+from socketspec.cluster.bridge import NodeBridge
 from socketspec.cluster.codec import Alive, BootFailed, Ready, encode
 from socketspec.cluster.store import ClusterRoomStore
 from socketspec.errors import CloseCode
@@ -108,7 +111,7 @@ def run_worker(
             store.kick = lambda conn_id, reason: kick(app, conn_id, reason)
             await store.start()
             if redis is not None:
-                await share_recovery_secret(app, store)
+                await agree_on_recovery_secret(app, store.bridge)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(store.links.all_linked.wait(), BOOT_LINK_WAIT)
         shard = Shard(app, config, index)
@@ -142,20 +145,20 @@ def run_worker(
     return 0
 
 
+async def agree_on_recovery_secret(app: SocketApp, bridge: NodeBridge) -> None:
+    """With Redis and no secret of the app's own, every node signs recovery tokens with the
+    one they agree on through Redis (this cluster's, drawn by its supervisor, if it is the
+    first), so that a client recovers on any node."""
+    recovery = app.recovery
+    if recovery is None or recovery.secret is not None:
+        return
+    candidate = os.environ.get(SECRET_ENV) or secrets.token_hex(32)
+    app.set_recovery_secret(await bridge.shared_secret(candidate))
+
+
 async def kick(app: SocketApp, conn_id: str, reason: str) -> None:
     """Another shard called ``disconnect`` on a proxy of one of our connections."""
     runtime = app.runtime(conn_id)
     if runtime is not None:
         await app.close_connection(runtime.conn, CloseCode.NORMAL, reason)
 
-
-async def share_recovery_secret(app: SocketApp, store: ClusterRoomStore) -> None:
-    """With Redis, every node signs recovery tokens with one secret, the first node's
-    (kept in Redis), so a client recovers on any node; unless the app names its own
-    (``Recovery(secret=...)``). Before the shard accepts connections."""
-    recovery = app.recovery
-    if recovery is None or recovery.secret is not None:
-        return
-    candidate = os.environ.get(SECRET_ENV)  # drawn by the supervisor, or the operator's
-    if candidate:
-        app.set_recovery_secret(await store.bridge.shared_secret(candidate))

@@ -53,9 +53,10 @@ class StalledReader:
                 self.ws.receive_data(data)
 
     async def text(self, timeout: float = 10.0) -> str:
+        """The next text message, a fresh recovery token skipped (as clients do)."""
         while True:
             event = await self.next_event(timeout)
-            if isinstance(event, TextMessage):
+            if isinstance(event, TextMessage) and '"event":"__recovery__"' not in event.data:
                 return event.data
             assert event is not None, "the stream ended"
 

@@ -23,6 +23,7 @@ from socketspec.cluster.codec import (
     Leave,
     LinkMessage,
     MembersRequest,
+    Positioned,
     Publish,
     Ready,
     RecoverReply,
@@ -88,6 +89,7 @@ def test_the_store_routes_every_room_message_and_no_link_control(tmp_path: Path)
             RecoverRequest,
             RecoverReply,
             Resume,
+            Positioned,
         }
     )
     assert not store.router.routed & {Hello, Handover, Goodbye, Ready, Alive}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from historykit import (
+    POLICY,
     close_all,
     crash,
     eventually,
@@ -26,8 +27,10 @@ from historykit import (
 from socketspec import metrics
 from socketspec.backends.base import JoinResult, ParkedAcks
 from socketspec.cluster.asks import RoomUnavailableError
+from socketspec.cluster.codec import Deliver, HistorySync, Positioned, Publish
+from socketspec.cluster.links import OwnRooms
 from socketspec.cluster.store import ClusterRoomStore
-from socketspec.history import Coverage, Position
+from socketspec.history import Coverage, Position, room_json, with_position
 from socketspec.types import ConnectionId
 
 ROOM0 = room_homed_on(0)  # homed on shard 0
@@ -298,3 +301,144 @@ async def test_the_gauges_count_what_is_kept_and_ended_rooms_are_discarded(
     s0.sweep_history()
     assert ROOM0 not in s0.history
     assert metrics.room_history_messages._value.get() == 0
+
+
+async def test_a_rolling_restarts_successor_takes_the_history_and_goes_on(
+    tmp_path: Path,
+) -> None:
+    s0, s1 = await asyncio.gather(start_store(tmp_path, 0), start_store(tmp_path, 1))
+    successor: ClusterRoomStore | None = None
+    try:
+        await serving(s0, s1)
+        b = await member(s1)
+        await s1.join(ROOM0, b.id, 0)
+        for n in range(1, 4):
+            await s1.publish(ROOM0, said(n))
+        epoch = s0.history.get(ROOM0).epoch  # type: ignore[union-attr]
+        successor = await start_store(tmp_path, 0, generation=2)
+        await serving(successor)
+        await eventually(lambda: s0.links.superseded)
+        ring = successor.history.get(ROOM0)
+        assert ring is not None and (ring.epoch, ring.last_offset) == (epoch, 3)
+        await s1.publish(ROOM0, said(4))  # positioned by the successor now
+        await eventually(lambda: len(b.frames) == 4)
+        assert offsets(b.frames) == [1, 2, 3, 4]
+        assert successor.history.get(ROOM0).last_offset == 4  # type: ignore[union-attr]
+        # The draining predecessor keeps a copy too.
+        await eventually(lambda: s0.history.get(ROOM0).last_offset == 4)  # type: ignore[union-attr]
+    finally:
+        await close_all(*(store for store in (successor, s0, s1) if store is not None))
+
+
+async def test_a_new_home_holds_history_asks_until_it_is_rebuilt(tmp_path: Path) -> None:
+    store = ClusterRoomStore(0, 2, 1, tmp_path)  # not started: still starting
+    store.use_history(lambda room: POLICY if room.startswith("h-") else None)
+    a = await member(store)
+    await store.attach(a)
+    store._home.record(ROOM0, a.id, (0, 1, {}))
+    store._local.join(ROOM0, a.id)
+    store._home.record(PLAIN, a.id, (0, 1, {}))
+    store._local.join(PLAIN, a.id)
+    store.on_message(1, 1, Publish(ROOM0, [], said(1), 0, ":1.1.1"))
+    store.on_message(1, 1, Publish(PLAIN, [], said(2), 0, ":1.1.2"))  # no history: at once
+    assert payloads(a.frames) == [2]
+    store.on_message(1, 1, Publish(ROOM0, [], said(3), 0, ":1.1.3"))
+    store._serve_history()  # rebuilt: what waited goes on, in arrival order
+    assert payloads(a.frames) == [2, 1, 3] and offsets(a.frames[1:]) == [1, 2]
+
+
+async def test_broadcasts_flowing_through_a_handover_keep_one_run_of_positions(
+    tmp_path: Path,
+) -> None:
+    s0, s1 = await asyncio.gather(start_store(tmp_path, 0), start_store(tmp_path, 1))
+    successor: ClusterRoomStore | None = None
+    try:
+        await serving(s0, s1)
+        b = await member(s1)
+        await s1.join(ROOM0, b.id, 0)
+        sent: list[int] = []
+        before_handover = after_handover = 0
+
+        async def flow(store: ClusterRoomStore, start: int) -> None:
+            nonlocal before_handover, after_handover
+            for n in range(start, start + 400, 2):
+                await store.publish(ROOM0, said(n))
+                sent.append(n)
+                if s0.links.superseded:
+                    after_handover += 1
+                else:
+                    before_handover += 1
+                await asyncio.sleep(0.002)
+
+        # From the other shard and from the predecessor itself (its own rooms' home).
+        flowing = asyncio.gather(flow(s1, 0), flow(s0, 1))
+        await asyncio.sleep(0.05)
+        successor = await start_store(tmp_path, 0, generation=2)
+        await flowing
+        assert before_handover and after_handover  # the handover happened mid-flow
+        await eventually(lambda: len(b.frames) == 400)
+        assert offsets(b.frames) == list(range(1, 401))  # no offset twice, none skipped
+        assert sorted(payloads(b.frames)) == sorted(sent)
+    finally:
+        await close_all(*(store for store in (successor, s0, s1) if store is not None))
+
+
+class Unsent:
+    """A link to the predecessor whose messages go nowhere (this test reads none)."""
+
+    def __init__(self, peer: int, generation: int) -> None:
+        self.peer, self.generation = peer, generation
+
+    def send(self, message: object) -> bool:
+        return False
+
+    def flush(self) -> None:
+        return None
+
+
+async def test_a_successor_positions_only_once_its_predecessor_says_it_stopped(
+    tmp_path: Path,
+) -> None:
+    successor = ClusterRoomStore(0, 2, 2, tmp_path)  # not started: its links are set by hand
+    successor.use_history(lambda room: POLICY if room.startswith("h-") else None)
+    a = await member(successor)
+    successor._home.record(ROOM0, a.id, (0, 2, {}))
+    successor._local.join(ROOM0, a.id)
+    successor.links._instances[(0, 1)] = Unsent(0, 1)  # type: ignore[assignment]
+    successor.links._move_own_rooms(OwnRooms.HOME)  # it handed over
+    # The predecessor's last message, positioned before it heard of the handover.
+    seventh = with_position(said(7), room_json(ROOM0), Position("oldepoch", 7))
+    successor.on_message(0, 1, Deliver(ROOM0, [], None, seventh, 0, "", 7, "oldepoch"))
+    successor.on_message(1, 1, Publish(ROOM0, [], said(8), 0, ":1.1.8"))  # waits
+    assert payloads(a.frames) == [7]
+    successor.on_message(0, 1, Positioned(0, 1))
+    assert payloads(a.frames) == [7, 8] and offsets(a.frames) == [7, 8]
+
+
+def sync(room: str, epoch: str, offsets_kept: list[int], last: int) -> HistorySync:
+    frames = [with_position(said(n), room_json(room), Position(epoch, n)) for n in offsets_kept]
+    entries = [
+        (n, len(frame), f"o{n}", [], 0.0)
+        for n, frame in zip(offsets_kept, frames, strict=True)
+    ]
+    return HistorySync(room, epoch, last, entries, b"".join(frames))
+
+
+async def test_history_syncs_rebuild_a_starting_home_and_replace_a_copy(tmp_path: Path) -> None:
+    store = ClusterRoomStore(0, 2, 1, tmp_path)  # shard 0, still starting
+    store.use_history(lambda room: POLICY if room.startswith("h-") else None)
+    store.on_message(1, 1, sync(ROOM0, "deadhome", [3, 4], 4))  # a copy of our room
+    store.on_message(1, 1, sync(ROOM0, "deadhome", [4, 5], 5))  # another instance's
+    rebuilt = store.history.get(ROOM0)
+    assert rebuilt is not None and rebuilt.position == Position("deadhome", 5)
+    assert [entry.offset for entry in rebuilt] == [3, 4, 5]
+    assert rebuilt.offset_of("o4") == 4
+    # The ring of a room homed on the sender replaces our copy of it.
+    store.on_message(1, 1, sync(ROOM1, "homering", [9], 9))
+    store.on_message(1, 1, sync(ROOM1, "homering", [], 12))
+    copy = store.history.get(ROOM1)
+    assert copy is not None and (copy.position, len(copy)) == (Position("homering", 12), 0)
+    # Once the home serves, its ring is the truth: a late sync changes nothing.
+    store._serve_history()
+    store.on_message(1, 1, sync(ROOM0, "deadhome", [6], 6))
+    assert store.history.get(ROOM0).position == Position("deadhome", 5)  # type: ignore[union-attr]

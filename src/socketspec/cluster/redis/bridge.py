@@ -404,10 +404,11 @@ class RedisBridge:
             own = header.get("n") == self.node
             if own and position is None:
                 return  # published by this node, which delivered it already
-            TALLY.add(_RECEIVED["room"])
             sent = header.get("t")
-            if isinstance(sent, float) and not own:
-                TALLY.observe(metrics.redis_lag, max(0.0, time.time() - sent))
+            if not own:  # the metrics are of what other nodes send
+                TALLY.add(_RECEIVED["room"])
+                if isinstance(sent, float):
+                    TALLY.observe(metrics.redis_lag, max(0.0, time.time() - sent))
             room, exclude, origin = header["r"], frozenset(header.get("x") or ()), header.get("o")
             if position is None:
                 self.handler.on_room_message(room, exclude, frame, str(origin or ""))
@@ -677,7 +678,6 @@ class RedisBridge:
         channel = self.direct_channel(node, shard)
         return self._publish("direct", channel, encode_message(header, b"")) is not None
 
-
     # -- history -----------------------------------------------------------------------------------
 
     def publish_history(
@@ -751,15 +751,21 @@ class RedisBridge:
     ) -> asyncio.Future[list[HistoryEntry]] | None:
         """The room's stream after ``since``: a run from ``since.offset + 1`` in its epoch,
         at most ``limit`` entries, oldest first; empty when the stream holds none (nothing
-        newer, another epoch, trimmed or expired past it, or Redis did not answer). Read
-        through the ordered queue: after every write queued before it (the subscription
-        that carries the room's later messages among them). None while Redis is down."""
+        newer, another epoch, trimmed or expired past it, or Redis did not answer).
+
+        This node listens to the room from then on (the caller is a home about to record
+        a recovering member), and the stream is read once that subscription is confirmed:
+        every message after the ones read comes through ``on_room_message``, none falls
+        between the two. Read through the ordered queue, after every write queued before
+        it. None while Redis is down."""
         if not self.is_up:
             return None
         policy = self._policy_for(room)
         keys = self.history_keys(room)
+        self._rooms.add(room)
 
         async def run(client: aioredis.Redis) -> list[HistoryEntry]:
+            await self._listen_to(room)
             found = await self._scripts["history_since"](
                 keys=keys, args=[since.epoch, since.offset]
             )
