@@ -719,6 +719,7 @@ class SocketApp:
     async def _finish(self, rt: ConnectionRuntime, reason: str) -> None:
         conn = rt.conn
         rt.stop_session()
+        rt.stop_release()  # a replay has nobody to go to now: not a handler to wait for
         parked = self.parked
         running = rt.tasks - {asyncio.current_task()}
         if parked is not None and running and not self._shutting_down:
