@@ -25,6 +25,15 @@ broadcast to it is sent by the sender to every live shard directly (counted in
 replacement says hello, every shard sends it its own members of the rooms
 homed there, and the rooms are whole again.
 
+A room with history (docs/cluster.md, "Room history across shards") is positioned at its
+home: each broadcast gets the next offset of the room's ring and goes, as a ``Deliver``
+carrying its position, to every live instance, each of which keeps a copy; such a
+broadcast never takes the degraded path (it waits for the home). A new home is rebuilt
+from the copies every instance sends it (``HistorySync``) before it positions anything. A
+recovering connection is a member again through the home (``RecoverRequest``), its replay
+delivered as the answer is read, and its old session is resumed on the shard its id names
+(``Resume``).
+
 With Redis (``--redis``), a room spans nodes: each node's home actor records
 its node's members in Redis (``max_members`` is then checked there, across
 nodes), publishes the broadcasts it orders once, and fans out the ones other
