@@ -774,6 +774,11 @@ async def campaign(args: argparse.Namespace) -> str:
     if "recovery" in only:
         print("recovery through drops, kills and reloads ...", file=sys.stderr, flush=True)
         recovered = await recovery(args)
+    if not results:  # the recovery class alone: no table of the others
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started_wall))
+        return f"Fault campaign, {when}, {now() - started:.0f} s, {os.cpu_count()} cores.\n" + (
+            recovered
+        )
     return report(results, started_wall, now() - started) + recovered
 
 

@@ -213,6 +213,9 @@ class SocketApp:
         # after a cluster's shards have forked. Set before the first connection.
         self.recovery_node: str | None = None
         self._signer: TokenSigner | None = None
+        self._shutting_down = False  # set by drain()
+        # Closed connections whose handlers still run; their replies are parked when done.
+        self._finishing: dict[ConnectionId, asyncio.Future[None]] = {}
         self.parked: ParkedSessions | None = None
         self._middlewares: list[Middleware] = []
         self._pipeline: EventPipeline | None = None
@@ -502,7 +505,7 @@ class SocketApp:
         if signer is not None:
             rt.on_ping = lambda: self._refresh_token(rt)
         if state is not None:
-            rt.spawn(self._release_replay(rt))
+            rt.start_release()  # the replay, as fast as the client reads it, then live
         rt.start_session()
         for room in rejoined:
             await self.hooks.run("on_room_join", conn, room)
@@ -586,11 +589,6 @@ class SocketApp:
             metrics.recovery_replayed_messages.inc(replayed)
         return missed, rejoined
 
-    async def _release_replay(self, rt: ConnectionRuntime) -> None:
-        """After the greeting: the held frames (the replay, then what came meanwhile),
-        written as fast as the client reads them."""
-        await rt.release_held()
-
     def _token_for(self, rt: ConnectionRuntime) -> str | None:
         """A fresh recovery token for ``rt``'s connection (None: too large, or disabled)."""
         signer = self.token_signer()
@@ -633,8 +631,12 @@ class SocketApp:
         connection, if still open (a drop the server has not noticed), stops taking events,
         its running handlers get ``RESUME_HANDLER_WAIT`` seconds, and it is closed; its
         kept replies are handed over and forgotten here."""
+        finishing = self._finishing.get(conn_id)
+        if finishing is not None:  # closed with handlers running: their replies first
+            await asyncio.wait({finishing}, timeout=RESUME_HANDLER_WAIT)
         rt = self._runtimes.get(conn_id)
         if rt is not None:
+            rt.stop_release()  # a replay to a client that is gone would only be waited for
             if rt.machine.can_move(ConnState.DRAINING):
                 rt.machine.move(ConnState.DRAINING)
             try:
@@ -667,6 +669,7 @@ class SocketApp:
         """Server shutdown: no new events, ``__server_shutdown__`` to everyone, running
         handlers (and ``busy``, the server's other work in flight, such as publish API
         requests) get ``timeout`` seconds to finish, then every connection closes with 1001."""
+        self._shutting_down = True  # handlers get this drain's timeout, not another wait each
         notice: PayloadDict = {"reason": "shutdown", "graceful_timeout": timeout}
         recovery_on = self.token_signer() is not None
         for rt in list(self._runtimes.values()):
@@ -716,8 +719,17 @@ class SocketApp:
     async def _finish(self, rt: ConnectionRuntime, reason: str) -> None:
         conn = rt.conn
         rt.stop_session()
-        rt.cancel_tasks()
         parked = self.parked
+        running = rt.tasks - {asyncio.current_task()}
+        if parked is not None and running and not self._shutting_down:
+            # The client may come back and resend what these handlers are running: cut
+            # between what they did (a broadcast) and their reply, the resend would run it
+            # again. They run on (up to RESUME_HANDLER_WAIT) and their replies are parked.
+            self._finishing[conn.id] = asyncio.ensure_future(
+                self._park_when_done(rt, running, parked)
+            )
+        else:
+            rt.cancel_tasks()
         if parked is not None:
             parked.park(conn.id, rt.ack_replies())
         try:
@@ -727,6 +739,25 @@ class SocketApp:
             if self._runtimes.get(conn.id) is rt:
                 del self._runtimes[conn.id]
             rt.machine.move(ConnState.CLOSED)
+
+    async def _park_when_done(
+        self, rt: ConnectionRuntime, running: set[asyncio.Task[Any]], parked: ParkedSessions
+    ) -> None:
+        conn_id = rt.conn.id
+        try:
+            _, late = await asyncio.wait(running, timeout=RESUME_HANDLER_WAIT)
+            for task in late:
+                task.cancel()
+            if late:
+                logger.warning(
+                    "conn %s: handlers still running after its close; cancelled", conn_id
+                )
+            parked.park(conn_id, rt.ack_replies())  # now with the late replies too
+            if rt.conn.rooms:  # a join that finished after the close: not a member after all
+                await self.rooms.leave_all(rt.conn)
+        finally:
+            if self._finishing.get(conn_id) is asyncio.current_task():
+                del self._finishing[conn_id]
 
     def _runtime_of(self, conn: Connection) -> ConnectionRuntime | None:
         """``conn``'s runtime; None once it ended (a recovered session's new connection

@@ -127,6 +127,7 @@ class ConnectionRuntime:
         self.token_sent_at = 0.0
         # While not None, delivered frames wait here (a recovery's replay, then live ones).
         self._held: deque[bytes] | None = None
+        self.replay_task: asyncio.Task[int] | None = None
 
     @property
     def id(self) -> ConnectionId:
@@ -195,6 +196,16 @@ class ConnectionRuntime:
         """From now on, delivered frames wait in order until ``release_held``."""
         if self._held is None:
             self._held = deque()
+
+    def start_release(self) -> None:
+        """Release the held frames in a task of this connection's (``release_held``)."""
+        self.replay_task = self.spawn(self.release_held())
+
+    def stop_release(self) -> None:
+        """The connection is being replaced: what it still holds goes nowhere."""
+        task = self.replay_task
+        if task is not None and not task.done():
+            task.cancel()
 
     async def release_held(self) -> int:
         """Write the held frames in order, waiting for the transport to drain whenever the

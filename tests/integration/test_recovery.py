@@ -452,3 +452,27 @@ async def test_an_app_wide_history_default_positions_plain_rooms() -> None:
         await conn.call("say", {"room": "anything", "n": 1})
         message = await conn.receive_message("said")
         assert message["room"] == "anything" and message["pos"].endswith(":1")
+
+
+async def test_a_replay_stuck_on_a_half_open_connection_does_not_delay_the_next() -> None:
+    app = make_app(rooms=[Room("lobby", history_size=500, history_bytes=10_000_000)])
+    sender = TestClient(app)
+    slow = TestClient(app, max_outbound=4096)
+    async with sender, slow:
+        reader = await slow.connect()
+        bob = await sender.connect()
+        await reader.call("join", {"room": "lobby"})
+        await bob.call("join", {"room": "lobby"})
+        await reader.drop()
+        for n in range(300):
+            await bob.emit("say", {"room": "lobby", "n": n})
+        await bob.wait_idle()
+        stuck = await reader.reconnect()  # its replay waits for a reader that never reads
+        await asyncio.sleep(0.1)  # what fits in its 4 kB arrives
+        got_first = [m["payload"]["n"] for m in stuck.pending() if m["event"] == "said"]
+        assert 0 < len(got_first) < 300
+        async with asyncio.timeout(2):  # the stuck replay is not waited for
+            third = await stuck.reconnect()  # stuck is dropped unnoticed (half-open)
+        assert third.recovered
+        rest = await said(third, 300 - len(got_first))
+        assert got_first + rest == list(range(300))

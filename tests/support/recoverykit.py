@@ -164,6 +164,19 @@ def kill_shard(cluster: Cluster, shard: int) -> Fault:
     return fault
 
 
+def kill_node(cluster: Cluster, kill: Callable[[], None]) -> Fault:
+    """kill -9 of a whole node (``kill``: clusterkit's ``ClusterProcess.kill``, which kills
+    its supervisor and every shard); its clients must come back through ``urls`` that
+    reach another node (a balancer)."""
+
+    async def fault() -> set[int]:
+        victims = set(current_pids(cluster).values())
+        await asyncio.to_thread(kill)
+        return victims
+
+    return fault
+
+
 def reload(cluster: Cluster) -> Fault:
     """SIGHUP: a rolling restart of every shard; waits until each one was replaced."""
 

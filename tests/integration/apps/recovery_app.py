@@ -36,6 +36,7 @@ class Shout(BaseModel):
     publisher: str
     seq: int
     delay: float = 0.0  # seconds before the broadcast (a call still in flight at a drop)
+    linger: float = 0.0  # seconds after it, before the reply (cut between the two)
 
 
 def served_by() -> dict[str, Any]:
@@ -55,6 +56,8 @@ async def shout(conn: Connection, payload: Shout) -> dict[str, Any]:
     await app.rooms.broadcast(
         payload.room, "shouted", {"publisher": payload.publisher, "seq": payload.seq}
     )
+    if payload.linger:
+        await asyncio.sleep(payload.linger)
     return {"seq": payload.seq, **served_by()}
 
 

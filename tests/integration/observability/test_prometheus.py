@@ -32,7 +32,7 @@ import pytest
 from clusterkit import Pool, receive_n
 from obskit import ObsCluster, open_stalled
 
-from socketspec.client import Client, ErrorReply, connect
+from socketspec.client import Client, ErrorReply, Reconnect, connect
 
 REPO = Path(__file__).resolve().parents[3]
 DASHBOARD = REPO / "grafana" / "dashboards" / "socketspec.json"
@@ -176,6 +176,14 @@ async def drive(cluster: ObsCluster, keep: list[Client], sockets: list[socket.so
     for client in members:
         await client.call("join", {"room": "hall"})
 
+    # A client cut off (no close frame) reconnects and recovers its session.
+    recovering = await connect(url, reconnect=Reconnect(initial=0.05, maximum=0.5))
+    keep.append(recovering)
+    await recovering.call("join", {"room": "hall"})
+    await recovering.drop(pause=0.1)
+    await recovering.wait_open(timeout=10)
+    assert recovering.recovered
+
     # A client that never answers __ping__ is closed with 4005 (heartbeat timeout).
     silent = await connect(url, auto_pong=False)
     keep.append(silent)
@@ -251,6 +259,7 @@ async def test_every_dashboard_expression_and_alert_rule_works_against_prometheu
             "open connections": ('sum(socketspec_connections{state="open"}) >= 5'),
             "all shards up": ("sum(socketspec_shards_up) == 2"),
             "shards configured": ("sum(socketspec_shards_configured) == 2"),
+            "recoveries": ('sum(socketspec_recoveries_total{outcome="recovered"}) >= 1'),
         }
         failures: list[str] = []
         deadline = time.monotonic() + DEADLINE
@@ -276,7 +285,7 @@ async def test_every_dashboard_expression_and_alert_rule_works_against_prometheu
         # The alert rules: loaded by Prometheus, each evaluated without error, each query
         # valid, each socketspec_* metric it names exposed.
         declared = set(re.findall(r"^\s*- alert:\s*(\S+)", ALERTS.read_text(), re.M))
-        assert len(declared) == 8, declared
+        assert len(declared) == 9, declared
         deadline = time.monotonic() + 15
         while True:
             code, body = await asyncio.to_thread(server.get, "/api/v1/rules")
