@@ -10,7 +10,13 @@ its messages in memory, so their recovery is served from the room's Redis stream
 is first sent to after the kill: its members had received nothing of it when their node
 died, and recover from the position their join was given. The secret is left to the
 cluster: the nodes agree on one through Redis, or no token of the killed node would be
-accepted on the other."""
+accepted on the other.
+
+Also: senders on both nodes at once give every member one order of a history room; and
+while Redis is out of reach (its connections cut through a balancer, its data kept) a node
+positions a history room's messages in an epoch of its own, so that no position ever names
+two messages once Redis is back. tests/integration/recovery/test_fault_recovery_nodes.py
+runs the recovery fault scenario over two nodes."""
 
 from __future__ import annotations
 
