@@ -30,7 +30,8 @@ Owns, for one shard of one node (a node is one ``socketspec-cluster``):
   ``socketspec_broadcasts_total{path="undelivered_remote"}``, joins are decided
   by this node alone and leaves are remembered; the bridge reconnects with
   backoff, then re-announces this node's members of the rooms homed here,
-  replays the leaves and resubscribes.
+  replays the leaves and resubscribes (up again once Redis confirmed the
+  subscriptions, so a broadcast sent after that reaches this node).
 
 Room messages from Redis carrying this node's id are dropped (the node delivered
 them itself when it published), except history messages: those come back to every
@@ -325,6 +326,24 @@ class RedisBridge:
         channels += [self.room_channel(room) for room in self._rooms]
         await pubsub.subscribe(*channels)
         self._subscribed = set(self._rooms)
+        await self._until_confirmed(pubsub, len(channels))
+
+    async def _until_confirmed(self, pubsub: Any, count: int) -> None:
+        """Before the bridge is up: wait (at most SUBSCRIBE_WAIT) until Redis confirmed the
+        ``count`` subscriptions just sent, so that the broadcasts published once this node
+        is seen up again reach it; a message that comes meanwhile is dispatched."""
+        deadline = time.monotonic() + SUBSCRIBE_WAIT
+        while count > 0:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            message = await pubsub.get_message(ignore_subscribe_messages=False, timeout=remaining)
+            if message is None:
+                continue
+            if message.get("type") == "subscribe":
+                count -= 1
+            elif message.get("type") == "message":
+                self._dispatch(message["channel"], message["data"])
 
     async def _announce(self, client: aioredis.Redis) -> None:
         """This node is alive, and these are its members of the rooms homed here."""
