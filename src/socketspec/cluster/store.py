@@ -819,7 +819,7 @@ class ClusterRoomStore(RoomStore):
         with Redis the future of how many other nodes received it."""
         policy = self._policy(room)
         if policy is not None:
-            return self._publish_positioned(room, policy, frame, exclude, origin), None
+            return self._publish_positioned(room, policy, frame, exclude, origin)
         TALLY.add(_HOME_BROADCASTS)
         remote = self.bridge.publish_room(room, exclude, frame, origin)
         return self._fan_out(room, frame, exclude, origin), remote
@@ -867,20 +867,23 @@ class ClusterRoomStore(RoomStore):
         frame: bytes,
         exclude: list[str],
         origin: str,
-    ) -> int:
+    ) -> tuple[int, asyncio.Future[Any] | None]:
         """A history room's broadcast at its home: appended to the room's ring (the next
         position), then fanned out. A broadcast sent again after its first home died is
         known by its origin (a copy had it): not appended twice, sent again under its
-        position (whoever has it already drops it)."""
+        position (whoever has it already drops it). With Redis, the future of its position
+        there: the sender's answer waits for it (REMOTE_COUNT_WAIT at most), so an acked
+        broadcast is in Redis even if this node dies at once."""
         TALLY.add(_HOME_BROADCASTS)
         history = self.history.open(room)
         if history is None:  # the policy changed under us: no history after all
-            return self._fan_out(room, frame, exclude, origin)
+            return self._fan_out(room, frame, exclude, origin), None
         known = history.offset_of(origin)
         if known is not None:
             for entry in history:
                 if entry.offset == known:
-                    return self._fan_out_positioned(room, history.epoch, entry, exclude, False)
+                    fanned = self._fan_out_positioned(room, history.epoch, entry, exclude, False)
+                    return fanned, None
         remote = self.bridge.publish_history(
             room, history.room_json, exclude, frame, origin, policy
         )
@@ -889,14 +892,15 @@ class ClusterRoomStore(RoomStore):
             # ``on_room_message`` and is fanned out then, in Redis's order.
             remote.add_done_callback(_retrieved)
             excluded = frozenset(exclude)
-            return sum(1 for conn_id in self._home.members(room) if conn_id not in excluded)
+            members = sum(1 for conn_id in self._home.members(room) if conn_id not in excluded)
+            return members, remote
         if self.bridge.spans_nodes and self._alone_epochs.get(room) != history.epoch:
             # The ring's epoch is Redis's, whose offsets other nodes go on giving: positions
             # given here in it would name other messages. A new epoch of this node's own.
             self.history.discard(room)
             renewed = self.history.open(room)
             if renewed is None:
-                return self._fan_out(room, frame, exclude, origin)
+                return self._fan_out(room, frame, exclude, origin), None
             history = renewed
             self._alone_epochs[room] = history.epoch
             logger.warning(
@@ -907,7 +911,7 @@ class ClusterRoomStore(RoomStore):
             )
         entry = history.append(frame, origin, exclude)
         self._touch(room)
-        return self._fan_out_positioned(room, history.epoch, entry, exclude)
+        return self._fan_out_positioned(room, history.epoch, entry, exclude), None
 
     def _fan_out_positioned(
         self,

@@ -226,7 +226,7 @@ async def test_a_broadcast_resent_after_its_home_died_is_not_appended_twice(
     assert home is not None
     entry = next(iter(home))
     # The same Publish (same origin) reaching a home that already has it.
-    assert s0._publish_positioned(ROOM0, home.policy, said(1), [], entry.origin) == 1
+    assert s0._publish_positioned(ROOM0, home.policy, said(1), [], entry.origin) == (1, None)
     assert entry.origin and len(home) == 1
     await asyncio.sleep(0.05)
     assert offsets(b.frames) == [1]  # the copy knew the position: not delivered again
