@@ -124,6 +124,11 @@ HISTORY_KEEP_AFTER_END = 300.0
 # A home being rebuilt holds its history rooms' asks until it serves (bounded: past this
 # many the newest are dropped, and their askers' deadlines tell them).
 MAX_HELD = 10_000
+# A starting home (a replacement, or at boot) fans out broadcasts of rooms without history
+# only once every instance has told it its members, so none is missed for a member not yet
+# known; but not later than this after it starts (a peer that never tells it must not stop
+# its rooms; history rooms wait for the rebuild whatever it takes).
+REBUILD_GRACE = 1.0
 # While a history room's home is down, its senders retry this often (up to ASK_TIMEOUT).
 HOME_RETRY_INTERVAL = 0.05
 _HOME_BROADCASTS = metrics.broadcasts.labels(path="home")
@@ -183,6 +188,10 @@ class ClusterRoomStore(RoomStore):
         # History-room asks that came before this instance serves as the home of its rooms
         # (their histories are rebuilt from every instance's copies first), in arrival order.
         self._held: list[Callable[[], None]] = []
+        # Broadcasts of rooms without history that wait for the members to be known, and the
+        # timer that lets them go at REBUILD_GRACE after the start.
+        self._held_plain: list[Callable[[], None]] = []
+        self._plain_release: asyncio.TimerHandle | None = None
         self._history_served = asyncio.Event()
         # Once we are the home, until our draining predecessor says it positions no more.
         self._awaiting_predecessor: asyncio.TimerHandle | None = None
@@ -236,7 +245,10 @@ class ClusterRoomStore(RoomStore):
     async def start(self) -> None:
         await self.links.start()
         await self.bridge.start()
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_history())
+        loop = asyncio.get_running_loop()
+        self._sweeper = loop.create_task(self._sweep_history())
+        if not self._history_served.is_set():
+            self._plain_release = loop.call_later(REBUILD_GRACE, self._release_plain)
 
     async def close(self) -> None:
         if self._sweeper is not None:
@@ -1035,6 +1047,17 @@ class ClusterRoomStore(RoomStore):
         else:
             self._serve_history()
 
+    def _release_plain(self) -> None:
+        """The members of this instance's rooms are known (or REBUILD_GRACE is over): the
+        broadcasts of rooms without history that waited go on, in arrival order."""
+        if self._plain_release is None:
+            return
+        self._plain_release.cancel()
+        self._plain_release = None
+        held, self._held_plain = self._held_plain, []
+        for work in held:
+            work()
+
     def _on_positioned(self, peer: int, generation: int, message: Positioned) -> None:
         if peer == self.shard and generation < self.generation:
             self._serve_history()
@@ -1048,6 +1071,7 @@ class ClusterRoomStore(RoomStore):
         if self._history_served.is_set():
             return
         self._history_served.set()
+        self._release_plain()
         held, self._held = self._held, []
         for work in held:
             work()
@@ -1305,6 +1329,8 @@ class ClusterRoomStore(RoomStore):
             self._forward_publish(peer, generation, message)
         elif not self._history_served.is_set() and self._policy(message.room) is not None:
             self._hold(lambda: self._on_publish(peer, generation, message))
+        elif self._plain_release is not None and self.home_of(message.room) == self.shard:
+            self._held_plain.append(lambda: self._on_publish(peer, generation, message))
         else:
             self._answer_publish(peer, generation, message)
 
