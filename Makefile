@@ -20,7 +20,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests examples bench
 	$(BIN)/mypy --strict src/
 
-test: lint system-deps node-deps
+test: lint system-deps node-deps js-deps
 	$(BIN)/pytest -q
 
 # promtool (Debian's prometheus package) for tests/ops, Chromium for the docs page's browser
@@ -132,3 +132,29 @@ node-deps: $(NODE_DEPS)
 $(NODE_DEPS):
 	mkdir -p .cache/node
 	cd .cache/node && npm install --no-audit --no-fund --loglevel=error @asyncapi/parser@3
+
+# The browser client (clients/js): TypeScript and terser from npm at pinned versions, kept in
+# .cache/jsclient. `make js-client` compiles clients/js/dist/ (the npm package's module and
+# types) and writes its minified copy, the one the Python package ships, to
+# src/socketspec/apidocs/static/socketspec.js; commit that file with the source it came from
+# (a test fails when it is stale). `make js-pack` writes the npm tarball into clients/js/.
+JS_TOOLS := .cache/jsclient/node_modules
+JS_STAMP := $(JS_TOOLS)/.installed-typescript-5.9.3-terser-5.51.4
+JS_SHIPPED := src/socketspec/apidocs/static/socketspec.js
+.PHONY: js-deps js-client js-pack
+js-deps: $(JS_STAMP)
+$(JS_STAMP):
+	mkdir -p .cache/jsclient
+	cd .cache/jsclient && npm install --no-audit --no-fund --loglevel=error --save-exact \
+	  typescript@5.9.3 terser@5.51.4
+	touch $(JS_STAMP)
+
+js-client: $(JS_STAMP)
+	$(JS_TOOLS)/.bin/tsc -p clients/js
+	$(JS_TOOLS)/.bin/terser clients/js/dist/index.js --module --compress --mangle \
+	  --comments false --preamble "/* socketspec-client $$(node -p 'require("./clients/js/package.json").version') */" \
+	  --output $(JS_SHIPPED)
+	@echo "$(JS_SHIPPED): $$(wc -c < $(JS_SHIPPED)) bytes, $$(gzip -9 -c $(JS_SHIPPED) | wc -c) gzipped"
+
+js-pack: js-client
+	cd clients/js && npm pack --loglevel=error
