@@ -321,7 +321,11 @@ export class Client {
       return false;
     }
     if (this.state === "open") {
-      this.call("__refresh_auth__", { token: this.token }).catch((error) => this.dispatch("error", error.payload ?? {}, { event: "__error__" }));
+      // The answer reaches the app as "refreshed" ({user_id, expires_at}) or "auth_error".
+      this.call("__refresh_auth__", { token: this.token }).then(
+        (payload) => this.dispatch("refreshed", payload, { event: "__ack__", payload }),
+        (error: SocketSpecError) => this.dispatch("auth_error", error.payload, { event: "__error__", payload: error.payload }),
+      );
     }
     return true;
   }

@@ -1,0 +1,103 @@
+// Drives the built browser client (its path is argv[2]) against a shard (argv[3], ws://...)
+// and prints what it observed as one JSON object; the pytest beside this file judges it.
+// argv[4] and argv[5] are JWTs: a short one to start with, a long one the refresh hands over.
+const [, , modulePath, url, shortToken, longToken] = process.argv;
+const { connect, Client } = await import(modulePath);
+
+const sockets = [];
+class TrackedWebSocket extends WebSocket {
+  constructor(...args) {
+    super(...args);
+    sockets.push(this);
+  }
+}
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const within = async (ms, predicate, what) => {
+  const end = Date.now() + ms;
+  while (!predicate()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+};
+const code = (promise) => promise.then(() => "resolved", (error) => error.code);
+const out = {};
+
+let refreshes = 0;
+const a = await connect(url, {
+  token: shortToken,
+  reconnect: { initial: 0.05, maximum: 0.5 },
+  maxOffline: 3,
+  WebSocket: TrackedWebSocket,
+  refreshToken: () => {
+    refreshes += 1;
+    return longToken;
+  },
+});
+const b = await connect(url, { token: longToken });
+let refreshed = null;
+a.on("refreshed", (payload) => (refreshed = payload));
+out.client_class = a instanceof Client;
+out.first_conn_id = a.connId;
+
+out.echo = await a.call("echo", { x: 1 });
+out.validation = await code(a.call("say", { room: 5 }));
+out.unknown = await code(a.call("no_such_event", {}));
+out.timeout = await code(a.call("slow", { seconds: 1 }, { timeout: 0.1 }));
+
+const said = [];
+a.on("said", (payload) => said.push(payload.n));
+let onceCount = 0;
+a.once("said", () => (onceCount += 1));
+const offed = () => out.off_listener_ran = true;
+a.on("said", offed).off("said", offed);
+await a.call("join", { room: "lobby" });
+await b.call("join", { room: "lobby" });
+await b.call("say", { room: "lobby", n: 1 });
+await within(5000, () => said.length === 1, "the first broadcast");
+
+// Cut the socket with a call in flight, publish while A is away, and queue sends offline.
+const reconnected = new Promise((resolve) => a.once("reconnect", resolve));
+const inFlight = a.call("slow", { seconds: 0.5 }, { timeout: 10 });
+await sleep(100);
+sockets.at(-1).close(3000);
+await within(2000, () => a.state === "reconnecting", "the reconnecting state");
+await b.call("say", { room: "lobby", n: 2 });
+await b.call("say", { room: "lobby", n: 3 });
+const queued = a.call("echo", { queued: true });
+a.emit("echo", {});
+a.emit("echo", {});
+out.offline_full = (() => {
+  try {
+    a.emit("echo", {});
+    return "queued";
+  } catch (error) {
+    return error.code;
+  }
+})();
+await reconnected;
+out.in_flight = await inFlight;
+out.queued = await queued;
+out.resent_calls = a.resentCalls;
+out.runs = (await a.call("runs", {})).runs;
+out.recovered = a.recovered;
+out.missed = a.missed;
+out.same_conn_id = a.connId === out.first_conn_id;
+await b.call("say", { room: "lobby", n: 4 });
+await within(5000, () => said.length >= 4, "the live broadcast after recovery");
+out.said = said;
+out.once_count = onceCount;
+out.positions = Object.keys(a.positions);
+
+// The short token's __auth_expiring__ brings the long one; the session outlives the short one.
+await within(8000, () => refreshed !== null, "the token refresh");
+out.refreshes = refreshes;
+out.refreshed_user = refreshed.user_id;
+await sleep(2500);
+out.after_expiry = await a.call("echo", { alive: true });
+out.sockets = sockets.length;
+
+a.close();
+out.state_after_close = a.state;
+out.call_after_close = await code(a.call("echo", {}));
+b.close();
+console.log(JSON.stringify(out));

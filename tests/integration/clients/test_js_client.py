@@ -1,0 +1,176 @@
+"""The browser client (clients/js) built with the pinned TypeScript, run by node against a
+real shard over real sockets.
+
+``make js-deps`` installs TypeScript and terser into ``.cache/jsclient``. The test compiles
+the client, checks that the minified copy the package ships is the one this source gives, and
+runs ``js_client_check.mjs`` (beside this file) with node's WebSocket: acks, errors, a
+timeout, a broadcast, a cut socket with a call in flight and sends queued offline, recovery
+of the same session with every missed message once, heartbeats, a token refresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from pydantic import BaseModel
+
+from socketspec import Connection, Recovery, Room, SessionConfig, SocketApp
+from socketspec.security.auth import JWTAuth
+from socketspec.server.config import ServerConfig
+from socketspec.server.shard import Shard
+
+ROOT = Path(__file__).resolve().parents[3]
+CLIENT = ROOT / "clients" / "js"
+TOOLS = ROOT / ".cache" / "jsclient" / "node_modules" / ".bin"
+SHIPPED = ROOT / "src" / "socketspec" / "apidocs" / "static" / "socketspec.js"
+SCRIPT = Path(__file__).with_name("js_client_check.mjs")
+SECRET = "js-client-test-secret-0123456789abcdef"
+GZIP_GOAL = 8 * 1024
+
+
+class Target(BaseModel):
+    room: str
+
+
+class Say(BaseModel):
+    room: str
+    n: int
+
+
+class Slow(BaseModel):
+    seconds: float
+
+
+def make_app() -> SocketApp:
+    app = SocketApp(
+        auth=JWTAuth(SECRET),
+        rooms=[Room("lobby", history_size=100)],
+        recovery=Recovery(secret=SECRET),
+        session=SessionConfig(heartbeat_interval=0.2, heartbeat_timeout=1.0, token_refresh_window=3.0),
+    )
+    runs = {"slow": 0}
+
+    @app.on("echo")
+    async def echo(conn: Connection, payload: dict[str, Any]) -> dict[str, Any]:
+        return payload
+
+    @app.on("join")
+    async def join(conn: Connection, body: Target) -> dict[str, str]:
+        await app.rooms.join(conn, body.room)
+        return {"joined": body.room}
+
+    @app.on("say")
+    async def say(conn: Connection, body: Say) -> dict[str, int]:
+        await app.rooms.broadcast(body.room, "said", {"n": body.n})
+        return {"n": body.n}
+
+    @app.on("slow")
+    async def slow(conn: Connection, body: Slow) -> dict[str, int]:
+        runs["slow"] += 1
+        await asyncio.sleep(body.seconds)
+        return {"slept": runs["slow"]}
+
+    @app.on("runs")
+    async def count(conn: Connection, payload: dict[str, Any]) -> dict[str, int]:
+        return {"runs": runs["slow"]}
+
+    return app
+
+
+def _tools() -> str:
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node not found: install Node.js, then run `make js-deps`")
+    if not (TOOLS / "tsc").is_file() or not (TOOLS / "terser").is_file():
+        pytest.fail(f"TypeScript and terser are not installed in {TOOLS.parent}: run `make js-deps`")
+    return node
+
+
+def _run(*args: str | Path) -> None:
+    done = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, f"{args[0]} failed:\n{done.stdout}\n{done.stderr}"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The client compiled by tsc into a temporary dist/ (the source tree is left alone)."""
+    _tools()
+    dist = tmp_path_factory.mktemp("dist")
+    _run(TOOLS / "tsc", "-p", CLIENT, "--outDir", dist)
+    (dist / "package.json").write_text('{"type": "module"}', encoding="utf-8")
+    return dist
+
+
+def test_the_shipped_minified_client_is_built_from_this_source(built: Path, tmp_path: Path) -> None:
+    version = json.loads((CLIENT / "package.json").read_text(encoding="utf-8"))["version"]
+    fresh = tmp_path / "socketspec.js"
+    _run(
+        TOOLS / "terser", built / "index.js", "--module", "--compress", "--mangle",
+        "--comments", "false", "--preamble", f"/* socketspec-client {version} */",
+        "--output", fresh,
+    )
+    assert SHIPPED.read_text(encoding="utf-8") == fresh.read_text(encoding="utf-8"), (
+        f"{SHIPPED} is stale: run `make js-client` and commit it"
+    )
+    assert (built / "index.d.ts").is_file()
+
+
+async def test_the_client_talks_recovers_and_refreshes_against_a_shard(built: Path) -> None:
+    node = _tools()
+    shard = Shard(make_app(), ServerConfig(host="127.0.0.1", port=0, graceful_timeout=2.0, close_timeout=2.0))
+    await shard.start()
+    now = int(time.time())
+    short = jwt.encode({"sub": "alice", "exp": now + 4}, SECRET, algorithm="HS256")
+    long = jwt.encode({"sub": "alice", "exp": now + 3600}, SECRET, algorithm="HS256")
+    try:
+        process = await asyncio.create_subprocess_exec(
+            node, "--experimental-websocket", "--no-warnings", str(SCRIPT),
+            (built / "index.js").as_uri(), f"ws://127.0.0.1:{shard.port}/ws", short, long,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    finally:
+        await shard.drain()
+    assert process.returncode == 0, f"the client script failed:\n{stderr.decode()}"
+    seen = json.loads(stdout.decode().strip().splitlines()[-1])
+
+    assert seen["client_class"] is True
+    assert seen["echo"] == {"x": 1}
+    assert seen["validation"] == "VALIDATION_ERROR"
+    assert seen["unknown"] == "UNKNOWN_EVENT"
+    assert seen["timeout"] == "TIMEOUT"
+    assert "off_listener_ran" not in seen
+    # The cut: one reconnection, the same session, every message once and in order.
+    assert seen["sockets"] == 2
+    assert seen["same_conn_id"] is True
+    assert seen["recovered"] is True
+    assert seen["missed"] == {}
+    assert seen["said"] == [1, 2, 3, 4]
+    assert seen["once_count"] == 1
+    assert seen["positions"] == ["lobby"]
+    # The call in flight was resent with its ack id and answered from the stored reply.
+    assert seen["resent_calls"] == 1
+    assert seen["in_flight"] == {"slept": 2}
+    assert seen["runs"] == 2
+    assert seen["queued"] == {"queued": True}
+    assert seen["offline_full"] == "OFFLINE_QUEUE_FULL"
+    # __auth_expiring__ → refreshToken() → __refresh_auth__; pings answered past the old token.
+    assert seen["refreshes"] == 1
+    assert seen["refreshed_user"] == "alice"
+    assert seen["after_expiry"] == {"alive": True}
+    assert seen["state_after_close"] == "closed"
+    assert seen["call_after_close"] == "CLOSED"
+
+
+def test_the_minified_client_is_under_its_size_goal() -> None:
+    import gzip
+
+    assert len(gzip.compress(SHIPPED.read_bytes(), 9)) < GZIP_GOAL
