@@ -11,10 +11,12 @@ of the same session with every missed message once, heartbeats, a token refresh.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import shutil
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +56,9 @@ def make_app() -> SocketApp:
         auth=JWTAuth(SECRET),
         rooms=[Room("lobby", history_size=100)],
         recovery=Recovery(secret=SECRET),
-        session=SessionConfig(heartbeat_interval=0.2, heartbeat_timeout=1.0, token_refresh_window=3.0),
+        session=SessionConfig(
+            heartbeat_interval=0.2, heartbeat_timeout=1.0, token_refresh_window=3.0
+        ),
     )
     runs = {"slow": 0}
 
@@ -90,13 +94,22 @@ def _tools() -> str:
     if node is None:
         pytest.fail("node not found: install Node.js, then run `make js-deps`")
     if not (TOOLS / "tsc").is_file() or not (TOOLS / "terser").is_file():
-        pytest.fail(f"TypeScript and terser are not installed in {TOOLS.parent}: run `make js-deps`")
+        pytest.fail(
+            f"TypeScript and terser are not installed in {TOOLS.parent}: run `make js-deps`"
+        )
     return node
 
 
 def _run(*args: str | Path) -> None:
-    done = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [str(a) for a in args], capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == 0, f"{args[0]} failed:\n{done.stdout}\n{done.stderr}"
+
+
+def _get(url: str) -> tuple[str, bytes]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.headers["content-type"]), bytes(response.read())
 
 
 @pytest.fixture(scope="module")
@@ -113,9 +126,17 @@ def test_the_shipped_minified_client_is_built_from_this_source(built: Path, tmp_
     version = json.loads((CLIENT / "package.json").read_text(encoding="utf-8"))["version"]
     fresh = tmp_path / "socketspec.js"
     _run(
-        TOOLS / "terser", built / "index.js", "--module", "--compress", "--mangle",
-        "--comments", "false", "--preamble", f"/* socketspec-client {version} */",
-        "--output", fresh,
+        TOOLS / "terser",
+        built / "index.js",
+        "--module",
+        "--compress",
+        "--mangle",
+        "--comments",
+        "false",
+        "--preamble",
+        f"/* socketspec-client {version} */",
+        "--output",
+        fresh,
     )
     assert SHIPPED.read_text(encoding="utf-8") == fresh.read_text(encoding="utf-8"), (
         f"{SHIPPED} is stale: run `make js-client` and commit it"
@@ -125,16 +146,25 @@ def test_the_shipped_minified_client_is_built_from_this_source(built: Path, tmp_
 
 async def test_the_client_talks_recovers_and_refreshes_against_a_shard(built: Path) -> None:
     node = _tools()
-    shard = Shard(make_app(), ServerConfig(host="127.0.0.1", port=0, graceful_timeout=2.0, close_timeout=2.0))
+    shard = Shard(
+        make_app(), ServerConfig(host="127.0.0.1", port=0, graceful_timeout=2.0, close_timeout=2.0)
+    )
     await shard.start()
     now = int(time.time())
     short = jwt.encode({"sub": "alice", "exp": now + 4}, SECRET, algorithm="HS256")
     long = jwt.encode({"sub": "alice", "exp": now + 3600}, SECRET, algorithm="HS256")
     try:
         process = await asyncio.create_subprocess_exec(
-            node, "--experimental-websocket", "--no-warnings", str(SCRIPT),
-            (built / "index.js").as_uri(), f"ws://127.0.0.1:{shard.port}/ws", short, long,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            node,
+            "--experimental-websocket",
+            "--no-warnings",
+            str(SCRIPT),
+            (built / "index.js").as_uri(),
+            f"ws://127.0.0.1:{shard.port}/ws",
+            short,
+            long,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     finally:
@@ -171,6 +201,17 @@ async def test_the_client_talks_recovers_and_refreshes_against_a_shard(built: Pa
 
 
 def test_the_minified_client_is_under_its_size_goal() -> None:
-    import gzip
-
     assert len(gzip.compress(SHIPPED.read_bytes(), 9)) < GZIP_GOAL
+
+
+async def test_the_shard_serves_the_shipped_client_beside_the_docs_page() -> None:
+    shard = Shard(SocketApp(docs=True), ServerConfig(host="127.0.0.1", port=0))
+    await shard.start()
+    url = f"http://127.0.0.1:{shard.port}/socket-docs/static/socketspec.js"
+    try:
+        # Read in a thread: the shard answers on this loop.
+        kind, body = await asyncio.to_thread(_get, url)
+    finally:
+        await shard.drain()
+    assert kind.startswith("text/javascript")
+    assert body == SHIPPED.read_bytes()
