@@ -215,3 +215,49 @@ async def test_the_shard_serves_the_shipped_client_beside_the_docs_page() -> Non
         await shard.drain()
     assert kind.startswith("text/javascript")
     assert body == SHIPPED.read_bytes()
+
+
+def test_npm_pack_gives_the_module_its_types_and_a_readme_whose_example_compiles(
+    built: Path, tmp_path: Path
+) -> None:
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.fail("npm not found: install Node.js")
+    package = tmp_path / "package"
+    package.mkdir()
+    for name in ("package.json", "README.md"):
+        shutil.copy(CLIENT / name, package / name)
+    shutil.copytree(built, package / "dist", ignore=shutil.ignore_patterns("package.json"))
+    done = subprocess.run(
+        [npm, "pack", "--json", "--loglevel=error", "--pack-destination", str(tmp_path)],
+        cwd=package,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    files = {entry["path"] for entry in json.loads(done.stdout)[0]["files"]}
+    assert files == {"package.json", "README.md", "dist/index.js", "dist/index.d.ts"}
+
+    # The README's TypeScript example type-checks against the packed types, as an app would
+    # import them from node_modules.
+    readme = (CLIENT / "README.md").read_text(encoding="utf-8")
+    example = readme.split("```ts\n", 1)[1].split("```", 1)[0]
+    app = tmp_path / "app"
+    shutil.copytree(package, app / "node_modules" / "socketspec-client")
+    (app / "example.ts").write_text(example, encoding="utf-8")
+    _run(
+        TOOLS / "tsc",
+        "--noEmit",
+        "--strict",
+        "--target",
+        "ES2022",
+        "--module",
+        "ES2022",
+        "--moduleResolution",
+        "bundler",
+        "--lib",
+        "ES2022,DOM",
+        app / "example.ts",
+    )
