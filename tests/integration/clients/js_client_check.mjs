@@ -2,7 +2,7 @@
 // and prints what it observed as one JSON object; the pytest beside this file judges it.
 // argv[4] and argv[5] are JWTs: a short one to start with, a long one the refresh hands over.
 const [, , modulePath, url, shortToken, longToken] = process.argv;
-const { connect, Client } = await import(modulePath);
+const { connect, Client, backoffDelay } = await import(modulePath);
 
 const sockets = [];
 class TrackedWebSocket extends WebSocket {
@@ -21,6 +21,13 @@ const within = async (ms, predicate, what) => {
 };
 const code = (promise) => promise.then(() => "resolved", (error) => error.code);
 const out = {};
+const backoff = { initial: 1, maximum: 10, jitter: 0.5, attempts: null };
+out.backoff_ms = [
+  backoffDelay(0, backoff, () => 0),
+  backoffDelay(0, backoff, () => 1),
+  backoffDelay(2, backoff, () => 0.5),
+  backoffDelay(10, backoff, () => 1),
+];
 
 let refreshes = 0;
 const a = await connect(url, {

@@ -173,6 +173,8 @@ async def test_the_client_talks_recovers_and_refreshes_against_a_shard(built: Pa
     seen = json.loads(stdout.decode().strip().splitlines()[-1])
 
     assert seen["client_class"] is True
+    # min(maximum, initial * 2**n) seconds, the fraction jitter of it random.
+    assert seen["backoff_ms"] == [500, 1000, 3000, 10000]
     assert seen["echo"] == {"x": 1}
     assert seen["validation"] == "VALIDATION_ERROR"
     assert seen["unknown"] == "UNKNOWN_EVENT"
