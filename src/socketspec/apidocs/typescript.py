@@ -43,8 +43,13 @@ _NOT_IDENTIFIER = re.compile(r"[^A-Za-z0-9_$]+")
 # Names the module itself declares; a model of the same name gets a suffix.
 _MAP_SUFFIXES = ("ClientEvents", "ServerEvents")
 _RESERVED_NAMES = frozenset({"Namespaces", "ClientEvents", "ServerEvents"})
-_PRIMITIVES = {"string": "string", "integer": "number", "number": "number", "boolean": "boolean",
-               "null": "null"}
+_PRIMITIVES = {
+    "string": "string",
+    "integer": "number",
+    "number": "number",
+    "boolean": "boolean",
+    "null": "null",
+}
 
 
 class TypeScriptError(ValueError):
@@ -68,8 +73,11 @@ def doc_comment(text: str | None, indent: str = "") -> list[str]:
     lines = text.strip().replace("*/", "*\\/").splitlines()
     if len(lines) == 1:
         return [f"{indent}/** {lines[0].strip()} */"]
-    return [f"{indent}/**", *(f"{indent} * {line.rstrip()}".rstrip() for line in lines),
-            f"{indent} */"]
+    return [
+        f"{indent}/**",
+        *(f"{indent} * {line.rstrip()}".rstrip() for line in lines),
+        f"{indent} */",
+    ]
 
 
 def _union(members: Iterable[str]) -> str:
@@ -272,8 +280,10 @@ def typescript_module(app: SocketApp) -> str:
 
     for namespace in namespaces:
         prefix = namespace_prefix(namespace)
-        lines += doc_comment(f"What a client sends on the namespace {namespace}: "
-                             "each event's payload and the ack its call() resolves with.")
+        lines += doc_comment(
+            f"What a client sends on the namespace {namespace}: "
+            "each event's payload and the ack its call() resolves with."
+        )
         lines.append(f"export interface {prefix}ClientEvents {{")
         for d in by_namespace[namespace]:
             annotation = acks[(d.namespace, d.name)]
@@ -291,8 +301,10 @@ def typescript_module(app: SocketApp) -> str:
             lines.append(f"  {property_key(d.name)}: {{ payload: {payload}; ack: {ack} }};")
         lines.append("}")
         lines.append("")
-        lines += doc_comment(f"What the server sends on the namespace {namespace}: each "
-                             "emitted or broadcast event's payload.")
+        lines += doc_comment(
+            f"What the server sends on the namespace {namespace}: each "
+            "emitted or broadcast event's payload."
+        )
         lines.append(f"export interface {prefix}ServerEvents {{")
         for out in outbound[namespace]:
             models = out.models
@@ -308,7 +320,9 @@ def typescript_module(app: SocketApp) -> str:
     lines.append("export interface Namespaces {")
     for namespace in namespaces:
         prefix = namespace_prefix(namespace)
-        lines.append(f"  {json.dumps(namespace)}: {{ client: {prefix}ClientEvents; "
-                     f"server: {prefix}ServerEvents }};")
+        lines.append(
+            f"  {json.dumps(namespace)}: {{ client: {prefix}ClientEvents; "
+            f"server: {prefix}ServerEvents }};"
+        )
     lines.append("}")
     return "\n".join(lines) + "\n"
