@@ -91,7 +91,7 @@ def test_typescript_format(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
         capsys, "export-schema", CHAT, "--format", "typescript", "--out", str(target)
     )
     assert (code, out, err) == (0, "", "")
-    assert "export interface ServerEvents {" in target.read_text(encoding="utf-8")
+    assert "export type ServerEvents = {" in target.read_text(encoding="utf-8")
 
 
 def test_a_factory_and_where_it_is_served(capsys: pytest.CaptureFixture[str]) -> None:

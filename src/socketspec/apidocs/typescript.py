@@ -6,6 +6,8 @@ pass) into TypeScript declarations, and the shape of the generated module: an ``
 (event -> ``{payload, ack}``), a ``ServerEvents`` map (emitted or broadcast event ->
 payload), and a ``Namespaces`` map naming both per namespace. A typed client declares
 ``call<E extends keyof ClientEvents>(event: E, payload: ClientEvents[E]["payload"])``.
+The maps are ``type`` aliases, not interfaces, so that they satisfy a client's
+``C extends Record<string, {payload: unknown; ack: unknown}>`` constraint.
 Does not own what an app's events are (the registry) nor writing files (the CLI); pure.
 
 An event whose handler returns nothing has ``ack: never``: the server sends no ``__ack__``
@@ -284,7 +286,7 @@ def typescript_module(app: SocketApp) -> str:
             f"What a client sends on the namespace {namespace}: "
             "each event's payload and the ack its call() resolves with."
         )
-        lines.append(f"export interface {prefix}ClientEvents {{")
+        lines.append(f"export type {prefix}ClientEvents = {{")
         for d in by_namespace[namespace]:
             annotation = acks[(d.namespace, d.name)]
             if _acks_nothing(annotation):
@@ -299,13 +301,13 @@ def typescript_module(app: SocketApp) -> str:
                 payload = ANY_OBJECT
             lines += doc_comment(d.description, "  ")
             lines.append(f"  {property_key(d.name)}: {{ payload: {payload}; ack: {ack} }};")
-        lines.append("}")
+        lines.append("};")
         lines.append("")
         lines += doc_comment(
             f"What the server sends on the namespace {namespace}: each "
             "emitted or broadcast event's payload."
         )
-        lines.append(f"export interface {prefix}ServerEvents {{")
+        lines.append(f"export type {prefix}ServerEvents = {{")
         for out in outbound[namespace]:
             models = out.models
             if any(m is None for m in models):
@@ -313,16 +315,16 @@ def typescript_module(app: SocketApp) -> str:
             else:
                 payload = _union(typed(("model", m), ANY_OBJECT) for m in models)
             lines.append(f"  {property_key(out.event)}: {payload};")
-        lines.append("}")
+        lines.append("};")
         lines.append("")
 
     lines.append("/** Each namespace's maps: what its clients send, what its server sends. */")
-    lines.append("export interface Namespaces {")
+    lines.append("export type Namespaces = {")
     for namespace in namespaces:
         prefix = namespace_prefix(namespace)
         lines.append(
             f"  {json.dumps(namespace)}: {{ client: {prefix}ClientEvents; "
             f"server: {prefix}ServerEvents }};"
         )
-    lines.append("}")
+    lines.append("};")
     return "\n".join(lines) + "\n"

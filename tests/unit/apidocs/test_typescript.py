@@ -160,14 +160,14 @@ def test_the_client_and_server_maps(module: str) -> None:
     assert "  /** Post to a room. */\n  post: { payload: Post; ack: Posted };" in module
     assert "  ping: { payload: Record<string, unknown>; ack: never };" in module
     assert "  raw: { payload: Record<string, unknown>; ack: unknown };" in module
-    server = module.split("export interface ServerEvents {\n", 1)[1].split("}", 1)[0]
+    server = module.split("export type ServerEvents = {\n", 1)[1].split("}", 1)[0]
     assert server == "  posted: Posted;\n  raw_back: Record<string, unknown>;\n"
 
 
 def test_each_namespace_has_its_maps_and_names_do_not_clash(module: str) -> None:
     assert "export interface ClientEvents2 {\n  x: number;\n}" in module
     assert "  clash: { payload: ClientEvents2; ack: number[] };" in module
-    assert "export interface AdminAreaServerEvents {\n}" in module
+    assert "export type AdminAreaServerEvents = {\n};" in module
     assert '  "/": { client: ClientEvents; server: ServerEvents };' in module
     assert (
         '  "/admin-area": { client: AdminAreaClientEvents; server: AdminAreaServerEvents };'
