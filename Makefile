@@ -125,10 +125,16 @@ demo: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
-# The official AsyncAPI parser, to validate /asyncapi.json in the tests (npm, kept in .cache/).
+# The official AsyncAPI parser, to validate /asyncapi.json in the tests, and TypeScript, to
+# type-check the `export-schema --format typescript` module (npm, kept in .cache/, each in a
+# directory of its own; installed once, then the stamp file is there).
 NODE_DEPS := .cache/node/node_modules/@asyncapi/parser/package.json
+TS_DEPS := .cache/typescript/node_modules/typescript/package.json
 .PHONY: node-deps
-node-deps: $(NODE_DEPS)
+node-deps: $(NODE_DEPS) $(TS_DEPS)
 $(NODE_DEPS):
 	mkdir -p .cache/node
 	cd .cache/node && npm install --no-audit --no-fund --loglevel=error @asyncapi/parser@3
+$(TS_DEPS):
+	mkdir -p .cache/typescript
+	cd .cache/typescript && npm install --no-audit --no-fund --loglevel=error typescript@5
