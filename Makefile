@@ -125,7 +125,8 @@ demo: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
-# The official AsyncAPI parser, to validate /asyncapi.json in the tests (npm, kept in .cache/).
+# The official AsyncAPI parser, to validate /asyncapi.json in the tests (npm, kept in .cache/node;
+# installed once, then the stamp file is there).
 NODE_DEPS := .cache/node/node_modules/@asyncapi/parser/package.json
 .PHONY: node-deps
 node-deps: $(NODE_DEPS)
@@ -133,8 +134,8 @@ $(NODE_DEPS):
 	mkdir -p .cache/node
 	cd .cache/node && npm install --no-audit --no-fund --loglevel=error @asyncapi/parser@3
 
-# The browser client (clients/js): TypeScript and terser from npm at pinned versions, kept in
-# .cache/jsclient. `make js-client` compiles clients/js/dist/ (the npm package's module and
+# The browser client (clients/js) and the `export-schema --format typescript` module's
+# type-check: TypeScript and terser from npm at pinned versions, kept in .cache/jsclient. `make js-client` compiles clients/js/dist/ (the npm package's module and
 # types) and writes its minified copy, the one the Python package ships, to
 # src/socketspec/apidocs/static/socketspec.js; commit that file with the source it came from
 # (a test fails when it is stale). `make js-pack` writes the npm tarball into clients/js/.

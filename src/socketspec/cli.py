@@ -1,9 +1,10 @@
 """``socketspec``: the command line of the framework (the server's is ``socketspec-cluster``).
 
-Owns ``socketspec export-schema APP [--format asyncapi|socketspec] [--out FILE]``: load
+Owns ``socketspec export-schema APP [--format asyncapi|socketspec|typescript] [--out FILE]``: load
 the application as the server would (``package.module:attribute``, relative to the
 current directory; without APP, the ``socketspec.handlers`` entry points), validate its
-registrations and write its AsyncAPI 3.0 or SocketSpec JSON document. A bad flag, APP
+registrations and write its AsyncAPI 3.0 or SocketSpec JSON document, or a TypeScript module
+of its event and payload types. A bad flag, APP
 or output file is one line on stderr and exit code 2.
 """
 
@@ -20,7 +21,7 @@ from socketspec.cluster.cli import OneLineParser
 
 PROG = "socketspec"
 EXPORT_PROG = f"{PROG} export-schema"
-FORMATS = ("asyncapi", "socketspec")
+FORMATS = ("asyncapi", "socketspec", "typescript")
 
 
 def build_parser() -> OneLineParser:
@@ -31,10 +32,12 @@ def build_parser() -> OneLineParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     export = commands.add_parser(
         "export-schema",
-        help="write an application's AsyncAPI 3.0 or SocketSpec JSON document",
+        help="write an application's AsyncAPI 3.0 or SocketSpec JSON document, or its "
+        "TypeScript types",
         description="Write the machine-readable document of an application: the AsyncAPI "
         "3.0.0 document served at /asyncapi.json (--format asyncapi, the default) or the "
-        "SocketSpec document served at <docs_url>/schema (--format socketspec).",
+        "SocketSpec document served at <docs_url>/schema (--format socketspec), or a TypeScript "
+        "module of its payload types and event maps for a typed client (--format typescript).",
     )
     export.add_argument(
         "app",
@@ -49,7 +52,7 @@ def build_parser() -> OneLineParser:
         "--format",
         choices=FORMATS,
         default="asyncapi",
-        help="asyncapi (AsyncAPI 3.0.0, the default) or socketspec",
+        help="asyncapi (AsyncAPI 3.0.0, the default), socketspec or typescript",
     )
     export.add_argument(
         "--out",
@@ -100,15 +103,23 @@ def export_schema(args: argparse.Namespace) -> int:
         return _fail(EXPORT_PROG, f"cannot load {args.app}: {type(exc).__name__}: {exc}")
 
     document: dict[str, Any]
-    if args.format == "asyncapi":
-        from socketspec.apidocs.asyncapi import asyncapi_document
+    if args.format == "typescript":
+        from socketspec.apidocs.typescript import TypeScriptError, typescript_module
 
-        document = asyncapi_document(app, host=args.host, path=args.path)
+        try:
+            text = typescript_module(app)
+        except TypeScriptError as exc:
+            return _fail(EXPORT_PROG, str(exc))
     else:
-        from socketspec.apidocs.schema import socketspec_schema
+        if args.format == "asyncapi":
+            from socketspec.apidocs.asyncapi import asyncapi_document
 
-        document = socketspec_schema(app)
-    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+            document = asyncapi_document(app, host=args.host, path=args.path)
+        else:
+            from socketspec.apidocs.schema import socketspec_schema
+
+            document = socketspec_schema(app)
+        text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
     if args.out is None or args.out == "-":
         sys.stdout.write(text)

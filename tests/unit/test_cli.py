@@ -80,6 +80,20 @@ def test_to_a_file(capsys: pytest.CaptureFixture[str], tmp_path: Path, fmt: str)
     assert ("events" in doc) == (fmt == "socketspec")
 
 
+def test_typescript_format(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, err = run(capsys, "export-schema", CHAT, "--format", "typescript")
+    assert (code, err) == (0, "")
+    assert "export interface SendMessage {" in out
+    assert "  send_message: { payload: SendMessage; ack: Record<string, number> };" in out
+    assert "  new_message: NewMessage;" in out
+    target = tmp_path / "chat.ts"
+    code, out, err = run(
+        capsys, "export-schema", CHAT, "--format", "typescript", "--out", str(target)
+    )
+    assert (code, out, err) == (0, "", "")
+    assert "export type ServerEvents = {" in target.read_text(encoding="utf-8")
+
+
 def test_a_factory_and_where_it_is_served(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(
         capsys,
@@ -140,6 +154,7 @@ def test_help_documents_the_command(capsys: pytest.CaptureFixture[str]) -> None:
         pytest.param(["export-schema", "examples.chat"], id="not-module-colon-attr"),
         pytest.param(["export-schema", "examples.chat:JoinRoom"], id="not-a-socketapp"),
         pytest.param(["export-schema", CHAT, "--format", "yaml"], id="bad-format"),
+        pytest.param(["export-schema", CHAT, "--format", "ts"], id="bad-format-ts"),
         pytest.param(["export-schema", CHAT, "--no-such-flag"], id="unknown-flag"),
         pytest.param(["export-schema", CHAT, "--out"], id="out-without-file"),
         pytest.param(["no-such-command"], id="unknown-command"),
