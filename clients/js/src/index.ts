@@ -4,8 +4,10 @@
  *
  * It owns the envelope, acks as promises, heartbeats, token refresh, reconnection with
  * exponential backoff and jitter, connection-state recovery (token, `since` positions, calls
- * in flight resent with their ack id) and a bounded offline queue. It does not own
- * deduplication (the server sends none) nor the app's resync of the rooms in `missed`.
+ * in flight resent with their ack id), a bounded offline queue, and the types that check an
+ * app's events against the maps `socketspec export-schema --format typescript` generates.
+ * It does not own deduplication (the server sends none) nor the app's resync of the rooms in
+ * `missed`.
  */
 
 export type Payload = Record<string, unknown>;
@@ -18,6 +20,70 @@ export interface Envelope {
   room?: string;
   pos?: string;
 }
+
+/** What a client sends, event -> `{payload, ack}`: a generated `ClientEvents`. */
+export type EventMap = Record<string, { payload: unknown; ack: unknown }>;
+/** What a server sends, event -> payload: a generated `ServerEvents`. */
+export type ServerMap = Record<string, unknown>;
+/** The untyped client's maps: any event, any payload, any ack. */
+export type AnyEvents = Record<string, { payload: any; ack: any }>;
+export type AnyServerEvents = Record<string, any>;
+
+/** An `__error__` payload (docs/protocol.md). */
+export interface ErrorPayload {
+  code: string;
+  message?: string;
+  event?: string;
+  request_id?: string;
+  details?: any;
+  [key: string]: unknown;
+}
+
+/** The `__connect__` payload, given to "connect" and "reconnect" listeners. */
+export interface Greeting {
+  conn_id: string;
+  namespace?: string;
+  user_id?: string | null;
+  heartbeat_interval?: number;
+  heartbeat_timeout?: number;
+  recovered?: boolean;
+  missed?: Record<string, string>;
+  recovery?: { token: string | null; window?: number };
+  [key: string]: unknown;
+}
+
+/** The events the client itself gives its listeners, whatever the app's maps say. */
+export interface OwnEvents {
+  connect: Greeting;
+  reconnect: Greeting;
+  /** the socket closed; the client reconnects */
+  disconnect: { code: number };
+  /** closed for good: `code` is the SocketSpecError code (CLOSED, CONNECT_FAILED) */
+  close: { code: string };
+  refreshed: { user_id: string | null; expires_at: number | null };
+  auth_error: ErrorPayload;
+  /** an `__error__` that answers no call */
+  __error__: ErrorPayload;
+}
+
+/** The events `call` accepts: those the server answers (an ack of `never` gets no `__ack__`). */
+export type AnsweredEvents<C extends EventMap> = {
+  [E in keyof C]: [C[E]["ack"]] extends [never] ? never : E;
+}[keyof C] & string;
+
+/** An event's payload argument: optional when `{}` is a valid payload. */
+export type PayloadArgs<P, Rest extends unknown[] = []> = {} extends P
+  ? [payload?: P, ...rest: Rest]
+  : [payload: P, ...rest: Rest];
+
+/** What a listener of `event` receives: the client's own events first, then the app's. */
+export type Incoming<S extends ServerMap, E> = E extends keyof OwnEvents
+  ? OwnEvents[E]
+  : E extends keyof S
+    ? S[E]
+    : never;
+
+export type ListenedEvents<S extends ServerMap> = (keyof S | keyof OwnEvents) & string;
 
 export interface ReconnectOptions {
   /** first delay in seconds (0.25) */
@@ -49,7 +115,11 @@ export interface CallOptions {
   timeout?: number;
 }
 
-/** An `__error__` answer, or a local failure (`TIMEOUT`, `CLOSED`, `OFFLINE_QUEUE_FULL`). */
+/**
+ * An `__error__` answer, or a local failure: `TIMEOUT`, `CLOSED`, `OFFLINE_QUEUE_FULL`, or
+ * `SESSION_LOST` (a call written before a cut whose reconnection got a fresh session: it may
+ * have run, and the server kept no reply to resend).
+ */
 export class SocketSpecError extends Error {
   readonly code: string;
   readonly details: any;
@@ -92,7 +162,11 @@ interface PendingCall {
   written: boolean;
 }
 
-export class Client {
+/**
+ * A connection that reconnects. `C` and `S` are the app's generated maps
+ * (`Client<ClientEvents, ServerEvents>`); without them any event and payload is accepted.
+ */
+export class Client<C extends EventMap = AnyEvents, S extends ServerMap = AnyServerEvents> {
   state: ClientState = "connecting";
   connId: string | null = null;
   /** what the latest `__connect__` said: the session and every missed message came back */
@@ -143,39 +217,61 @@ export class Client {
     });
   }
 
-  on(event: string, fn: Listener): this {
+  on<E extends ListenedEvents<S>>(event: E, fn: (payload: Incoming<S, E>, envelope: Envelope) => void): this {
     let set = this.listeners.get(event);
     if (!set) this.listeners.set(event, (set = new Set()));
     set.add(fn);
     return this;
   }
 
-  off(event: string, fn?: Listener): this {
+  off<E extends ListenedEvents<S>>(event: E, fn?: (payload: Incoming<S, E>, envelope: Envelope) => void): this {
     if (fn) this.listeners.get(event)?.delete(fn);
     else this.listeners.delete(event);
     return this;
   }
 
-  once(event: string, fn: Listener): this {
-    const wrapper: Listener = (payload, envelope) => {
+  once<E extends ListenedEvents<S>>(event: E, fn: (payload: Incoming<S, E>, envelope: Envelope) => void): this {
+    const wrapper = (payload: Incoming<S, E>, envelope: Envelope) => {
       this.off(event, wrapper);
       fn(payload, envelope);
     };
     return this.on(event, wrapper);
   }
 
-  emit(event: string, payload: Payload = {}): void {
+  /** Fire and forget: no ack is asked for. */
+  emit<E extends keyof C & string>(event: E, ...[payload = {}]: PayloadArgs<C[E]["payload"]>): void {
     this.send(JSON.stringify({ event, payload }));
   }
 
-  /** Resolves with the `__ack__` payload; rejects with a SocketSpecError (the `__error__` code). */
-  call<T = any>(event: string, payload: Payload = {}, { timeout = 10 }: CallOptions = {}): Promise<T> {
+  /**
+   * Resolves with the `__ack__` payload (typed by the map's `ack`); rejects with a
+   * SocketSpecError (the `__error__` code). Events whose handler returns nothing get no
+   * `__ack__`: the typed client refuses them here, send them with `emit`.
+   */
+  call<E extends AnsweredEvents<C>>(
+    event: E,
+    ...[payload = {}, options = {}]: PayloadArgs<C[E]["payload"], [options?: CallOptions]>
+  ): Promise<C[E]["ack"]> {
+    return this.request(event, payload, options);
+  }
+
+  /** Closes for good (1000); pending calls reject with `CLOSED`. */
+  close(): void {
+    if (this.state === "closed") return;
+    this.finish(new SocketSpecError("CLOSED", "the client is closed"));
+    this.ws?.close(1000);
+  }
+
+  private request(event: string, payload: unknown, { timeout = 10 }: CallOptions): Promise<any> {
     if (this.state === "closed") return Promise.reject(new SocketSpecError("CLOSED", "the client is closed"));
     const ack = this.nextAck++;
     const frame = JSON.stringify({ event, payload, ack });
-    return new Promise<T>((resolve, reject) => {
+    return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(ack);
+        // Still waiting offline: it must not go out after its caller gave up.
+        const queued = this.offline.indexOf(frame);
+        if (queued >= 0) this.offline.splice(queued, 1);
         reject(new SocketSpecError("TIMEOUT", `no answer to ${event} within ${timeout} s`));
       }, timeout * 1000);
       const call: PendingCall = { resolve, reject, timer, frame, written: false };
@@ -188,13 +284,6 @@ export class Client {
       }
       this.pending.set(ack, call);
     });
-  }
-
-  /** Closes for good (1000); pending calls reject with `CLOSED`. */
-  close(): void {
-    if (this.state === "closed") return;
-    this.finish(new SocketSpecError("CLOSED", "the client is closed"));
-    this.ws?.close(1000);
   }
 
   /** Writes now, or queues while (re)connecting; true when written. */
@@ -277,6 +366,8 @@ export class Client {
 
   private greeted(payload: any): void {
     const reconnected = this.state === "reconnecting";
+    // A recovered session keeps its conn_id; a new one (a refused token, recovery off) is fresh.
+    const fresh = reconnected && payload.conn_id !== this.connId;
     this.connId = payload.conn_id;
     this.recovered = Boolean(payload.recovered);
     this.missed = payload.missed ?? {};
@@ -284,10 +375,16 @@ export class Client {
     this.recoveryError = null;
     this.retries = 0;
     this.transition("open");
+    if (fresh) this.positions = {}; // its rooms are gone
     const ws = this.ws!;
-    // Calls in flight go first with their own ack id: the server answers them from the stored reply.
-    for (const call of this.pending.values()) {
-      if (call.written) {
+    // Calls in flight go first with their own ack id: the server answers them from the stored
+    // reply. A fresh session has none: resent, a call that already ran would run again.
+    for (const [ack, call] of this.pending) {
+      if (call.written && fresh) {
+        this.settle(ack, (lost) => lost.reject(new SocketSpecError(
+          "SESSION_LOST", "the call was sent before the connection was cut and the session did not come back",
+        )));
+      } else if (call.written) {
         ws.send(call.frame);
         this.resentCalls++;
       }
@@ -322,7 +419,7 @@ export class Client {
     }
     if (this.state === "open") {
       // The answer reaches the app as "refreshed" ({user_id, expires_at}) or "auth_error".
-      this.call("__refresh_auth__", { token: this.token }).then(
+      this.request("__refresh_auth__", { token: this.token }, {}).then(
         (payload) => this.dispatch("refreshed", payload, { event: "__ack__", payload }),
         (error: SocketSpecError) => this.dispatch("auth_error", error.payload, { event: "__error__", payload: error.payload }),
       );
@@ -371,6 +468,9 @@ export class Client {
 }
 
 /** Opens a connection to `url` (ws:// or wss://) and resolves at the server's greeting. */
-export function connect(url: string, options: ConnectOptions = {}): Promise<Client> {
-  return new Client(url, options).open();
+export function connect<C extends EventMap = AnyEvents, S extends ServerMap = AnyServerEvents>(
+  url: string,
+  options: ConnectOptions = {},
+): Promise<Client<C, S>> {
+  return new Client<C, S>(url, options).open();
 }
