@@ -1,7 +1,8 @@
 // Drives the built browser client (its path is argv[2]) against a shard (argv[3], ws://...)
 // and prints what it observed as one JSON object; the pytest beside this file judges it.
 // argv[4] and argv[5] are JWTs: a short one to start with, a long one the refresh hands over.
-const [, , modulePath, url, shortToken, longToken] = process.argv;
+// argv[6] is a second shard (ws://...) whose recovery secret differs: it refuses the first's tokens.
+const [, , modulePath, url, shortToken, longToken, otherUrl] = process.argv;
 const { connect, Client, backoffDelay } = await import(modulePath);
 
 const sockets = [];
@@ -102,6 +103,40 @@ out.refreshed_user = refreshed.user_id;
 await sleep(2500);
 out.after_expiry = await a.call("echo", { alive: true });
 out.sockets = sockets.length;
+
+// A failover to the other shard: the recovery token is refused, the session is fresh.
+const failoverSockets = [];
+class FailoverWebSocket extends WebSocket {
+  constructor(target, ...rest) {
+    const moved = new URL(target);
+    if (failoverSockets.length) moved.port = new URL(otherUrl).port;
+    super(moved.toString(), ...rest);
+    failoverSockets.push(this);
+  }
+}
+const c = await connect(url, {
+  token: longToken,
+  reconnect: { initial: 0.5, maximum: 0.5, jitter: 0 },
+  WebSocket: FailoverWebSocket,
+});
+const firstId = c.connId;
+const cReconnected = new Promise((resolve) => c.once("reconnect", resolve));
+const written = code(c.call("slow", { seconds: 0.5 }, { timeout: 10 }));
+await sleep(100);
+failoverSockets.at(-1).close(3000);
+await within(2000, () => c.state === "reconnecting", "the failover's reconnecting state");
+// Given up while it waited offline (the retry is 500 ms away): it must never be sent.
+out.expired_offline = await code(c.call("tally", {}, { timeout: 0.05 }));
+const kept = c.call("tally", {});
+await cReconnected;
+out.failover_fresh = c.connId !== firstId && c.recovered === false;
+out.failover_written = await written;
+out.failover_kept = await kept;
+await within(2000, () => c.recoveryError !== null, "the refused token's __error__");
+out.failover_recovery_error = c.recoveryError.code;
+out.failover_resent = c.resentCalls;
+out.failover_runs = await c.call("runs", {});
+c.close();
 
 a.close();
 out.state_after_close = a.state;

@@ -5,7 +5,10 @@ real shard over real sockets.
 the client, checks that the minified copy the package ships is the one this source gives, and
 runs ``js_client_check.mjs`` (beside this file) with node's WebSocket: acks, errors, a
 timeout, a broadcast, a cut socket with a call in flight and sends queued offline, recovery
-of the same session with every missed message once, heartbeats, a token refresh.
+of the same session with every missed message once, heartbeats, a token refresh, a call
+given up while it waited offline (never sent), and a failover to a second shard that refuses
+the recovery token (the calls written before the cut reject with ``SESSION_LOST`` instead of
+running again there; what was queued is sent).
 """
 
 from __future__ import annotations
@@ -51,16 +54,16 @@ class Slow(BaseModel):
     seconds: float
 
 
-def make_app() -> SocketApp:
+def make_app(recovery_secret: str = SECRET) -> SocketApp:
     app = SocketApp(
         auth=JWTAuth(SECRET),
         rooms=[Room("lobby", history_size=100)],
-        recovery=Recovery(secret=SECRET),
+        recovery=Recovery(secret=recovery_secret),
         session=SessionConfig(
             heartbeat_interval=0.2, heartbeat_timeout=1.0, token_refresh_window=3.0
         ),
     )
-    runs = {"slow": 0}
+    runs = {"slow": 0, "tally": 0}
 
     @app.on("echo")
     async def echo(conn: Connection, payload: dict[str, Any]) -> dict[str, Any]:
@@ -82,9 +85,14 @@ def make_app() -> SocketApp:
         await asyncio.sleep(body.seconds)
         return {"slept": runs["slow"]}
 
+    @app.on("tally")
+    async def tally(conn: Connection, payload: dict[str, Any]) -> dict[str, int]:
+        runs["tally"] += 1
+        return {"tally": runs["tally"]}
+
     @app.on("runs")
     async def count(conn: Connection, payload: dict[str, Any]) -> dict[str, int]:
-        return {"runs": runs["slow"]}
+        return {"runs": runs["slow"], "tally": runs["tally"]}
 
     return app
 
@@ -149,7 +157,12 @@ async def test_the_client_talks_recovers_and_refreshes_against_a_shard(built: Pa
     shard = Shard(
         make_app(), ServerConfig(host="127.0.0.1", port=0, graceful_timeout=2.0, close_timeout=2.0)
     )
+    other = Shard(
+        make_app(recovery_secret=SECRET[::-1]),
+        ServerConfig(host="127.0.0.1", port=0, graceful_timeout=2.0, close_timeout=2.0),
+    )
     await shard.start()
+    await other.start()
     now = int(time.time())
     short = jwt.encode({"sub": "alice", "exp": now + 4}, SECRET, algorithm="HS256")
     long = jwt.encode({"sub": "alice", "exp": now + 3600}, SECRET, algorithm="HS256")
@@ -163,12 +176,14 @@ async def test_the_client_talks_recovers_and_refreshes_against_a_shard(built: Pa
             f"ws://127.0.0.1:{shard.port}/ws",
             short,
             long,
+            f"ws://127.0.0.1:{other.port}/ws",
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
         stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     finally:
         await shard.drain()
+        await other.drain()
     assert process.returncode == 0, f"the client script failed:\n{stderr.decode()}"
     seen = json.loads(stdout.decode().strip().splitlines()[-1])
 
@@ -198,6 +213,15 @@ async def test_the_client_talks_recovers_and_refreshes_against_a_shard(built: Pa
     assert seen["refreshes"] == 1
     assert seen["refreshed_user"] == "alice"
     assert seen["after_expiry"] == {"alive": True}
+    # The call that timed out offline left the queue: the one queued after it ran alone.
+    assert seen["expired_offline"] == "TIMEOUT"
+    assert seen["failover_kept"] == {"tally": 1}
+    # The refused token: a fresh session where the written call is not resent, but rejected.
+    assert seen["failover_fresh"] is True
+    assert seen["failover_recovery_error"] == "RECOVERY_INVALID"
+    assert seen["failover_written"] == "SESSION_LOST"
+    assert seen["failover_resent"] == 0
+    assert seen["failover_runs"] == {"runs": 0, "tally": 1}
     assert seen["state_after_close"] == "closed"
     assert seen["call_after_close"] == "CLOSED"
 
