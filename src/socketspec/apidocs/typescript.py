@@ -4,14 +4,15 @@ Owns the translation of the app's JSON Schemas (pydantic's, every model describe
 pass) into TypeScript declarations, and the shape of the generated module: an ``interface``
 (or a ``type`` for enums and unions) per model, then per namespace a ``ClientEvents`` map
 (event -> ``{payload, ack}``), a ``ServerEvents`` map (emitted or broadcast event ->
-payload), and a ``Namespaces`` map naming both per namespace. A typed client declares
-``call<E extends keyof ClientEvents>(event: E, payload: ClientEvents[E]["payload"])``.
-The maps are ``type`` aliases, not interfaces, so that they satisfy a client's
+payload), and a ``Namespaces`` map naming both per namespace. The browser client
+(clients/js) takes a namespace's two maps as its type arguments, ``connect<ClientEvents,
+ServerEvents>(url)``, which each ``ClientEvents`` comment spells out for its namespace.
+The maps are ``type`` aliases, not interfaces, so that they satisfy the client's
 ``C extends Record<string, {payload: unknown; ack: unknown}>`` constraint.
 Does not own what an app's events are (the registry) nor writing files (the CLI); pure.
 
 An event whose handler returns nothing has ``ack: never``: the server sends no ``__ack__``
-for it, so awaiting one can only time out.
+for it, so awaiting one can only time out (the typed client's ``call`` refuses it).
 """
 
 from __future__ import annotations
@@ -239,6 +240,16 @@ def _names(definitions: Iterable[str], namespaces: Iterable[str]) -> dict[str, s
     return names
 
 
+def connect_line(namespace: str) -> str:
+    """How the browser client is typed by ``namespace``'s maps (one line, for the comments)."""
+    prefix = namespace_prefix(namespace)
+    if namespace == DEFAULT_NAMESPACE:
+        options = ""
+    else:
+        options = f", {{ namespace: {json.dumps(namespace)} }}"
+    return f"connect<{prefix}ClientEvents, {prefix}ServerEvents>(url{options})"
+
+
 def typescript_module(app: SocketApp) -> str:
     """The ``.ts`` module describing ``app`` (``export-schema --format typescript``)."""
     definitions = sorted(app.event_definitions(), key=lambda d: (d.namespace, d.name))
@@ -284,7 +295,8 @@ def typescript_module(app: SocketApp) -> str:
         prefix = namespace_prefix(namespace)
         lines += doc_comment(
             f"What a client sends on the namespace {namespace}: "
-            "each event's payload and the ack its call() resolves with."
+            "each event's payload and the ack its call() resolves with.\n"
+            f"With socketspec-client: {connect_line(namespace)}"
         )
         lines.append(f"export type {prefix}ClientEvents = {{")
         for d in by_namespace[namespace]:

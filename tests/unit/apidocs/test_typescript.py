@@ -12,6 +12,7 @@ from socketspec import Broadcasts, Connection, Emits, SocketApp
 from socketspec.apidocs.typescript import (
     Renderer,
     TypeScriptError,
+    connect_line,
     doc_comment,
     namespace_prefix,
     property_key,
@@ -173,6 +174,16 @@ def test_each_namespace_has_its_maps_and_names_do_not_clash(module: str) -> None
         '  "/admin-area": { client: AdminAreaClientEvents; server: AdminAreaServerEvents };'
         in module
     )
+
+
+def test_each_client_map_says_how_to_type_the_client_with_it(module: str) -> None:
+    assert connect_line("/") == "connect<ClientEvents, ServerEvents>(url)"
+    assert connect_line("/admin-area") == (
+        'connect<AdminAreaClientEvents, AdminAreaServerEvents>(url, { namespace: "/admin-area" })'
+    )
+    for namespace, name in (("/", "ClientEvents"), ("/admin-area", "AdminAreaClientEvents")):
+        comment = module.split(f"export type {name} = {{", 1)[0].rsplit("/**", 1)[1]
+        assert f"With socketspec-client: {connect_line(namespace)}" in comment
 
 
 def test_the_module_is_deterministic() -> None:
