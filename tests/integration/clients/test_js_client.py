@@ -18,6 +18,7 @@ import gzip
 import json
 import shutil
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -267,12 +268,31 @@ def test_npm_pack_gives_the_module_its_types_and_a_readme_whose_example_compiles
     assert files == {"package.json", "README.md", "dist/index.js", "dist/index.d.ts"}
 
     # The README's TypeScript example type-checks against the packed types, as an app would
-    # import them from node_modules.
+    # import them from node_modules, with the module the README generates from examples/chat.py.
     readme = (CLIENT / "README.md").read_text(encoding="utf-8")
     example = readme.split("```ts\n", 1)[1].split("```", 1)[0]
     app = tmp_path / "app"
     shutil.copytree(package, app / "node_modules" / "socketspec-client")
     (app / "example.ts").write_text(example, encoding="utf-8")
+    generated = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "socketspec.cli",
+            "export-schema",
+            "examples.chat:socket",
+            "--format",
+            "typescript",
+            "--out",
+            str(app / "chat-api.ts"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert generated.returncode == 0, generated.stderr
     _run(
         TOOLS / "tsc",
         "--noEmit",
