@@ -31,7 +31,9 @@ out.backoff_ms = [
 ];
 
 let refreshes = 0;
-const a = await connect(url, {
+let refreshed = null;
+// Listening before the greeting: the short token's __auth_expiring__ may come right after it.
+const a = new Client(url, {
   token: shortToken,
   reconnect: { initial: 0.05, maximum: 0.5 },
   maxOffline: 3,
@@ -41,9 +43,9 @@ const a = await connect(url, {
     return longToken;
   },
 });
-const b = await connect(url, { token: longToken });
-let refreshed = null;
 a.on("refreshed", (payload) => (refreshed = payload));
+await a.open();
+const b = await connect(url, { token: longToken });
 out.client_class = a instanceof Client;
 out.first_conn_id = a.connId;
 
