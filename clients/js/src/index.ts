@@ -5,10 +5,9 @@
  * It owns the envelope, acks as promises, heartbeats, token refresh, reconnection with
  * exponential backoff and jitter, connection-state recovery (token, `since` positions, calls
  * in flight resent with their ack id, or rejected with SESSION_LOST when the session comes
- * back fresh), a bounded offline queue, and the types that check an
- * app's events against the maps `socketspec export-schema --format typescript` generates.
- * It does not own deduplication (the server sends none) nor the app's resync of the rooms in
- * `missed`.
+ * back fresh), a bounded offline queue, and the types that check an app's events against the
+ * maps `socketspec export-schema --format typescript` generates. It does not own
+ * deduplication (the server sends none) nor the app's resync of the rooms in `missed`.
  */
 
 export type Payload = Record<string, unknown>;
