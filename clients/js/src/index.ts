@@ -42,6 +42,8 @@ export interface ConnectOptions {
   maxOffline?: number;
   /** the WebSocket class (globalThis.WebSocket by default) */
   WebSocket?: typeof WebSocket;
+  /** sees every text frame written or received, as on the wire ("Observing the wire" below) */
+  onFrame?: FrameObserver;
 }
 
 export interface CallOptions {
@@ -197,6 +199,13 @@ export class Client {
     this.ws?.close(1000);
   }
 
+  /** Writes `text` exactly as given, no envelope and no ack bookkeeping (an answer to it reaches
+   * only `onFrame`), or queues it while (re)connecting; true when written. The escape hatch of
+   * a page that shows what the server answers to any frame, even one that is not JSON. */
+  sendRaw(text: string): boolean {
+    return this.send(text);
+  }
+
   /** Writes now, or queues while (re)connecting; true when written. */
   private send(frame: string): boolean {
     if (this.state === "closed") throw new SocketSpecError("CLOSED", "the client is closed");
@@ -225,7 +234,7 @@ export class Client {
       url.searchParams.set("recover", this.recoveryToken);
       if (Object.keys(this.positions).length) url.searchParams.set("since", JSON.stringify(this.positions));
     }
-    const Impl = this.options.WebSocket ?? globalThis.WebSocket;
+    const Impl = observed(this.options.WebSocket ?? globalThis.WebSocket, this.options.onFrame);
     const ws = new Impl(url.toString());
     this.ws = ws;
     ws.onmessage = (message) => {
@@ -373,4 +382,31 @@ export class Client {
 /** Opens a connection to `url` (ws:// or wss://) and resolves at the server's greeting. */
 export function connect(url: string, options: ConnectOptions = {}): Promise<Client> {
   return new Client(url, options).open();
+}
+
+// -- Observing the wire ----------------------------------------------------------------------
+// For tools that show the protocol itself, such as the server's docs page and its frame log.
+// The client's own behaviour does not depend on it.
+
+/** `"out"`: a frame the client wrote; `"in"`: one it received (before the client acts on it). */
+export type FrameObserver = (direction: "in" | "out", text: string) => void;
+
+/** `Base`, or with `onFrame`, a subclass that shows `onFrame` every text frame it carries. */
+function observed(Base: typeof WebSocket, onFrame?: FrameObserver): typeof WebSocket {
+  if (!onFrame) return Base;
+  const see = onFrame;
+  return class extends Base {
+    constructor(url: string | URL, protocols?: string | string[]) {
+      super(url, protocols);
+      // Added before the client's own onmessage, so a frame is seen before it is acted on.
+      this.addEventListener("message", (message) => {
+        if (typeof message.data === "string") see("in", message.data);
+      });
+    }
+
+    send(data: Parameters<WebSocket["send"]>[0]): void {
+      super.send(data);
+      if (typeof data === "string") see("out", data);
+    }
+  };
 }

@@ -5,7 +5,8 @@ real shard over real sockets.
 the client, checks that the minified copy the package ships is the one this source gives, and
 runs ``js_client_check.mjs`` (beside this file) with node's WebSocket: acks, errors, a
 timeout, a broadcast, a cut socket with a call in flight and sends queued offline, recovery
-of the same session with every missed message once, heartbeats, a token refresh.
+of the same session with every missed message once, heartbeats, a token refresh, and the
+wire observer (``onFrame``) with the raw escape hatch (``sendRaw``) the docs page uses.
 """
 
 from __future__ import annotations
@@ -199,6 +200,16 @@ async def test_the_client_talks_recovers_and_refreshes_against_a_shard(built: Pa
     assert seen["refreshed_user"] == "alice"
     assert seen["after_expiry"] == {"alive": True}
     assert seen["state_after_close"] == "closed"
+    # onFrame sees every frame both ways as on the wire; sendRaw writes its text as given.
+    assert seen["first_in"] == "__connect__"
+    assert seen["raw_written"] is True
+    assert seen["raw_out"] == ["{not json"]
+    assert seen["raw_error"] == "VALIDATION_ERROR"
+    assert seen["observed_echo"] == {"seen": True}
+    assert seen["observed"]["echo_out"] == [{"event": "echo", "payload": {"seen": True}, "ack": 1}]
+    assert seen["observed"]["ack_in"] == [{"event": "__ack__", "ack": 1, "payload": {"seen": True}}]
+    assert seen["observed"]["pong_after_ping"] is True
+    assert seen["observed_socket_tracked"] is True
     assert seen["call_after_close"] == "CLOSED"
 
 
