@@ -8,7 +8,8 @@ check (``Authorization: Bearer`` or ``?token=``, compared in constant time;
 once it has started). Also owns ``/socketspec.js``: the browser client the package
 ships, public (with or without docs, no token: it is the same code for every app and
 says nothing about this one), with an ETag naming the package version and the content, a
-``cache-control`` lifetime and 304 for a matching ``If-None-Match``. Returns
+``cache-control`` lifetime, 304 for a matching ``If-None-Match``, and CORS open to any
+origin (a module script from another origin needs it). Returns
 ``http.Reply`` values: the shard writes them as HTTP/1.1 bytes, the ASGI adapter hands
 their parts to its server.
 """
@@ -66,6 +67,9 @@ def client_reply(headers: dict[str, str]) -> http.Reply:
     extra = (
         (b"cache-control", b"public, max-age=%d" % CLIENT_MAX_AGE),
         (b"etag", etag),
+        # A page on another origin (the app's own site) may import it as a module, which
+        # needs CORS; it is the same public code for everyone and is fetched without cookies.
+        (b"access-control-allow-origin", b"*"),
     )
     # If-None-Match compares weakly: W/"x" matches "x".
     presented = {t.strip().removeprefix("W/") for t in headers.get("if-none-match", "").split(",")}

@@ -23,6 +23,7 @@ def test_the_shipped_module_with_a_lifetime_and_an_etag_of_its_version_and_conte
     assert reply.body == SHIPPED
     assert reply.content_type == b"text/javascript; charset=utf-8"
     assert header(reply.extra, b"cache-control") == b"public, max-age=3600"
+    assert header(reply.extra, b"access-control-allow-origin") == b"*"  # importable anywhere
     digest = hashlib.sha256(SHIPPED).hexdigest()[:16]
     assert header(reply.extra, b"etag") == f'"{__version__}-{digest}"'.encode()
 
