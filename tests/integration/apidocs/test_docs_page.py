@@ -26,6 +26,11 @@ if HERE not in sys.path:
 pytest.register_assert_rewrite("docs_browser")
 from docs_browser import REPO, DocsPage, Served, http_get, user_token  # noqa: E402
 
+ADAPTER_TESTS = str(REPO / "tests" / "integration" / "adapters")
+if ADAPTER_TESTS not in sys.path:
+    sys.path.insert(0, ADAPTER_TESTS)
+from asgikit import UvicornProcess  # noqa: E402
+
 pytest_plugins = ["docs_browser"]
 
 STATIC = REPO / "src" / "socketspec" / "apidocs" / "static"
@@ -410,3 +415,33 @@ def test_the_client_at_the_root_needs_no_docs_token(secured_served: Served) -> N
     assert status == 200 and body == (STATIC / "socketspec.js").read_bytes()
     assert headers["content-type"] == "text/javascript; charset=utf-8"
     assert http_get(f"{base}{secured_served.app.docs_url}/static/socketspec.js")[0] == 401
+
+
+@pytest.fixture(scope="module")
+def uvicorn_chat() -> Iterator[str]:
+    """``uvicorn examples.fastapi_chat:app`` (the socket mounted in FastAPI, docs=True): its
+    base URL."""
+    server = UvicornProcess(["examples.fastapi_chat:app"], cwd=REPO)
+    try:
+        server.wait_ready()
+        yield server.http
+    finally:
+        server.stop()
+        server.cleanup()
+
+
+def test_the_page_under_the_asgi_adapter(uvicorn_chat: str, docs: DocsPage) -> None:
+    """The same page and client under uvicorn with ``mount()``: the page connects its first
+    client, a call is answered, the broadcast comes back to the sender."""
+    docs.open(uvicorn_chat + "/socket-docs")
+    panel = docs.connect(1)
+    expect(panel.get_by_test_id("client-url")).to_have_text(
+        uvicorn_chat.replace("http:", "ws:") + "/ws"
+    )
+    join = docs.open_card("join")
+    docs.send(join, '{"room": "lobby", "name": "ada"}')
+    expect(docs.replies(join, kind="ack")).to_contain_text('"members": 1')
+    expect(docs.replies(join, kind="event", event="joined")).to_contain_text('"name": "ada"')
+    expect(docs.log(1, direction="out", event="join")).to_have_attribute("data-ack", "1")
+    assert f"{uvicorn_chat}/socket-docs/static/socketspec.js" in docs.requests
+    assert docs.errors == []
