@@ -86,6 +86,33 @@ export function backoffDelay(n: number, options: Required<ReconnectOptions>, ran
   return 1000 * (delay * (1 - options.jitter) + delay * options.jitter * random());
 }
 
+// -- Observing the wire ----------------------------------------------------------------------
+// For tools that show the protocol itself, such as the server's docs page and its frame log.
+// The client's own behaviour does not depend on it.
+
+/** `"out"`: a frame the client wrote; `"in"`: one it received (before the client acts on it). */
+export type FrameObserver = (direction: "in" | "out", text: string) => void;
+
+/** `Base`, or with `onFrame`, a subclass that shows `onFrame` every text frame it carries. */
+function observed(Base: typeof WebSocket, onFrame?: FrameObserver): typeof WebSocket {
+  if (!onFrame) return Base;
+  const see = onFrame;
+  return class extends Base {
+    constructor(url: string | URL, protocols?: string | string[]) {
+      super(url, protocols);
+      // Added before the client's own onmessage, so a frame is seen before it is acted on.
+      this.addEventListener("message", (message) => {
+        if (typeof message.data === "string") see("in", message.data);
+      });
+    }
+
+    send(data: Parameters<WebSocket["send"]>[0]): void {
+      super.send(data);
+      if (typeof data === "string") see("out", data);
+    }
+  };
+}
+
 interface PendingCall {
   resolve: (value: any) => void;
   reject: (error: SocketSpecError) => void;
@@ -199,13 +226,6 @@ export class Client {
     this.ws?.close(1000);
   }
 
-  /** Writes `text` exactly as given, no envelope and no ack bookkeeping (an answer to it reaches
-   * only `onFrame`), or queues it while (re)connecting; true when written. The escape hatch of
-   * a page that shows what the server answers to any frame, even one that is not JSON. */
-  sendRaw(text: string): boolean {
-    return this.send(text);
-  }
-
   /** Writes now, or queues while (re)connecting; true when written. */
   private send(frame: string): boolean {
     if (this.state === "closed") throw new SocketSpecError("CLOSED", "the client is closed");
@@ -225,6 +245,14 @@ export class Client {
       throw new Error(`illegal transition from ${this.state} to ${to}`);
     }
     this.state = to;
+  }
+
+  /** Observing the wire: writes `text` exactly as given, no envelope and no ack bookkeeping
+   * (an answer to it reaches only `onFrame`), or queues it while (re)connecting; true when
+   * written. The escape hatch of a page that shows what the server answers to any frame, even
+   * one that is not JSON. */
+  sendRaw(text: string): boolean {
+    return this.send(text);
   }
 
   private dial(): void {
@@ -382,31 +410,4 @@ export class Client {
 /** Opens a connection to `url` (ws:// or wss://) and resolves at the server's greeting. */
 export function connect(url: string, options: ConnectOptions = {}): Promise<Client> {
   return new Client(url, options).open();
-}
-
-// -- Observing the wire ----------------------------------------------------------------------
-// For tools that show the protocol itself, such as the server's docs page and its frame log.
-// The client's own behaviour does not depend on it.
-
-/** `"out"`: a frame the client wrote; `"in"`: one it received (before the client acts on it). */
-export type FrameObserver = (direction: "in" | "out", text: string) => void;
-
-/** `Base`, or with `onFrame`, a subclass that shows `onFrame` every text frame it carries. */
-function observed(Base: typeof WebSocket, onFrame?: FrameObserver): typeof WebSocket {
-  if (!onFrame) return Base;
-  const see = onFrame;
-  return class extends Base {
-    constructor(url: string | URL, protocols?: string | string[]) {
-      super(url, protocols);
-      // Added before the client's own onmessage, so a frame is seen before it is acted on.
-      this.addEventListener("message", (message) => {
-        if (typeof message.data === "string") see("in", message.data);
-      });
-    }
-
-    send(data: Parameters<WebSocket["send"]>[0]): void {
-      super.send(data);
-      if (typeof data === "string") see("out", data);
-    }
-  };
 }
