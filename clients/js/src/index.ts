@@ -108,6 +108,8 @@ export interface ConnectOptions {
   maxOffline?: number;
   /** the WebSocket class (globalThis.WebSocket by default) */
   WebSocket?: typeof WebSocket;
+  /** sees every text frame written or received, as on the wire ("Observing the wire" below) */
+  onFrame?: FrameObserver;
 }
 
 export interface CallOptions {
@@ -152,6 +154,33 @@ const RECOVERY_ERROR_CODES = new Set(["RECOVERY_INVALID", "RECOVERY_EXPIRED", "R
 export function backoffDelay(n: number, options: Required<ReconnectOptions>, random = Math.random): number {
   const delay = Math.min(options.maximum, options.initial * 2 ** n);
   return 1000 * (delay * (1 - options.jitter) + delay * options.jitter * random());
+}
+
+// -- Observing the wire ----------------------------------------------------------------------
+// For tools that show the protocol itself, such as the server's docs page and its frame log.
+// The client's own behaviour does not depend on it.
+
+/** `"out"`: a frame the client wrote; `"in"`: one it received (before the client acts on it). */
+export type FrameObserver = (direction: "in" | "out", text: string) => void;
+
+/** `Base`, or with `onFrame`, a subclass that shows `onFrame` every text frame it carries. */
+function observed(Base: typeof WebSocket, onFrame?: FrameObserver): typeof WebSocket {
+  if (!onFrame) return Base;
+  const see = onFrame;
+  return class extends Base {
+    constructor(url: string | URL, protocols?: string | string[]) {
+      super(url, protocols);
+      // Added before the client's own onmessage, so a frame is seen before it is acted on.
+      this.addEventListener("message", (message) => {
+        if (typeof message.data === "string") see("in", message.data);
+      });
+    }
+
+    send(data: Parameters<WebSocket["send"]>[0]): void {
+      super.send(data);
+      if (typeof data === "string") see("out", data);
+    }
+  };
 }
 
 interface PendingCall {
@@ -307,6 +336,14 @@ export class Client<C extends EventMap = AnyEvents, S extends ServerMap = AnySer
     this.state = to;
   }
 
+  /** Observing the wire: writes `text` exactly as given, no envelope and no ack bookkeeping
+   * (an answer to it reaches only `onFrame`), or queues it while (re)connecting; true when
+   * written. The escape hatch of a page that shows what the server answers to any frame, even
+   * one that is not JSON. */
+  sendRaw(text: string): boolean {
+    return this.send(text);
+  }
+
   private dial(): void {
     const url = new URL(this.url);
     if (this.token !== undefined) url.searchParams.set("token", this.token);
@@ -314,7 +351,7 @@ export class Client<C extends EventMap = AnyEvents, S extends ServerMap = AnySer
       url.searchParams.set("recover", this.recoveryToken);
       if (Object.keys(this.positions).length) url.searchParams.set("since", JSON.stringify(this.positions));
     }
-    const Impl = this.options.WebSocket ?? globalThis.WebSocket;
+    const Impl = observed(this.options.WebSocket ?? globalThis.WebSocket, this.options.onFrame);
     const ws = new Impl(url.toString());
     this.ws = ws;
     ws.onmessage = (message) => {

@@ -6,9 +6,10 @@ shard's protocol drives it, with the project's limits kept whatever the server:
 ``max_payload_size`` by the pipeline, and the shard's ``OutboundQueue`` between the
 application and one writer task: past ``max_outbound`` waiting, a client that stopped
 reading loses its backlog and is closed with 4008), ``http`` (the docs
-page, its schema, its assets and ``/asyncapi.json`` through ``docs.routes``; 426 on the
-WebSocket path; 404 elsewhere) and ``lifespan`` (startup validation; on shutdown the
-cluster's drain: ``__server_shutdown__``, running handlers finish, close 1001). Since
+page, its schema, its assets and ``/asyncapi.json`` through ``docs.routes``, and the browser
+client at ``/socketspec.js`` with or without docs; 426 on the WebSocket path; 404
+elsewhere) and ``lifespan`` (startup validation; on shutdown the cluster's drain:
+``__server_shutdown__``, running handlers finish, close 1001). Since
 uvicorn closes its WebSocket connections (1012) before it tells the application to shut
 down, the entry also takes the server's SIGINT/SIGTERM first, drains, then hands the
 signal on. Does not own frames or the HTTP upgrade: the ASGI server does, and it buffers a
@@ -35,7 +36,7 @@ from typing import Any
 
 from socketspec import metrics
 from socketspec.adapters.scope import header_map, query_params, route_path
-from socketspec.apidocs.routes import docs_reply, is_docs_path
+from socketspec.apidocs.routes import CLIENT_PATH, client_reply, docs_reply, is_docs_path
 from socketspec.app import SocketApp
 from socketspec.errors import CloseCode, ConnectionAuthError, ConnectRejected
 from socketspec.handle import ConnectionHandle
@@ -359,7 +360,7 @@ class SocketASGI:
     def serves_path(self, scope: Scope) -> bool:
         """Whether a request for ``scope`` is this entry's (its WebSocket path or the docs)."""
         path = route_path(scope)
-        if self.socket is not None and is_docs_path(self.socket, path):
+        if path == CLIENT_PATH or (self.socket is not None and is_docs_path(self.socket, path)):
             return True
         return http.namespace_at(self.path, path) is not None
 
@@ -435,6 +436,8 @@ class SocketASGI:
         socket = self.socket
         if method not in ("GET", "HEAD"):
             reply = http.text_reply(405, f"method {method} not allowed")
+        elif path == CLIENT_PATH:
+            reply = client_reply(header_map(scope.get("headers", ())))
         elif socket is not None and is_docs_path(socket, path):
             reply = docs_reply(
                 socket,
@@ -601,17 +604,10 @@ async def refuse(scope: Scope, send: Send, status: int, reason: str) -> None:
 
 
 async def send_reply(send: Send, reply: http.Reply, *, head_only: bool = False) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": reply.status,
-            "headers": [
-                (b"content-type", reply.content_type),
-                (b"content-length", str(len(reply.body)).encode()),
-                *reply.extra,
-            ],
-        }
-    )
+    headers = [(b"content-type", reply.content_type), *reply.extra]
+    if reply.status != 304:  # a 304's content-length would have to be the 200's
+        headers.insert(1, (b"content-length", str(len(reply.body)).encode()))
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if head_only else reply.body})
 
 

@@ -1,12 +1,12 @@
 """``mount(socket, app)``: a ``SocketApp`` inside a FastAPI (or Starlette) application.
 
 Owns adding the ASGI entry's routes to the app (the WebSocket endpoint at ``path`` and
-``path/<namespace>``, and when the socket has docs, the docs page, its schema and assets
-and ``/asyncapi.json``) and hooking the entry into the app's lifespan without replacing
-the user's: the socket starts (validates) before the user's startup and drains before the
-user's shutdown, so handlers still finishing during the drain find what the user's
-lifespan opened. The only module that imports FastAPI (through Starlette's routing): the
-``fastapi`` extra.
+``path/<namespace>``, the browser client at ``/socketspec.js``, and when the socket has
+docs, the docs page, its schema and assets and ``/asyncapi.json``) and hooking the entry
+into the app's lifespan without replacing the user's: the socket starts (validates) before
+the user's startup and drains before the user's shutdown, so handlers still finishing
+during the drain find what the user's lifespan opened. The only module that imports
+FastAPI (through Starlette's routing): the ``fastapi`` extra.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from socketspec.adapters.asgi import (
     DEFAULT_MAX_OUTBOUND,
     SocketASGI,
 )
-from socketspec.apidocs.routes import ASYNCAPI_PATH
+from socketspec.apidocs.routes import ASYNCAPI_PATH, CLIENT_PATH
 from socketspec.app import SocketApp
 
 try:
@@ -68,6 +68,10 @@ def mount(
     base = entry.path
     router.routes.append(WebSocketRoute(base, endpoint=entry))
     router.routes.append(WebSocketRoute(base.rstrip("/") + "/{namespace:path}", endpoint=entry))
+    # The browser client is public code, served with or without docs (apidocs/routes.py).
+    router.routes.append(
+        Route(CLIENT_PATH, endpoint=entry, methods=["GET"], include_in_schema=False)
+    )
     if socket.docs:
         docs = socket.docs_url.rstrip("/")
         for route_path in (docs, docs + "/{rest:path}", ASYNCAPI_PATH):

@@ -20,6 +20,7 @@ MAX_HEADER_BYTES = 16 * 1024
 
 REASONS = {
     200: b"OK",
+    304: b"Not Modified",
     400: b"Bad Request",
     401: b"Unauthorized",
     403: b"Forbidden",
@@ -142,9 +143,10 @@ def response(
     lines = [
         b"HTTP/1.1 %d %s" % (status, REASONS.get(status, b"Unknown")),
         b"content-type: " + content_type,
-        b"content-length: %d" % len(body),
-        b"connection: close",
     ]
+    if status != 304:  # a 304's content-length would have to be the 200's (RFC 9110 8.6)
+        lines.append(b"content-length: %d" % len(body))
+    lines.append(b"connection: close")
     lines.extend(name + b": " + value for name, value in extra or ())
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 

@@ -2,7 +2,8 @@
 
 Owns binding the listening socket (after fork, in the cluster), TLS, the
 plain HTTP answers (``/healthz``, ``/readyz``, ``/metrics`` summed over the
-cluster's shards by ``cluster.metrics_http``, 404), routing upgrade paths to
+cluster's shards by ``cluster.metrics_http``, ``/socketspec.js`` and the docs
+through ``apidocs.routes``, 404), routing upgrade paths to
 namespaces, the state shared by the shard's connection protocols, and the
 graceful drain on SIGTERM/SIGINT: stop accepting, ``__server_shutdown__``,
 running handlers and publish API requests finish within the graceful timeout,
@@ -22,7 +23,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from socketspec import metrics
-from socketspec.apidocs.routes import docs_response, is_docs_path
+from socketspec.apidocs.routes import CLIENT_PATH, client_reply, docs_response, is_docs_path
 from socketspec.app import SocketApp
 from socketspec.cluster import metrics_http
 from socketspec.metrics import TALLY
@@ -141,6 +142,8 @@ class ShardContext:
         if head.path == "/metrics" and self.config.serve_metrics:
             scrape = metrics_http.answer(self.config.metrics_token, head.header_map, head.query)
             return http.response(scrape.status, scrape.body, scrape.content_type, scrape.headers)
+        if head.path == CLIENT_PATH:  # public, with or without docs (apidocs/routes.py)
+            return client_reply(head.header_map).encode()
         if self.app is not None and is_docs_path(self.app, head.path):
             return docs_response(
                 self.app, head.path, head.header_map, head.query, ws_path=self.config.path

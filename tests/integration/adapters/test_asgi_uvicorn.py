@@ -8,6 +8,7 @@ import asyncio
 import json
 import urllib.error
 import urllib.request
+from importlib import resources
 from typing import Any
 
 from asgikit import StartUvicorn, close_code, recv, send
@@ -50,6 +51,34 @@ async def test_the_entry_served_by_itself(start_uvicorn: StartUvicorn) -> None:
     assert await asyncio.to_thread(http_status, server.http + "/events") == 426
     assert await asyncio.to_thread(http_status, server.http + "/elsewhere") == 404
     assert await asyncio.to_thread(http_status, server.http + "/events", "POST") == 405
+
+
+def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+async def test_the_browser_client_at_the_root_without_docs(start_uvicorn: StartUvicorn) -> None:
+    shipped = resources.files("socketspec.apidocs").joinpath("static", "socketspec.js")
+    inner = Starlette(routes=[Route("/hello", lambda request: JSONResponse({}))])
+    for app in (SocketASGI(echo_socket(), path="/events"), with_socket(inner, echo_socket())):
+        server = await start_uvicorn(app)
+        status, headers, body = await asyncio.to_thread(fetch, server.http + "/socketspec.js")
+        assert (status, body) == (200, shipped.read_bytes())
+        assert headers["content-type"] == "text/javascript; charset=utf-8"
+        assert headers["cache-control"] == "public, max-age=3600"
+        revalidated = {"If-None-Match": headers["etag"]}
+        status, headers, body = await asyncio.to_thread(
+            fetch, server.http + "/socketspec.js", revalidated
+        )
+        assert (status, body) == (304, b"")
+        assert "content-length" not in {name.lower() for name in headers}
+        assert await asyncio.to_thread(http_status, server.http + "/socket-docs") == 404
+        await server.stop()
 
 
 async def test_in_front_of_a_starlette_app(start_uvicorn: StartUvicorn) -> None:

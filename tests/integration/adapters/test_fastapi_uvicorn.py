@@ -20,6 +20,7 @@ from rawws import RawWS
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+import socketspec
 from socketspec import SocketApp
 from socketspec.adapters.fastapi import mount
 from socketspec.security.auth import APIKeyAuth
@@ -269,6 +270,20 @@ async def test_docs_page_schema_asyncapi_assets_and_token(start_uvicorn: StartUv
     assert (status, json.loads(body)) == (200, {"hello": "rest"})
 
 
+async def test_mount_serves_the_browser_client_without_docs(start_uvicorn: StartUvicorn) -> None:
+    shipped = Path(socketspec.__file__).parent / "apidocs" / "static" / "socketspec.js"
+    server = await start_uvicorn(fastapi_app(chat_socket()))
+    status, headers, body = await asyncio.to_thread(http_get, server.http + "/socketspec.js")
+    assert (status, body) == (200, shipped.read_bytes())
+    assert headers["content-type"] == "text/javascript; charset=utf-8"
+    assert headers["cache-control"] == "public, max-age=3600"
+    status, _, body = await asyncio.to_thread(
+        http_get, server.http + "/socketspec.js", {"If-None-Match": headers["etag"]}
+    )
+    assert (status, body) == (304, b"")
+    assert (await asyncio.to_thread(http_get, server.http + "/socket-docs"))[0] == 404
+
+
 async def test_rest_route_broadcasts_to_a_room_and_emits_to_one(
     start_uvicorn: StartUvicorn,
 ) -> None:
@@ -329,6 +344,7 @@ async def test_user_lifespan_runs_around_the_socket(start_uvicorn: StartUvicorn)
 
 BAD_APP = """
 from fastapi import FastAPI
+import socketspec
 from socketspec import SocketApp
 from socketspec.adapters.fastapi import mount
 

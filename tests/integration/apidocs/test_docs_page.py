@@ -1,12 +1,18 @@
 """The interactive docs page in Debian's Chromium, against real 2-shard clusters: the chat
 example (docs=True, no auth) and an app with JWT auth, a docs access token and two
-namespaces. A failed test leaves ``failure.png`` in its tmp_path (see docs_browser.py)."""
+namespaces; its simulated clients are the shipped browser client, which a plain module script
+also imports from ``/socketspec.js``. A failed test leaves ``failure.png`` in its tmp_path
+(see docs_browser.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import re
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +25,11 @@ if HERE not in sys.path:
 
 pytest.register_assert_rewrite("docs_browser")
 from docs_browser import REPO, DocsPage, Served, http_get, user_token  # noqa: E402
+
+ADAPTER_TESTS = str(REPO / "tests" / "integration" / "adapters")
+if ADAPTER_TESTS not in sys.path:
+    sys.path.insert(0, ADAPTER_TESTS)
+from asgikit import UvicornProcess  # noqa: E402
 
 pytest_plugins = ["docs_browser"]
 
@@ -285,4 +296,152 @@ def test_docs_need_the_access_token(secured_served: Served, docs: DocsPage) -> N
     topbar = docs.page.locator(".topbar")
     assert topbar.evaluate("el => getComputedStyle(el).display") == "flex"  # style.css applied
     expect(docs.page.get_by_test_id("auth-kind")).to_have_text("auth: JWTAuth")
+    assert docs.errors == []
+
+
+def test_the_simulated_clients_are_the_shipped_browser_client(
+    chat_served: Served, docs: DocsPage
+) -> None:
+    docs.open(chat_served.docs_url())
+    docs.connect(1)
+    module_url = f"{chat_served.base}{chat_served.app.docs_url}/static/socketspec.js"
+    assert module_url in docs.requests  # imported by app.js (the page's module graph)
+    assert (module_url, 200) in docs.responses
+    # The same URL is the same module instance: every simulated client is one of its Clients.
+    same = docs.page.evaluate(
+        """async (url) => {
+            const shipped = await import(url);
+            const clients = window.socketspecDocs.state.clients;
+            return clients.length > 0 && clients.every((c) => c.conn instanceof shipped.Client);
+        }""",
+        module_url,
+    )
+    assert same is True
+    served = http_get(module_url)[1]
+    assert served == (STATIC / "socketspec.js").read_bytes()
+    assert b"new WebSocket" not in http_get(f"{chat_served.base}/socket-docs/static/app.js")[1]
+
+    # "Send frame" sends exactly what was typed, even text that is not JSON: the log shows it
+    # with its size in bytes, then the server's answer.
+    panel = docs.client(1)
+    typed = '{"event": "set_name", "payload": {"name": "Zoë"'
+    panel.get_by_test_id("client-raw").fill(typed)
+    panel.get_by_test_id("client-raw-send").click()
+    raw = docs.log(1, direction="out", event="")
+    expect(raw).to_have_count(1)
+    expect(raw.locator(".log-json")).to_have_text(typed)
+    expect(raw.locator(".log-size")).to_have_text(f"{len(typed.encode())} B")
+    expect(docs.log(1, direction="in", event="__error__", code="VALIDATION_ERROR")).to_have_count(1)
+    expect(panel).to_have_attribute("data-state", "connected")  # an error, not a close
+
+    # A raw frame with an ack of its own is answered like any other.
+    with_ack = '{"event": "set_name", "payload": {"name": "raw"}, "ack": 99}'
+    panel.get_by_test_id("client-raw").fill(with_ack)
+    panel.get_by_test_id("client-raw-send").click()
+    expect(docs.log(1, direction="in", event="__ack__")).to_have_attribute("data-ack", "99")
+
+    # Disconnect: closed for good (no reconnection), with the close code in the status.
+    panel.get_by_test_id("client-connect").click()
+    expect(panel).to_have_attribute("data-state", "closed")
+    expect(panel.get_by_test_id("client-status")).to_have_text("closed 1000 · normal closure")
+    docs.page.wait_for_timeout(1000)
+    expect(docs.log(1, direction="in", event="__connect__")).to_have_count(1)
+    assert docs.errors == []
+
+
+PLAIN_PAGE = """<!doctype html>
+<meta charset="utf-8">
+<title>a page of the app's own</title>
+<link rel="icon" href="data:,">
+<script type="module">
+  import { connect } from "SOURCE";
+  const client = await connect(`ws://${new URL("SOURCE", location.href).host}/ws`);
+  const reply = await client.call("set_name", { name: "plain" });
+  document.body.dataset.reply = JSON.stringify(reply);
+  client.close();
+</script>
+"""
+
+
+@contextlib.contextmanager
+def page_server(body: str) -> Iterator[str]:
+    """A server of one HTML page on a loopback port of its own: another origin than the
+    cluster's. Yields the page's URL."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            data = body.encode()
+            self.send_response(200)
+            self.send_header("content-type", "text/html; charset=utf-8")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/a-page-of-the-app.html"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_plain_module_script_imports_the_client_from_the_root(
+    chat_served: Served, docs: DocsPage
+) -> None:
+    """``import {connect} from "/socketspec.js"`` in a page of the server's origin, then the
+    absolute URL in a page of another origin (a module script across origins needs CORS)."""
+    client_url = f"{chat_served.base}/socketspec.js"
+    reply = expect(docs.page.locator("body"))
+    # A document of the cluster's origin (the docs page), replaced by nothing but the plain page.
+    docs.open(chat_served.docs_url())
+    docs.page.set_content(PLAIN_PAGE.replace("SOURCE", "/socketspec.js"))
+    reply.to_have_attribute("data-reply", '{"name":"plain"}')
+    assert (client_url, 200) in docs.responses
+
+    with page_server(PLAIN_PAGE.replace("SOURCE", client_url)) as elsewhere:
+        docs.page.goto(elsewhere)
+        reply.to_have_attribute("data-reply", '{"name":"plain"}')
+    assert docs.errors == []
+
+
+def test_the_client_at_the_root_needs_no_docs_token(secured_served: Served) -> None:
+    base = secured_served.base
+    status, body, headers = http_get(base + "/socketspec.js")
+    assert status == 200 and body == (STATIC / "socketspec.js").read_bytes()
+    assert headers["content-type"] == "text/javascript; charset=utf-8"
+    assert http_get(f"{base}{secured_served.app.docs_url}/static/socketspec.js")[0] == 401
+
+
+@pytest.fixture(scope="module")
+def uvicorn_chat() -> Iterator[str]:
+    """``uvicorn examples.fastapi_chat:app`` (the socket mounted in FastAPI, docs=True): its
+    base URL."""
+    server = UvicornProcess(["examples.fastapi_chat:app"], cwd=REPO)
+    try:
+        server.wait_ready()
+        yield server.http
+    finally:
+        server.stop()
+        server.cleanup()
+
+
+def test_the_page_under_the_asgi_adapter(uvicorn_chat: str, docs: DocsPage) -> None:
+    """The same page and client under uvicorn with ``mount()``: the page connects its first
+    client, a call is answered, the broadcast comes back to the sender."""
+    docs.open(uvicorn_chat + "/socket-docs")
+    panel = docs.connect(1)
+    expect(panel.get_by_test_id("client-url")).to_have_text(
+        uvicorn_chat.replace("http:", "ws:") + "/ws"
+    )
+    join = docs.open_card("join")
+    docs.send(join, '{"room": "lobby", "name": "ada"}')
+    expect(docs.replies(join, kind="ack")).to_contain_text('"members": 1')
+    expect(docs.replies(join, kind="event", event="joined")).to_contain_text('"name": "ada"')
+    expect(docs.log(1, direction="out", event="join")).to_have_attribute("data-ack", "1")
+    assert f"{uvicorn_chat}/socket-docs/static/socketspec.js" in docs.requests
     assert docs.errors == []

@@ -140,6 +140,36 @@ out.failover_resent = c.resentCalls;
 out.failover_runs = await c.call("runs", {});
 c.close();
 
+// The wire observer and the raw escape hatch (the docs page's frame log and its "send raw"),
+// over a caller's own WebSocket class: every frame both ways, the raw text exactly as given.
+const frames = [];
+const o = await connect(url, {
+  token: longToken,
+  reconnect: false,
+  WebSocket: TrackedWebSocket,
+  onFrame: (direction, text) => frames.push([direction, text]),
+});
+const framesOf = (direction, event) =>
+  frames.filter(([d, text]) => d === direction && text.includes(`"event":"${event}"`));
+out.raw_written = o.sendRaw("{not json");
+await within(5000, () => framesOf("in", "__error__").length === 1, "the answer to the raw frame");
+out.raw_out = frames  // what was written besides heartbeat answers
+  .filter(([d, text]) => d === "out" && !text.includes('"__pong__"'))
+  .map(([, text]) => text);
+out.raw_error = JSON.parse(framesOf("in", "__error__")[0][1]).payload.code;
+out.observed_echo = await o.call("echo", { seen: true });
+await within(5000, () => framesOf("out", "__pong__").length >= 1, "an observed heartbeat");
+out.first_in = JSON.parse(frames[0][1]).event;
+out.observed = {
+  echo_out: framesOf("out", "echo").map(([, text]) => JSON.parse(text)),
+  ack_in: framesOf("in", "__ack__").map(([, text]) => JSON.parse(text)),
+  // every pong written answers a ping seen before it
+  pong_after_ping: frames.findIndex(([d, t]) => d === "in" && t.includes('"__ping__"')) <
+    frames.findIndex(([d, t]) => d === "out" && t.includes('"__pong__"')),
+};
+out.observed_socket_tracked = sockets.length === out.sockets + 1;
+o.close();
+
 a.close();
 out.state_after_close = a.state;
 out.call_after_close = await code(a.call("echo", {}));

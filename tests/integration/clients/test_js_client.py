@@ -8,7 +8,8 @@ timeout, a broadcast, a cut socket with a call in flight and sends queued offlin
 of the same session with every missed message once, heartbeats, a token refresh, a call
 given up while it waited offline (never sent), and a failover to a second shard that refuses
 the recovery token (the calls written before the cut reject with ``SESSION_LOST`` instead of
-running again there; what was queued is sent).
+running again there; what was queued is sent), and the
+wire observer (``onFrame``) with the raw escape hatch (``sendRaw``) the docs page uses.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,12 @@ TOOLS = ROOT / ".cache" / "jsclient" / "node_modules" / ".bin"
 SHIPPED = ROOT / "src" / "socketspec" / "apidocs" / "static" / "socketspec.js"
 SCRIPT = Path(__file__).with_name("js_client_check.mjs")
 SECRET = "js-client-test-secret-0123456789abcdef"
+CLUSTER_TESTS = ROOT / "tests" / "integration" / "cluster"
+if str(CLUSTER_TESTS) not in sys.path:
+    sys.path.insert(0, str(CLUSTER_TESTS))
+
+from clusterkit import ClusterProcess  # noqa: E402
+
 GZIP_GOAL = 8 * 1024
 
 
@@ -224,6 +232,16 @@ async def test_the_client_talks_recovers_and_refreshes_against_a_shard(built: Pa
     assert seen["failover_resent"] == 0
     assert seen["failover_runs"] == {"runs": 0, "tally": 1}
     assert seen["state_after_close"] == "closed"
+    # onFrame sees every frame both ways as on the wire; sendRaw writes its text as given.
+    assert seen["first_in"] == "__connect__"
+    assert seen["raw_written"] is True
+    assert seen["raw_out"] == ["{not json"]
+    assert seen["raw_error"] == "VALIDATION_ERROR"
+    assert seen["observed_echo"] == {"seen": True}
+    assert seen["observed"]["echo_out"] == [{"event": "echo", "payload": {"seen": True}, "ack": 1}]
+    assert seen["observed"]["ack_in"] == [{"event": "__ack__", "ack": 1, "payload": {"seen": True}}]
+    assert seen["observed"]["pong_after_ping"] is True
+    assert seen["observed_socket_tracked"] is True
     assert seen["call_after_close"] == "CLOSED"
 
 
@@ -242,6 +260,37 @@ async def test_the_shard_serves_the_shipped_client_beside_the_docs_page() -> Non
         await shard.drain()
     assert kind.startswith("text/javascript")
     assert body == SHIPPED.read_bytes()
+
+
+def _get_with(url: str, headers: dict[str, str]) -> tuple[int, Any, bytes]:
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers, bytes(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers, bytes(err.read())
+
+
+def test_a_cluster_serves_the_client_at_the_root_without_docs() -> None:
+    """``GET /socketspec.js`` on every shard of a real cluster whose app has no docs."""
+    cluster = ClusterProcess(["cluster_echo_app:app", "--workers", "2", "--port", "0"])
+    try:
+        cluster.wait_announced(60)
+        url = f"http://127.0.0.1:{cluster.port}/socketspec.js"
+        tags = set()
+        for _ in range(12):  # SO_REUSEPORT spreads the connections over both shards
+            status, headers, body = _get_with(url, {})
+            assert status == 200 and body == SHIPPED.read_bytes()
+            assert headers["content-type"] == "text/javascript; charset=utf-8"
+            assert headers["cache-control"] == "public, max-age=3600"
+            tags.add(headers["etag"])
+        assert len(tags) == 1  # every shard names the same module the same way
+        status, headers, body = _get_with(url, {"If-None-Match": tags.pop()})
+        assert (status, body) == (304, b"")
+        assert "content-length" not in headers
+        assert _get_with(f"http://127.0.0.1:{cluster.port}/socket-docs", {})[0] == 404
+    finally:
+        cluster.kill()
 
 
 def test_npm_pack_gives_the_module_its_types_and_a_readme_whose_example_compiles(

@@ -3,6 +3,9 @@
  * Plain JavaScript, no framework and nothing loaded from anywhere but this server: the page
  * works offline. The server fills in where the WebSocket endpoint and the docs live
  * (window.SOCKETSPEC_DOCS, set by index.html); the events come from <docs_url>/schema.
+ * The simulated clients are Clients of the browser client the package ships
+ * (<docs_url>/static/socketspec.js, imported with the page's query): this file has no
+ * protocol code of its own.
  */
 (function () {
   "use strict";
@@ -37,6 +40,7 @@
   var LOG_LIMIT = 500;
   var CAPTURE_MS = 3000; // frames a client receives this long after a "Try it out" are its replies
   var NO_ACK_HINT_MS = 2000;
+  var ACK_TIMEOUT_S = 30; // a call without an answer by then is given up (the client's TIMEOUT)
 
   var state = {
     schema: null,
@@ -604,49 +608,84 @@
   }
 
   // ---------------------------------------------------------------------------------------
-  // Simulated clients
+  // Simulated clients. Each one is a Client of the browser client the package ships
+  // (<docs_url>/static/socketspec.js, built from clients/js): it builds the URL, answers the
+  // heartbeats, keeps the acks and speaks the rest of the protocol. The page draws what it
+  // does: every frame both ways (the client's onFrame), the socket's close code and reason,
+  // and the replies under a card.
 
-  function wsUrl(namespace, token) {
+  var socketspec = null; // the socketspec.js module, once load() has imported it
+  var clientLoaded = null; // load()'s import of it
+
+  function importClient() {
+    // The same query as the page's own assets: a docs access token guards this copy too.
+    return import(CFG.docsUrl + "/static/socketspec.js" + CFG.query).then(function (module) {
+      socketspec = module;
+      return module;
+    });
+  }
+
+  // The endpoint of the default namespace; the client appends "/x" for namespace "/x".
+  function endpoint() {
     var scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-    var base = CFG.wsPath || "/ws";
-    var path;
-    if (!namespace || namespace === "/") {
-      path = base;
-    } else {
-      path = base.replace(/\/+$/, "") + (namespace.charAt(0) === "/" ? namespace : "/" + namespace);
-    }
-    var url = scheme + "//" + window.location.host + path;
-    if (token) url += "?token=" + encodeURIComponent(token);
-    return url;
+    return scheme + "//" + window.location.host + (CFG.wsPath || "/ws");
+  }
+
+  // Where a namespace is served, as the page shows it.
+  function wsUrl(namespace) {
+    if (!namespace || namespace === "/") return endpoint();
+    return endpoint().replace(/\/+$/, "") + namespace;
   }
 
   function wsUrlShown(namespace, hasToken) {
-    return wsUrl(namespace, "") + (hasToken ? "?token=•••" : "");
+    return wsUrl(namespace) + (hasToken ? "?token=•••" : "");
   }
 
-  function Client(n) {
+  var utf8 = new TextEncoder();
+
+  // The WebSocket class a simulated client dials with: the client speaks the protocol over
+  // it; these listeners only tell the page when the socket opens, fails and closes (the
+  // close code and reason, which the client's own "close" event does not carry).
+  function watchedSocket(sim, isCurrent) {
+    return class extends window.WebSocket {
+      constructor(url, protocols) {
+        super(url, protocols);
+        this.addEventListener("open", function () {
+          if (isCurrent()) sim.note("WebSocket open");
+        });
+        this.addEventListener("error", function () {
+          if (isCurrent()) sim.note("WebSocket error", "error");
+        });
+        this.addEventListener("close", function (e) {
+          if (isCurrent()) sim.socketClosed(e.code, e.reason);
+        });
+      }
+    };
+  }
+
+  function SimulatedClient(n) {
     this.n = n;
     this.name = "Client " + n;
     this.hue = CLIENT_HUES[(n - 1) % CLIENT_HUES.length];
     this.namespace = state.namespaces.indexOf("/") >= 0 ? "/" : state.namespaces[0] || "/";
     this.token = "";
-    this.ws = null;
+    this.conn = null; // the socketspec.js Client of the latest connection
     this.status = "disconnected";
-    this.nextAck = 1;
-    this.pending = new Map(); // ack -> {card, sentAt, event}
     this.capture = null; // {card, until}
     this.info = null;
     this.framesIn = 0;
     this.framesOut = 0;
+    this.lastOut = null; // the latest frame written, as the log shows it
     this.opening = null;
+    this.failOpening = null;
     this.build();
   }
 
-  Client.prototype.label = function () {
+  SimulatedClient.prototype.label = function () {
     return this.name + " · " + this.namespace;
   };
 
-  Client.prototype.build = function () {
+  SimulatedClient.prototype.build = function () {
     var self = this;
     this.statusEl = h("span", { class: "status", testid: "client-status", text: "disconnected" });
     this.infoEl = h("div", { class: "client-info", testid: "client-info" });
@@ -747,17 +786,17 @@
     this.updateCounts();
   };
 
-  Client.prototype.updateUrl = function () {
+  SimulatedClient.prototype.updateUrl = function () {
     var url = wsUrlShown(this.namespace, !!this.token);
     this.urlEl.textContent = url;
     this.urlEl.title = url;
   };
 
-  Client.prototype.updateCounts = function () {
+  SimulatedClient.prototype.updateCounts = function () {
     this.countsEl.textContent = "↑ " + this.framesOut + " out · ↓ " + this.framesIn + " in";
   };
 
-  Client.prototype.setStatus = function (status, text) {
+  SimulatedClient.prototype.setStatus = function (status, text) {
     this.status = status;
     this.el.setAttribute("data-state", status);
     this.statusEl.textContent = text || status;
@@ -770,175 +809,133 @@
     refreshTryClients();
   };
 
-  Client.prototype.isOpen = function () {
-    return this.ws !== null && this.ws.readyState === WebSocket.OPEN && this.status === "connected";
+  SimulatedClient.prototype.isOpen = function () {
+    return this.conn !== null && this.conn.state === "open" && this.status === "connected";
   };
 
-  Client.prototype.toggle = function () {
+  SimulatedClient.prototype.toggle = function () {
     if (this.status === "connected" || this.status === "connecting") this.disconnect();
     else this.connect().catch(function () { /* shown in the log */ });
   };
 
-  Client.prototype.connect = function () {
+  SimulatedClient.prototype.connect = function () {
     var self = this;
     if (this.isOpen()) return Promise.resolve(this);
     if (this.opening) return this.opening;
-    var url = wsUrl(this.namespace, this.token);
+    if (!socketspec) return clientLoaded.then(function () { return self.connect(); });
     this.info = null;
     this.infoEl.textContent = "";
     this.setStatus("connecting");
     this.note("connecting to " + wsUrlShown(this.namespace, !!this.token));
-    var ws;
+    var conn = null;
+    var isCurrent = function () { return conn !== null && self.conn === conn; };
     try {
-      ws = new WebSocket(url);
+      conn = new socketspec.Client(endpoint(), {
+        namespace: this.namespace,
+        token: this.token || undefined,
+        reconnect: false, // a closed client stays closed, and the log says why
+        WebSocket: watchedSocket(this, isCurrent),
+        onFrame: function (direction, text) {
+          if (isCurrent()) self.frame(direction, text);
+        }
+      });
     } catch (err) {
       this.setStatus("closed", "error");
       this.note("cannot open: " + err.message, "error");
       return Promise.reject(err);
     }
-    ws.binaryType = "arraybuffer";
-    this.ws = ws;
-    this.opening = new Promise(function (resolveOpen, rejectOpen) {
-      var settled = false;
-      var timer = setTimeout(function () {
-        if (!settled) {
-          settled = true;
-          rejectOpen(new Error("no __connect__ greeting within 10 s"));
-        }
-      }, 10000);
-      self.onGreeting = function () {
-        if (!settled) {
-          settled = true;
-          clearTimeout(timer);
-          resolveOpen(self);
-        }
-      };
-      ws.onopen = function () {
-        if (self.ws !== ws) return;
-        self.note("WebSocket open");
-      };
-      ws.onmessage = function (message) {
-        if (self.ws !== ws) return;
-        self.receive(message.data);
-      };
-      ws.onerror = function () {
-        if (self.ws !== ws) return;
-        self.note("WebSocket error", "error");
-      };
-      ws.onclose = function (e) {
-        if (self.ws !== ws) return;
-        var meaning = CLOSE_CODES[e.code] || "";
-        var text = "closed " + e.code + (meaning ? " · " + meaning : "");
-        self.note("connection " + text + (e.reason ? " (" + e.reason + ")" : ""),
-          e.code === 1000 ? "system" : "error");
-        self.ws = null;
-        self.opening = null;
-        self.setStatus("closed", text);
-        self.failPending("the connection closed (" + e.code + (meaning ? " " + meaning : "") + ")");
-        if (!settled) {
-          settled = true;
-          clearTimeout(timer);
-          rejectOpen(new Error("connection " + text));
-        }
-      };
+    this.conn = conn;
+    conn.on("connect", function (greeting) {
+      if (!isCurrent()) return;
+      self.info = greeting || {};
+      self.showInfo();
+      self.setStatus("connected");
     });
-    this.opening.then(function () { self.opening = null; }, function () { self.opening = null; });
-    return this.opening;
-  };
-
-  Client.prototype.disconnect = function () {
-    if (this.ws) {
-      this.note("closing (1000)");
-      try {
-        this.ws.close(1000, "closed from the docs page");
-      } catch (err) {
-        this.ws = null;
-        this.setStatus("closed");
+    var opening = new Promise(function (resolveOpen, rejectOpen) {
+      self.failOpening = rejectOpen; // the socket closed before the greeting
+      conn.open().then(function () { resolveOpen(self); }, rejectOpen);
+    });
+    var done = function () {
+      if (self.opening === opening) {
+        self.opening = null;
+        self.failOpening = null;
       }
+    };
+    opening.then(done, done);
+    this.opening = opening;
+    return opening;
+  };
+
+  SimulatedClient.prototype.socketClosed = function (code, reason) {
+    var meaning = CLOSE_CODES[code] || "";
+    var text = "closed " + code + (meaning ? " · " + meaning : "");
+    this.note("connection " + text + (reason ? " (" + reason + ")" : ""),
+      code === 1000 ? "system" : "error");
+    this.capture = null;
+    this.setStatus("closed", text);
+    if (this.failOpening) this.failOpening(new Error("connection " + text));
+  };
+
+  SimulatedClient.prototype.disconnect = function () {
+    if (this.conn && this.conn.state !== "closed") {
+      this.note("closing (1000)");
+      this.conn.close();
     }
   };
 
-  Client.prototype.remove = function () {
-    var ws = this.ws;
-    this.ws = null;
-    if (ws) {
-      try { ws.close(1000); } catch (err) { /* already closing */ }
-    }
-    this.failPending("the client was removed");
+  SimulatedClient.prototype.remove = function () {
+    var conn = this.conn;
+    this.conn = null;
+    if (conn) conn.close();
     state.clients = state.clients.filter(function (c) { return c !== this; }, this);
     if (this.el.parentNode) this.el.parentNode.removeChild(this.el);
     refreshTryClients();
   };
 
-  Client.prototype.send = function (frame) {
-    if (!this.isOpen()) throw new Error(this.name + " is not connected");
-    var text = JSON.stringify(frame);
-    this.ws.send(text);
-    this.framesOut += 1;
-    this.updateCounts();
-    this.logFrame("out", frame, text.length);
-  };
-
-  Client.prototype.sendRaw = function () {
+  // The "send raw" box: exactly what was typed goes out, JSON or not, so the page shows what
+  // the server answers to any frame.
+  SimulatedClient.prototype.sendRaw = function () {
     var self = this;
-    var text = this.rawInput.value.trim();
-    if (!text) return;
-    var frame;
-    try {
-      frame = JSON.parse(text);
-    } catch (err) {
-      this.note("not JSON: " + err.message, "error");
-      return;
-    }
+    var text = this.rawInput.value;
+    if (!text.trim()) return;
     var go = function () {
-      self.send(frame);
-      self.rawInput.value = "";
+      try {
+        self.conn.sendRaw(text);
+        self.rawInput.value = "";
+      } catch (err) {
+        self.note("not sent: " + err.message, "error");
+      }
     };
     if (this.isOpen()) go();
     else this.connect().then(go, function () { /* shown in the log */ });
   };
 
-  Client.prototype.receive = function (data) {
-    var text = typeof data === "string" ? data : new TextDecoder().decode(data);
-    this.framesIn += 1;
-    this.updateCounts();
+  // Every frame the client writes or receives (its onFrame), before it acts on one received.
+  SimulatedClient.prototype.frame = function (direction, text) {
     var frame;
     try {
       frame = JSON.parse(text);
     } catch (err) {
-      this.logFrame("in", text, text.length);
+      frame = text;
+    }
+    if (direction === "in") this.framesIn += 1;
+    else this.framesOut += 1;
+    this.updateCounts();
+    this.logFrame(direction, frame, utf8.encode(text).length);
+    if (direction === "out") {
+      this.lastOut = frame;
       return;
     }
-    this.logFrame("in", frame, text.length);
     if (!frame || typeof frame !== "object") return;
-    var event = frame.event;
-    if (event === "__connect__") {
-      this.info = frame.payload || {};
-      this.showInfo();
-      this.setStatus("connected");
-      if (this.onGreeting) this.onGreeting();
-      return;
-    }
-    if (event === "__ping__") {
-      var ts = frame.payload && frame.payload.ts !== undefined ? frame.payload.ts : null;
-      try {
-        this.send({ event: "__pong__", payload: { ts: ts } });
-      } catch (err) { /* closing */ }
-      return;
-    }
-    var hasAck = frame.ack !== undefined && frame.ack !== null;
-    if (hasAck && this.pending.has(String(frame.ack))) {
-      var pending = this.pending.get(String(frame.ack));
-      this.pending.delete(String(frame.ack));
-      pending.card.showReply(this, frame, Date.now() - pending.sentAt);
-      return;
-    }
+    if (frame.event === "__connect__" || frame.event === "__ping__") return;
+    // An answer to a call: the card shows it when the call settles.
+    if (frame.ack !== undefined && frame.ack !== null) return;
     if (this.capture && Date.now() <= this.capture.until) {
       this.capture.card.showReply(this, frame, null);
     }
   };
 
-  Client.prototype.showInfo = function () {
+  SimulatedClient.prototype.showInfo = function () {
     var info = this.info || {};
     var parts = [];
     if (info.conn_id) parts.push(h("span", { title: info.conn_id }, "conn ", h("code", { text: String(info.conn_id).slice(0, 8) })));
@@ -948,28 +945,19 @@
     append(this.infoEl, parts);
   };
 
-  Client.prototype.failPending = function (why) {
-    var self = this;
-    this.pending.forEach(function (pending) {
-      pending.card.showNote(self, "No reply: " + why + ".", "error");
-    });
-    this.pending.clear();
-    this.capture = null;
-  };
-
-  Client.prototype.scrollLog = function (stick) {
+  SimulatedClient.prototype.scrollLog = function (stick) {
     if (stick) this.log.scrollTop = this.log.scrollHeight;
   };
 
-  Client.prototype.nearBottom = function () {
+  SimulatedClient.prototype.nearBottom = function () {
     return this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 40;
   };
 
-  Client.prototype.trimLog = function () {
+  SimulatedClient.prototype.trimLog = function () {
     while (this.log.childNodes.length > LOG_LIMIT) this.log.removeChild(this.log.firstChild);
   };
 
-  Client.prototype.note = function (text, kind) {
+  SimulatedClient.prototype.note = function (text, kind) {
     var stick = this.nearBottom();
     this.log.appendChild(h("div", {
       class: "log-entry log-note kind-" + (kind || "system"),
@@ -983,7 +971,7 @@
     this.scrollLog(stick);
   };
 
-  Client.prototype.logFrame = function (direction, frame, size) {
+  SimulatedClient.prototype.logFrame = function (direction, frame, size) {
     var stick = this.nearBottom();
     this.log.appendChild(frameEntry(direction, frame, size, "log-entry"));
     this.trimLog();
@@ -1027,7 +1015,7 @@
   }
 
   function addClient(options) {
-    var client = new Client(state.nextClientId++);
+    var client = new SimulatedClient(state.nextClientId++);
     if (options && options.namespace && state.namespaces.indexOf(options.namespace) >= 0) {
       client.namespace = options.namespace;
       client.nsSelect.value = options.namespace;
@@ -1105,7 +1093,7 @@
       e.description ? h("p", { class: "description", testid: "card-description", text: e.description }) : null,
       h("dl", { class: "facts" },
         h("dt", { text: "Namespace" }), h("dd", null, h("code", { text: e.namespace })),
-        h("dt", { text: "Endpoint" }), h("dd", null, h("code", { text: wsUrl(e.namespace, "") })),
+        h("dt", { text: "Endpoint" }), h("dd", null, h("code", { text: wsUrl(e.namespace) })),
         h("dt", { text: "Tags" }), h("dd", null, tags),
         h("dt", { text: "Delivery" }), h("dd", null, e.ordered
           ? "ordered: room members see these messages in one order"
@@ -1309,25 +1297,47 @@
     var ready = client.isOpen() ? Promise.resolve(client) : client.connect();
     this.sendButton.disabled = true;
     ready.then(function () {
-      var frame = { event: self.event.name, payload: payload };
-      if (self.ackBox.checked) frame.ack = client.nextAck++;
-      client.send(frame);
+      var name = self.event.name;
+      var written = client.framesOut;
+      var sentAt = Date.now();
+      var answer = null;
+      if (self.ackBox.checked) answer = client.conn.call(name, payload, { timeout: ACK_TIMEOUT_S });
+      else client.conn.emit(name, payload);
+      // The frame as written, with the ack id the client gave it.
+      var frame = client.framesOut > written ? client.lastOut : { event: name, payload: payload };
       self.showSent(client, frame);
       client.capture = { card: self, until: Date.now() + CAPTURE_MS };
-      if (frame.ack !== undefined) {
-        var key = String(frame.ack);
-        client.pending.set(key, { card: self, sentAt: Date.now(), event: frame.event });
-        setTimeout(function () {
-          if (client.pending.has(key) && client.pending.get(key).card === self) {
-            self.showNote(client, "No __ack__ yet for ack " + key + ": acks only come back " +
-              "when the handler returns a value.", "muted");
-          }
-        }, NO_ACK_HINT_MS);
-      }
+      if (answer) self.followCall(client, answer, frame, sentAt);
     }).catch(function (err) {
       self.showNote(client, "Could not send: " + err.message + ".", "error");
     }).then(function () {
       self.sendButton.disabled = false;
+    });
+  };
+
+  // Shows how a call settles: its __ack__, its __error__, or why no answer came.
+  Card.prototype.followCall = function (client, answer, frame, sentAt) {
+    var self = this;
+    var settled = false;
+    var ack = frame.ack;
+    setTimeout(function () {
+      if (!settled) {
+        self.showNote(client, "No __ack__ yet for ack " + ack + ": acks only come back " +
+          "when the handler returns a value.", "muted");
+      }
+    }, NO_ACK_HINT_MS);
+    answer.then(function (payload) {
+      settled = true;
+      self.showReply(client, { event: "__ack__", ack: ack, payload: payload }, Date.now() - sentAt);
+    }, function (err) {
+      settled = true;
+      if (err.payload && err.payload.code) { // the server's __error__
+        self.showReply(client, { event: "__error__", ack: ack, payload: err.payload }, Date.now() - sentAt);
+      } else if (err.code === "TIMEOUT") {
+        self.showNote(client, "No __ack__ for ack " + ack + " within " + ACK_TIMEOUT_S + " s.", "error");
+      } else {
+        self.showNote(client, "No reply: " + err.message + ".", "error");
+      }
     });
   };
 
@@ -1460,7 +1470,7 @@
     clear(body);
     var clientSends = schema.client_system_events || [];
     append(body, [
-      h("p", { class: "muted small", text: "Reserved names; the page answers __ping__ with __pong__ by itself." }),
+      h("p", { class: "muted small", text: "Reserved names; each client (socketspec.js) answers __ping__ with __pong__ by itself." }),
       h("div", { class: "chips" }, (schema.system_events || []).map(function (name) {
         return h("span", { class: "chip chip-system", title: clientSends.indexOf(name) >= 0
           ? "a client may send this" : "sent by the server", text: name });
@@ -1475,7 +1485,7 @@
 
   function renderHeader(schema) {
     $("version").textContent = schema.version ? "v" + schema.version : "";
-    $("ws-endpoint").textContent = wsUrl("/", "");
+    $("ws-endpoint").textContent = wsUrl("/");
     var auth = $("auth-kind");
     if (schema.auth) {
       auth.hidden = false;
@@ -1508,18 +1518,23 @@
   function load() {
     $("link-schema").href = withQuery(CFG.docsUrl + "/schema");
     $("link-asyncapi").href = withQuery("/asyncapi.json");
-    $("ws-endpoint").textContent = wsUrl("/", "");
+    $("ws-endpoint").textContent = wsUrl("/");
     var headers = {};
     if (CFG.token) headers.Authorization = "Bearer " + CFG.token;
-    fetch(CFG.docsUrl + "/schema", { headers: headers, cache: "no-store" })
+    var schemaLoaded = fetch(CFG.docsUrl + "/schema", { headers: headers, cache: "no-store" })
       .then(function (response) {
         if (response.status === 401) {
           throw new Error("The docs need an access token: open this page with ?token=<docs access token>.");
         }
         if (!response.ok) throw new Error("The schema answered HTTP " + response.status + ".");
         return response.json();
-      })
-      .then(function (schema) {
+      });
+    clientLoaded = importClient().catch(function (err) {
+      throw new Error("The browser client (socketspec.js) did not load: " + err.message);
+    });
+    Promise.all([schemaLoaded, clientLoaded])
+      .then(function (loaded) {
+        var schema = loaded[0];
         state.schema = schema;
         state.events = schema.events || [];
         state.namespaces = (schema.namespaces && schema.namespaces.length) ? schema.namespaces : ["/"];
