@@ -31,9 +31,9 @@ from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 HERE = Path(__file__).resolve().parent
 APPS = HERE / "apps"
 REPO = HERE.parents[2]
-for extra in (REPO / "tests" / "integration" / "cluster", REPO / "tests" / "integration" / "apidocs"):
-    if str(extra) not in sys.path:
-        sys.path.insert(0, str(extra))
+for beside in ("cluster", "apidocs"):  # clusterkit and docs_browser
+    if str(REPO / "tests" / "integration" / beside) not in sys.path:
+        sys.path.insert(0, str(REPO / "tests" / "integration" / beside))
 
 from clusterkit import READY, ClusterProcess  # noqa: E402
 from docs_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
@@ -186,7 +186,8 @@ async ({name, url, token, refreshToken, shard, notShard}) => {
     window.record(name, client);
     await client.open();
     const me = await client.call("whoami", {});
-    const wanted = (shard === null || me.shard === shard) && (notShard === null || me.shard !== notShard);
+    const wanted = (shard === null || me.shard === shard)
+      && (notShard === null || me.shard !== notShard);
     if (wanted) {
       window.clients[name] = client;
       return me;
@@ -334,4 +335,5 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         except Exception as err:  # the page or the browser may be what failed
             report.sections.append((f"client page {n}", f"could not save it: {err!r}"))
             continue
-        report.sections.append((f"client page {n}", f"{shot}\nerrors: {client_page.errors}\nseen: {seen[-3000:]}"))
+        saved = f"{shot}\nerrors: {client_page.errors}\nseen: {seen[-3000:]}"
+        report.sections.append((f"client page {n}", saved))

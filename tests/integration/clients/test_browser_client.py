@@ -84,7 +84,8 @@ def test_the_client_reconnects_after_the_server_closed_its_socket(pages: Pages) 
     # The handler closes the connection with 1012 (service restart), a code that is retried.
     page.run("() => window.clients.a.emit('kick', {})")
     page.wait_until(
-        "() => window.seen.some((e) => e.event === 'reconnect') && window.clients.a.state === 'open'"
+        "() => window.seen.some((e) => e.event === 'reconnect')"
+        " && window.clients.a.state === 'open'"
     )
     events = page.seen("a")
     assert [entry["event"] for entry in events] == ["connect", "disconnect", "reconnect"], events
