@@ -162,7 +162,7 @@ async ([modulePath, recorded]) => {
   window.record = (name, client) => {
     for (const event of recorded) {
       client.on(event, (payload, envelope) => {
-        window.seen.push({client: name, event, payload, pos: envelope && envelope.pos});
+        window.seen.push({client: name, event, payload, at: Date.now() / 1000});
       });
     }
   };
@@ -173,8 +173,8 @@ async ([modulePath, recorded]) => {
 # Opens client `name` (listeners on before the first frame), optionally until it is served by
 # `shard` (or by any shard but `notShard`): the others are closed. Returns its whoami.
 CONNECT_JS = """
-async ({name, url, token, refreshToken, shard, notShard}) => {
-  const options = {token, reconnect: {initial: 0.1, maximum: 1, jitter: 0.5}};
+async ({name, url, token, refreshToken, reconnect, shard, notShard}) => {
+  const options = {token, reconnect: reconnect || {initial: 0.1, maximum: 1, jitter: 0.5}};
   if (refreshToken) {
     options.refreshToken = () => {
       window.refreshes[name] = (window.refreshes[name] || 0) + 1;
@@ -237,10 +237,12 @@ class ClientPage:
         token: str,
         *,
         refresh_token: str | None = None,
+        reconnect: dict[str, float] | None = None,
         shard: int | None = None,
         not_shard: int | None = None,
     ) -> dict[str, Any]:
-        """Open client ``name``; its ``whoami`` answer (shard, pid, connection id)."""
+        """Open client ``name`` (``reconnect``: the client's backoff option); its ``whoami``
+        answer (shard, pid, connection id)."""
         me: dict[str, Any] = self.page.evaluate(
             CONNECT_JS,
             {
@@ -248,6 +250,7 @@ class ClientPage:
                 "url": self.cluster.ws_url,
                 "token": token,
                 "refreshToken": refresh_token,
+                "reconnect": reconnect,
                 "shard": shard,
                 "notShard": not_shard,
             },

@@ -95,7 +95,8 @@ def test_the_client_reconnects_after_the_server_closed_its_socket(pages: Pages) 
 
 class Publisher(threading.Thread):
     """Sends ``say`` n = 1, 2, ... to ``room`` from a Python client served by ``shard``, each
-    after the previous one was acked, until stopped; ``last`` is the last acked n."""
+    after the previous one was acked, until stopped; ``acked`` holds (n, wall clock time of
+    its ack), ``last`` the last acked n."""
 
     def __init__(self, url: str, room: str, shard: int) -> None:
         super().__init__(daemon=True)
@@ -103,6 +104,7 @@ class Publisher(threading.Thread):
         self.stop = threading.Event()
         self.placed = threading.Event()
         self.last = 0
+        self.acked: list[tuple[int, float]] = []
         self.failure: BaseException | None = None
 
     def run(self) -> None:
@@ -129,6 +131,7 @@ class Publisher(threading.Thread):
                 n = self.last + 1
                 assert await client.call("say", {"room": self.room, "n": n}, timeout=20) == {"n": n}
                 self.last = n
+                self.acked.append((n, time.time()))
                 await asyncio.sleep(0.02)  # pacing: a steady stream, not a flood
         finally:
             await client.close()
@@ -138,7 +141,8 @@ def test_a_page_recovers_every_message_after_its_shard_is_killed(
     pages: Pages, cluster: Cluster
 ) -> None:
     page = pages.open()
-    me = page.connect("a", user_token("alice"))
+    # The first retry waits 1 s, so broadcasts are sent while the page is offline.
+    me = page.connect("a", user_token("alice"), reconnect={"initial": 1, "jitter": 0})
     killed, survivor = me["shard"], 1 - me["shard"]
     # The room's home (which keeps its history) is the shard that survives.
     room = room_homed_on(survivor, "recovery")
@@ -174,8 +178,10 @@ def test_a_page_recovers_every_message_after_its_shard_is_killed(
     # already be in the list, which is checked whole.
     numbers = [entry["payload"]["n"] for entry in page.seen("a", "said")]
     assert numbers == list(range(1, last + 1)), numbers
-    events = [entry["event"] for entry in page.seen("a") if entry["event"] != "said"]
-    assert events == ["connect", "disconnect", "reconnect"], events
+    lifecycle = [entry for entry in page.seen("a") if entry["event"] != "said"]
+    assert [entry["event"] for entry in lifecycle] == ["connect", "disconnect", "reconnect"]
+    offline = [n for n, at in publisher.acked if lifecycle[1]["at"] < at < lifecycle[2]["at"]]
+    assert offline, "no broadcast was sent while the page was offline"
     state = page.run(
         "() => ({recovered: window.clients.a.recovered, missed: window.clients.a.missed,"
         " connId: window.clients.a.connId})"
