@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -159,9 +159,14 @@ async ([modulePath, recorded]) => {
   window.clients = {};
   window.seen = [];
   window.refreshes = {};
+  // Only the latest connection opened under a name is recorded: one closed for landing
+  // on the wrong shard says nothing more.
+  window.latest = {};
   window.record = (name, client) => {
+    window.latest[name] = client;
     for (const event of recorded) {
-      client.on(event, (payload, envelope) => {
+      client.on(event, (payload) => {
+        if (window.latest[name] !== client) return;
         window.seen.push({client: name, event, payload, at: Date.now() / 1000});
       });
     }
@@ -192,6 +197,7 @@ async ({name, url, token, refreshToken, reconnect, shard, notShard}) => {
       window.clients[name] = client;
       return me;
     }
+    window.latest[name] = null;
     window.seen = window.seen.filter((entry) => entry.client !== name);
     client.close();
   }
@@ -309,14 +315,6 @@ def pages(chromium: Browser, cluster: Cluster, tmp_path: Path) -> Iterator[Pages
         yield opened
     finally:
         opened.close()
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """Poll ``check`` in the test process until it holds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"{what} within {timeout:g}s"
-        time.sleep(0.02)
 
 
 @pytest.hookimpl(hookwrapper=True)
