@@ -35,6 +35,9 @@ for beside in ("cluster", "apidocs"):  # clusterkit and docs_browser
     if str(REPO / "tests" / "integration" / beside) not in sys.path:
         sys.path.insert(0, str(REPO / "tests" / "integration" / beside))
 
+# The docs page's tests register docs_browser for assertion rewriting too: whichever module
+# imports it first must have registered it, or pytest warns that it cannot rewrite it.
+pytest.register_assert_rewrite("docs_browser")
 from clusterkit import READY, ClusterProcess  # noqa: E402
 from docs_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
