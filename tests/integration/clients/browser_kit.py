@@ -41,8 +41,8 @@ pytest.register_assert_rewrite("docs_browser")
 from clusterkit import READY, ClusterProcess  # noqa: E402
 from docs_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
-# Where the page imports the client from: the module the shard serves beside the docs page.
-CLIENT_MODULE = "/socket-docs/static/socketspec.js"
+# Where the page imports the client from, as a page without npm does: the cluster's own copy.
+CLIENT_MODULE = "/socketspec.js"
 SHARDS = 2
 TIMEOUT_MS = 15_000
 # Events the client emits itself, and the app's broadcast, recorded for every client.
