@@ -500,6 +500,9 @@ export class Client<C extends EventMap = AnyEvents, S extends ServerMap = AnySer
     }
     this.pending.clear();
     this.offline = [];
+    // close() before the greeting: the promise of open() / connect() settles too.
+    this.opened?.reject(error);
+    this.opened = null;
     this.dispatch("close", { code: error.code }, { event: "close" });
   }
 }

@@ -170,6 +170,12 @@ out.observed = {
 out.observed_socket_tracked = sockets.length === out.sockets + 1;
 o.close();
 
+// close() before the greeting: the connect promise rejects (it must not stay pending).
+const early = new Client(url, { token: longToken });
+const earlyOpened = code(early.open());
+early.close();
+out.closed_while_connecting = await Promise.race([earlyOpened, sleep(3000).then(() => "pending")]);
+
 a.close();
 out.state_after_close = a.state;
 out.call_after_close = await code(a.call("echo", {}));

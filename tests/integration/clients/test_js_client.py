@@ -242,6 +242,7 @@ async def test_the_client_talks_recovers_and_refreshes_against_a_shard(built: Pa
     assert seen["observed"]["ack_in"] == [{"event": "__ack__", "ack": 1, "payload": {"seen": True}}]
     assert seen["observed"]["pong_after_ping"] is True
     assert seen["observed_socket_tracked"] is True
+    assert seen["closed_while_connecting"] == "CLOSED"
     assert seen["call_after_close"] == "CLOSED"
 
 
