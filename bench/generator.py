@@ -571,10 +571,12 @@ async def open_clients(
     concurrency: int = 64,
     timeout: float = 10.0,
     deadline: float = 60.0,
+    source: str | None = None,
 ) -> tuple[list[Client], int]:
     """Open ``count`` connections past their greeting (and past the ack of ``join`` when
     asked), ``concurrency`` at a time; returns (the clients, how many failed). Bounded by
-    ``timeout`` per connection and ``deadline`` overall."""
+    ``timeout`` per connection and ``deadline`` overall. ``source`` is the loopback address
+    to connect from (each source address has its own ephemeral ports)."""
     loop = asyncio.get_running_loop()
     gate = asyncio.Semaphore(concurrency)
     join_frame = client_frame(OP_TEXT, dialect.message("join", b"{}", ack=True))
@@ -592,7 +594,10 @@ async def open_clients(
             try:
                 async with asyncio.timeout(timeout):
                     _, client = await loop.create_connection(
-                        lambda: Client(port, path, dialect, stats, mode, index), HOST, port
+                        lambda: Client(port, path, dialect, stats, mode, index),
+                        HOST,
+                        port,
+                        local_addr=(source, 0) if source else None,
                     )
                     await client.opened
                     if join:
