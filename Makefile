@@ -67,6 +67,13 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
+# One room of 10,000, 50,000 and then 100,000 members on a 2-shard cluster (more shards where
+# the descriptor limit needs them): connect rate, memory per connection with the kernel's, and
+# one broadcast to all of them at a time; about 5 minutes, on every core. Not in `make bench`.
+.PHONY: bench-capacity
+bench-capacity: $(BENCH_STAMP)
+	$(BIN)/python bench/run.py --workloads capacity --runs 1 --no-charts $(BENCH_ARGS)
+
 # Every workload once, small and short, socketspec only (what tests/bench runs); writes to /tmp.
 bench-smoke: $(STAMP)
 	$(BIN)/python bench/run.py --smoke --out $$(mktemp -d)

@@ -148,9 +148,7 @@ def at(fraction: float, ordered: list[int]) -> float | None:
     return round(ordered[index] / 1e6, 2)
 
 
-async def level(
-    members: int, index: int, options: CapacityOptions, limit: int
-) -> dict[str, Any]:
+async def level(members: int, index: int, options: CapacityOptions, limit: int) -> dict[str, Any]:
     per_process = limit - FD_RESERVE
     shards = max(options.shards, math.ceil(members * 1.05 / per_process))
     record: dict[str, Any] = {
@@ -188,8 +186,9 @@ async def level(
     dialect = DIALECTS[SOCKETSPEC]
     stats = Stats(sample_every=1)
     try:
-        warm, _ = await open_clients(WARM_CONNECTIONS, server.port, server.path, dialect, stats,
-                                     mode=SAID, join=True)
+        warm, _ = await open_clients(
+            WARM_CONNECTIONS, server.port, server.path, dialect, stats, mode=SAID, join=True
+        )
         await close_clients(warm)
         await asyncio.sleep(SETTLE)
         rss_before = tree_rss_kib(server.pid)
@@ -238,7 +237,9 @@ async def level(
         closing = await asyncio.gather(*(g.stop() for g in generators), return_exceptions=True)
         code = server.stop(30)
     record["server_exit"] = code
-    errors = [e for answer in closing if isinstance(answer, dict) for e in answer["errors"]]
+    answers = [answer for answer in closing if isinstance(answer, dict)]
+    record["server_closes"] = sum(answer["server_closes"] for answer in answers)
+    errors = [e for answer in answers for e in answer["errors"]]
     if errors:
         record["errors"] = [*record.get("errors", []), *errors][:5]
     if "error" in record or code not in (0, None):
@@ -257,23 +258,27 @@ async def broadcasts(
         raise RuntimeError("the sender could not connect")
     sender = opened[0]
     stamper = Stamper(dialect, options.size)
-    spans, lasts, firsts, per_delivery, generator_cores, generator_per = [], [], [], [], [], []
+    spans, lasts, firsts, generator_cores = [], [], [], []
+    server_cpu = generators_cpu = 0.0
     pooled: list[int] = []
     missing = extra = lost = 0
     try:
         for number in range(1, options.broadcasts + 1):
             await asyncio.gather(*(g.ask("arm", 30) for g in generators))
             before = [await g.ask("collect 0 0", 30) for g in generators]
-            cpu0, wall0 = tree_cpu_seconds(server.pid), time.perf_counter()
+            cpu0 = tree_cpu_seconds(server.pid)
             assert sender.transport is not None
             sender.transport.write(stamper.frame(time.perf_counter_ns()))
             answers = await asyncio.gather(
                 *(
-                    g.ask(f"collect {number} {options.delivery_timeout}", options.delivery_timeout + 30)
+                    g.ask(
+                        f"collect {number} {options.delivery_timeout}",
+                        options.delivery_timeout + 30,
+                    )
                     for g in generators
                 )
             )
-            cpu1, wall1 = tree_cpu_seconds(server.pid), time.perf_counter()
+            cpu1 = tree_cpu_seconds(server.pid)
             latencies = sorted(sample for a in answers for sample in a["latencies_ns"])
             received = sum(a["received"] for a in answers)
             missing += members - received
@@ -284,13 +289,14 @@ async def broadcasts(
                 lasts.append(latencies[-1] / 1e6)
                 spans.append((latencies[-1] - latencies[0]) / 1e6)
                 pooled += latencies
-            delivered = len(latencies)
-            generator_cpu = sum(a["cpu_s"] - b["cpu_s"] for a, b in zip(answers, before))
-            if delivered:
-                # The window ends when the last answer is in: an upper bound of the server's
-                # work for this broadcast (heartbeats of the idle members included).
-                per_delivery.append((cpu1 - cpu0) / delivered * 1e6)
-                generator_per.append(generator_cpu / delivered * 1e6)
+            generator_cpu = sum(
+                a["cpu_s"] - b["cpu_s"] for a, b in zip(answers, before, strict=True)
+            )
+            # The window ends when the last answer is in: an upper bound of the server's
+            # work for the broadcast (heartbeats of the idle members included). Summed over
+            # the broadcasts, since /proc counts CPU in ticks of 10 ms.
+            server_cpu += cpu1 - cpu0
+            generators_cpu += generator_cpu
             if lasts:
                 generator_cores.append(generator_cpu / max(lasts[-1] / 1e3, 1e-6))
             await asyncio.sleep(0.5)
@@ -310,21 +316,26 @@ async def broadcasts(
         "first_to_last_max_ms": round(max(spans), 2) if spans else None,
         "latency_p50_ms": at(0.50, pooled),
         "latency_p99_ms": at(0.99, pooled),
-        "server_cpu_us_per_delivery": median(per_delivery, 3),
-        "generator_cpu_us_per_delivery": median(generator_per, 3),
+        "server_cpu_s": round(server_cpu, 3),
+        "server_cpu_us_per_delivery": round(server_cpu / len(pooled) * 1e6, 3) if pooled else None,
+        "generator_cpu_us_per_delivery": round(generators_cpu / len(pooled) * 1e6, 3)
+        if pooled
+        else None,
         "generator_cpu_utilization": median(generator_cores),
+        "generator_saturated": bool(generator_cores) and statistics.median(generator_cores) >= 0.9,
         "missing_deliveries": missing,
         "extra_deliveries": extra,
         "members_lost": lost,
     }
 
 
-async def run(options: CapacityOptions) -> list[dict[str, Any]]:
-    """Every level in turn, a fresh cluster each."""
+async def run(options: CapacityOptions, extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every level in turn, a fresh cluster each; each record (with ``extra``) is printed
+    as one JSON line as soon as it is measured."""
     limit = descriptor_limit()
     records = []
     for index, members in enumerate(options.levels):
         print(f"[bench] capacity: {members:,} members ...", file=sys.stderr, flush=True)
-        records.append(await level(members, index, options, limit))
+        records.append({**await level(members, index, options, limit), **extra})
         print(orjson.dumps(records[-1]).decode(), flush=True)
     return records

@@ -101,7 +101,14 @@ async def main(args: argparse.Namespace) -> None:
         for member in members:
             if member.transport is not None:
                 member.transport.abort()
-        say({"closed": len(members), "errors": stats.errors[:5], "cpu_s": time.process_time()})
+        say(
+            {
+                "closed": len(members),
+                "server_closes": stats.server_closes,
+                "errors": stats.errors[:5],
+                "cpu_s": time.process_time(),
+            }
+        )
 
 
 if __name__ == "__main__":

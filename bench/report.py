@@ -50,6 +50,24 @@ SHARD_MEASURES = [
     ("server_cpu_utilization", "server CPU busy (cores)", 2),
     ("generator_cpu_utilization", "generator CPU busy (cores)", 2),
 ]
+# (metric, label, digits) of the capacity workload, one column per level
+CAPACITY_MEASURES = [
+    ("shards", "shards", 0),
+    ("members", "members connected and joined", 0),
+    ("connections_per_s", "connect rate (upgrade, greeting, join, ack) /s", 0),
+    ("server_cpu_us_per_connection", "server µs CPU / connection opened", 0),
+    ("server_kib_per_connection", "server resident KiB / connection", 2),
+    ("kernel_kib_per_connection", "kernel KiB / connection (slab, TCP buffers)", 2),
+    ("kib_per_connection", "KiB / connection, server + kernel", 2),
+    ("first_delivery_ms", "one broadcast: first member (ms)", 1),
+    ("last_delivery_ms", "one broadcast: last member (ms)", 1),
+    ("first_to_last_ms", "one broadcast: first to last (ms)", 1),
+    ("latency_p50_ms", "delivery latency p50 (ms)", 1),
+    ("latency_p99_ms", "delivery latency p99 (ms)", 1),
+    ("server_cpu_us_per_delivery", "server µs CPU / delivery", 2),
+    ("generator_cpu_us_per_delivery", "generator µs CPU / delivery", 2),
+    ("generator_cpu_utilization", "generator CPU busy while delivering (cores)", 2),
+]
 COUNTED = (
     "failed_connections",
     "failed_members",
@@ -78,6 +96,8 @@ def workload_titles(options: dict[str, Any]) -> dict[str, str]:
 
 def key_of(record: dict[str, Any]) -> str:
     key = f"{record['workload']}/{record['server']}"
+    if "level" in record:  # the capacity workload: one entry per number of members
+        return f"{key}/{record['level']}"
     return key + (f"/{record['shards']}" if "shards" in record else "")
 
 
@@ -203,6 +223,24 @@ def shards_table(meta: dict[str, Any], summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def capacity_levels(summary: dict[str, Any]) -> list[int]:
+    return sorted(int(key.split("/")[2]) for key in summary if key.startswith("capacity/"))
+
+
+def capacity_table(meta: dict[str, Any], summary: dict[str, Any]) -> list[str]:
+    levels = capacity_levels(summary)
+    lines = [
+        "| measure | " + " | ".join(f"{n:,} members" for n in levels) + " |",
+        "|---|" + "---:|" * len(levels),
+    ]
+    for metric, label, digits in CAPACITY_MEASURES:
+        cells = [
+            number(median_of(summary, f"capacity/socketspec/{n}", metric), digits) for n in levels
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def runs_table(meta: dict[str, Any], summary: dict[str, Any]) -> list[str]:
     lines = [
         "| workload | server | runs | generator CPU busy (median, max) | saturated runs "
@@ -212,7 +250,9 @@ def runs_table(meta: dict[str, Any], summary: dict[str, Any]) -> list[str]:
     for key, entry in summary.items():
         parts = key.split("/")
         workload, server = parts[0], display(parts[1])
-        if len(parts) == 3:
+        if workload == "capacity":
+            server += f", {int(parts[2]):,} members"
+        elif len(parts) == 3:
             server += f", {parts[2]} shard" + ("s" if parts[2] != "1" else "")
         found = entry["problems"]
         shown = "; ".join(found[:3]) + (f" (+{len(found) - 3})" if len(found) > 3 else "")
@@ -304,6 +344,22 @@ def results_markdown(meta: dict[str, Any], summary: dict[str, Any], title: bool)
             "",
             *shards_table(meta, summary),
         ]
+    if capacity_levels(summary):
+        reasons = meta.get("capacity_notes", [])
+        lines += [
+            "",
+            "Capacity (socketspec only; `--workloads capacity`): one room of every member, "
+            "a fresh cluster per level, the members opened by several generator processes "
+            "from their own loopback addresses, then one broadcast at a time to all of them "
+            "(medians over the broadcasts and the runs; latency percentiles over every "
+            "delivery). Kernel memory is half the machine's slab and TCP buffer growth (both "
+            "ends of each connection are on this machine). Nothing pinned: the shards and "
+            "the generator share both cores, so the generator's CPU is in the times.",
+            "",
+            *capacity_table(meta, summary),
+        ]
+        if reasons:
+            lines += ["", "More shards than asked: " + "; ".join(reasons) + "."]
     lines += ["", "Runs:", "", *runs_table(meta, summary), ""]
     lines += ["Versions: " + versions_line(meta["versions"]), ""]
     return "\n".join(lines)

@@ -57,6 +57,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import capacity
 import report
 import uvloop
 import venvs
@@ -84,6 +85,7 @@ PEER_SCRIPTS = {
     "bare": "bare_app.py",
 }
 ALL_WORKLOADS = (*WORKLOADS, "shards")
+EXTRA_WORKLOADS = ("capacity",)  # asked for by name only: minutes, and every core
 CLEAN_EXITS = (0, None, -signal.SIGTERM)  # uvicorn re-raises the SIGTERM it handled
 
 
@@ -185,11 +187,39 @@ def run_one(
     return record
 
 
+def run_capacity(run: int, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every level of the capacity workload: one record each (bench/capacity.py)."""
+    wait_for_quiet(args.quiet_wait)
+    options = capacity.CapacityOptions(
+        levels=tuple(args.levels),
+        shards=args.capacity_shards,
+        broadcasts=args.broadcasts,
+        size=args.size,
+    )
+    extra = {"run": run, "server_cores": "all", "generator_cores": "all"}
+    try:
+        return uvloop.run(capacity.run(options, extra))
+    except Exception as exc:  # recorded; the other workloads go on
+        record = {
+            "workload": "capacity",
+            "server": "socketspec",
+            "level": 0,
+            **extra,
+            "error": f"{type(exc).__name__}: {exc}",
+        }
+        print(json.dumps(record), flush=True)
+        return [record]
+
+
 def plan(args: argparse.Namespace) -> list[tuple[str, str, int, int]]:
     """(server, workload, shards, run) in order: runs interleaved."""
     steps = []
     for run in range(1, args.runs + 1):
         for workload in args.workloads:
+            if workload == "capacity":
+                if "socketspec" in args.servers:
+                    steps.append(("socketspec", workload, args.capacity_shards, run))
+                continue
             if workload == "shards":
                 if "socketspec" in args.servers:
                     steps += [("socketspec", workload, n, run) for n in args.shards]
@@ -252,7 +282,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=positive(int), default=3)
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated")
-    parser.add_argument("--workloads", default=",".join(ALL_WORKLOADS), help="comma-separated")
+    parser.add_argument(
+        "--workloads",
+        help=f"comma-separated (default: {','.join(ALL_WORKLOADS)}; the smoke run adds capacity)",
+    )
     parser.add_argument("--shards", default="1,2", help="shard counts of the shards workload")
     parser.add_argument("--duration", type=positive(float), default=defaults.duration)
     parser.add_argument("--warmup", type=positive(float), default=defaults.warmup)
@@ -263,6 +296,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--window", type=positive(int), default=defaults.window)
     parser.add_argument("--rate", type=positive(float), default=defaults.rate)
     parser.add_argument("--idle", type=positive(int), default=defaults.idle)
+    parser.add_argument(
+        "--levels",
+        default=",".join(str(n) for n in capacity.LEVELS),
+        help="room members at each level of the capacity workload, comma-separated",
+    )
+    parser.add_argument(
+        "--capacity-shards", type=positive(int), default=capacity.CapacityOptions.shards
+    )
+    parser.add_argument(
+        "--broadcasts",
+        type=positive(int),
+        default=capacity.CapacityOptions.broadcasts,
+        help="broadcasts to every member at each level of the capacity workload",
+    )
     parser.add_argument("--quiet-wait", type=float, default=3.0, help="seconds, before each run")
     parser.add_argument("--no-pin", dest="pin", action="store_false")
     parser.add_argument("--no-charts", dest="charts", action="store_false")
@@ -278,11 +325,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.runs, args.servers, args.charts = 1, "socketspec", False
         args.duration, args.warmup, args.quiet_wait = 0.5, 0.3, 0.0
         args.connections, args.inflight, args.members, args.idle = 5, 2, 50, 100
+        args.levels = ",".join(str(n) for n in capacity.SMOKE_LEVELS)
+        args.broadcasts = 2
+    if args.workloads is None:
+        args.workloads = ",".join(
+            (*ALL_WORKLOADS, *EXTRA_WORKLOADS) if args.smoke else ALL_WORKLOADS
+        )
     args.servers = [name for name in args.servers.split(",") if name]
     args.workloads = [name for name in args.workloads.split(",") if name]
-    unknown = set(args.servers) - set(SERVERS) | set(args.workloads) - set(ALL_WORKLOADS)
+    known = {*ALL_WORKLOADS, *EXTRA_WORKLOADS}
+    unknown = set(args.servers) - set(SERVERS) | set(args.workloads) - known
     if unknown:
         parser.error(f"unknown server or workload: {', '.join(sorted(unknown))}")
+    try:
+        args.levels = [int(n) for n in args.levels.split(",") if n]
+    except ValueError:
+        parser.error(f"--levels: comma-separated integers, got {args.levels!r}")
+    if not args.levels or any(not 1 <= n <= 200_000 for n in args.levels):
+        parser.error("--levels: from 1 to 200000 members each")
+    if args.capacity_shards > 16 or args.broadcasts > 100:
+        parser.error("at most: --capacity-shards 16, --broadcasts 100")
     try:
         args.shards = [int(n) for n in args.shards.split(",") if n]
     except ValueError:
@@ -364,9 +426,15 @@ def main(argv: list[str] | None = None) -> int:
     for index, (name, workload, workers, run) in enumerate(steps, 1):
         label = f"{workload} {name}" + (f" {workers} shard(s)" if workload == "shards" else "")
         print(f"[bench] {index}/{len(steps)} run {run}: {label} ...", file=sys.stderr, flush=True)
+        if workload == "capacity":
+            records += run_capacity(run, args)  # prints a line per level as it goes
+            continue
         record = run_one(name, workload, workers, run, options, args)
         records.append(record)
         print(json.dumps(record), flush=True)
+    meta["capacity_notes"] = sorted(
+        {str(record["shards_reason"]) for record in records if record.get("shards_reason")}
+    )
     meta["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     meta["seconds"] = round((dt.datetime.now(dt.UTC) - started).total_seconds(), 1)
     written = report.write(meta, records, args.out, args.docs, smoke=args.smoke, charts=args.charts)

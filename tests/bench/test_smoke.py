@@ -62,6 +62,7 @@ def test_one_json_line_per_run_and_all_in_the_file(smoke: dict[str, Any]) -> Non
         ("idle", 1),
         ("shards", 1),
         ("shards", 2),
+        ("capacity", 2),
     }
     for record in data["records"]:
         assert record["server"] == "socketspec"
@@ -113,6 +114,27 @@ def test_two_shards_send_across_shards(smoke: dict[str, Any]) -> None:
     assert sum(two["members_per_shard"].values()) == two["members"]
 
 
+def test_capacity_levels_reach_every_member_once(smoke: dict[str, Any]) -> None:
+    levels = records(smoke, "capacity")
+    assert [record["level"] for record in levels] == [60, 120]
+    for record in levels:
+        assert record["members"] == record["level"], record
+        assert record["failed_members"] == 0
+        assert record["generator_processes"] == 2
+        assert record["shards"] == 2
+        assert (
+            record["deliveries"] == record["broadcasts"] * record["members"] == 2 * record["level"]
+        )
+        assert record["missing_deliveries"] == 0, record
+        assert record["extra_deliveries"] == 0, record
+        assert record["members_lost"] == 0, record
+        assert record["connections_per_s"] > 0
+        assert record["rss_after_kib"] > record["rss_before_kib"] > 0
+        assert 0 < record["first_delivery_ms"] <= record["last_delivery_ms"]
+        assert 0 < record["latency_p50_ms"] <= record["latency_p99_ms"]
+        assert record["generator_cpu_us_per_delivery"] > 0
+
+
 def test_idle_memory_is_measured(smoke: dict[str, Any]) -> None:
     (record,) = records(smoke, "idle")
     assert record["connections"] == 100
@@ -133,3 +155,5 @@ def test_markdown_has_the_tables(smoke: dict[str, Any]) -> None:
     assert "| echo throughput" in text
     assert "| idle memory" in text
     assert "2 shards" in text
+    assert "| one broadcast: first to last (ms) |" in text
+    assert "120 members" in text
