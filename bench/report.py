@@ -24,6 +24,9 @@ LABELS = {FLOOR: "bare uvloop (floor)"}
 DISTURBED = 0.25  # cores busy outside the server and the generator: the run is disturbed
 BEGIN = "<!-- bench-results:begin -->"
 END = "<!-- bench-results:end -->"
+# A run of the capacity workload alone (make bench-capacity) has its own part of the page.
+CAPACITY_BEGIN = "<!-- bench-capacity:begin -->"
+CAPACITY_END = "<!-- bench-capacity:end -->"
 
 # (workload, metric, label, higher is better)
 MEASURES: list[tuple[str, str, str, bool]] = [
@@ -317,24 +320,26 @@ def results_markdown(meta: dict[str, Any], summary: dict[str, Any], title: bool)
         f"{m.get('cpu', 'unknown CPU')}, Linux {m.get('kernel')}, Python {m.get('python')}. "
         f"The whole run took {meta.get('seconds', 0) / 60:.1f} minutes.",
         "",
-        "In a peer's column, the ratio is socketspec's value divided by the peer's "
-        "(above 1.00× is better for socketspec where more is better, below 1.00× where "
-        "less is better). Server CPU is user + system over the server's whole process tree "
-        "(/proc), over the measured window, divided by the messages or deliveries in it.",
-        "",
     ]
-    if FLOOR in meta["servers"]:
+    compared = any(workload in meta["workloads"] for workload, *_ in MEASURES)
+    if compared:
         lines += [
-            f"{display(FLOOR)} is a reference, not a product: the same app on a bare uvloop "
-            "`asyncio.Protocol` with just enough WebSocket for the load generator (its own "
-            "upgrade and frame parser, orjson; no validation, limits, backpressure or "
-            "timeouts; bench/peers/bare_app.py): the floor for Python on this machine. Its "
-            "ratio too is socketspec's value divided by its own.",
+            "In a peer's column, the ratio is socketspec's value divided by the peer's "
+            "(above 1.00× is better for socketspec where more is better, below 1.00× where "
+            "less is better). Server CPU is user + system over the server's whole process tree "
+            "(/proc), over the measured window, divided by the messages or deliveries in it.",
             "",
         ]
-    lines += [
-        *comparison_table(meta, summary),
-    ]
+        if FLOOR in meta["servers"]:
+            lines += [
+                f"{display(FLOOR)} is a reference, not a product: the same app on a bare uvloop "
+                "`asyncio.Protocol` with just enough WebSocket for the load generator (its own "
+                "upgrade and frame parser, orjson; no validation, limits, backpressure or "
+                "timeouts; bench/peers/bare_app.py): the floor for Python on this machine. Its "
+                "ratio too is socketspec's value divided by its own.",
+                "",
+            ]
+        lines += comparison_table(meta, summary)
     if "shards" in meta["workloads"] and "socketspec" in meta["servers"]:
         lines += [
             "",
@@ -585,18 +590,20 @@ def write(
     written.append(page)
     if smoke:
         return written
-    latest = out / "latest.md"
+    capacity_only = set(meta["workloads"]) == {"capacity"}
+    latest = out / ("capacity-latest.md" if capacity_only else "latest.md")
     latest.write_text(text)
     written.append(latest)
     if charts:
         written += draw_charts(meta, summary, docs)
+    begin, end = (CAPACITY_BEGIN, CAPACITY_END) if capacity_only else (BEGIN, END)
     performance = docs / "performance.md"
     if performance.exists():
         current = performance.read_text()
-        if BEGIN in current and END in current:
-            head, rest = current.split(BEGIN, 1)
-            _, tail = rest.split(END, 1)
+        if begin in current and end in current:
+            head, rest = current.split(begin, 1)
+            _, tail = rest.split(end, 1)
             body = results_markdown(meta, summary, title=False)
-            performance.write_text(f"{head}{BEGIN}\n{body}\n{END}{tail}")
+            performance.write_text(f"{head}{begin}\n{body}\n{end}{tail}")
             written.append(performance)
     return written

@@ -166,7 +166,7 @@ class EventPipeline:
         previous = rt.ordered_tails.get(event) if ordered else None
         rt.take_slot()
         task = rt.spawn(self._run(rt, event, message.payload, message.ack, previous))
-        if ordered:
+        if ordered and task is not None:  # a handler that finished at once leaves no tail
             rt.ordered_tails[event] = task
             task.add_done_callback(lambda t: _clear_tail(rt, event, t))
 

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from prometheus_client import Counter
 from pydantic import BaseModel
 
-from socketspec import envelope, metrics
+from socketspec import eager, envelope, metrics
 from socketspec.connection import Connection
 from socketspec.errors import CloseCode, ErrorCode, SystemEvent
 from socketspec.metrics import TALLY
@@ -277,10 +277,13 @@ class ConnectionRuntime:
 
     # -- handler tasks -------------------------------------------------------------------------
 
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = self.loop.create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any] | None:
+        """Run ``coro`` up to its first suspension now (``socketspec.eager``); the task that
+        runs the rest, kept in ``tasks`` until it ends, or None when it is already done."""
+        task = eager.start(self.loop, coro)
+        if task is not None:
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
         return task
 
     def cancel_tasks(self) -> None:

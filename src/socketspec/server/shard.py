@@ -22,7 +22,7 @@ import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from socketspec import metrics
+from socketspec import eager, metrics
 from socketspec.apidocs.routes import CLIENT_PATH, client_reply, docs_response, is_docs_path
 from socketspec.app import SocketApp
 from socketspec.cluster import metrics_http
@@ -77,10 +77,12 @@ class ShardContext:
         return self.app
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        """Run ``coro`` in a task the shard keeps a reference to until it ends."""
-        task = self.loop.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Run ``coro`` up to its first suspension now (``socketspec.eager``), the rest in a
+        task the shard keeps a reference to until it ends."""
+        task = eager.start(self.loop, coro)
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def schedule_flush(self, protocol: WebSocketProtocol) -> None:
         """``protocol`` queued its first frame of this iteration: flush it at the end of it."""
