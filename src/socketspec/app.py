@@ -29,7 +29,7 @@ from typing import Any, Literal, TypeVar
 
 import orjson
 
-from socketspec import envelope, metrics
+from socketspec import eager, envelope, metrics
 from socketspec.backends.base import ParkedAcks, RoomStore
 from socketspec.backends.memory import MemoryRoomStore
 from socketspec.backends.redis import RedisBackend
@@ -721,7 +721,7 @@ class SocketApp:
         rt.stop_session()
         rt.stop_release()  # a replay has nobody to go to now: not a handler to wait for
         parked = self.parked
-        running = rt.tasks - {asyncio.current_task()}
+        running = rt.tasks - {eager.current_task()}
         if parked is not None and running and not self._shutting_down:
             # The client may come back and resend what these handlers are running: cut
             # between what they did (a broadcast) and their reply, the resend would run it
@@ -757,7 +757,7 @@ class SocketApp:
             if rt.conn.rooms:  # a join that finished after the close: not a member after all
                 await self.rooms.leave_all(rt.conn)
         finally:
-            if self._finishing.get(conn_id) is asyncio.current_task():
+            if self._finishing.get(conn_id) is eager.current_task():
                 del self._finishing[conn_id]
 
     def _runtime_of(self, conn: Connection) -> ConnectionRuntime | None:

@@ -7,11 +7,12 @@ loop turn are pure cost. ``start`` runs the first step inline, in a copy of the 
 context, as the coroutine's own task would, and only when the coroutine suspends does it
 make the task that carries on from there.
 
-During that first step the coroutine sees a current task (``asyncio.current_task()``),
-so ``asyncio.timeout`` and ``asyncio.TaskGroup`` work from its first line: a stand-in
-(``_FirstStep``) that records cancellation until the real task exists and forwards to it
-from then on. On Python 3.12 and later the event loop's own eager start does all of this
-(``asyncio.Task(..., eager_start=True)``).
+From its first line the coroutine sees a current task (``asyncio.current_task()``), so
+``asyncio.timeout`` and ``asyncio.TaskGroup`` work as in a task: an ``EagerTask``, which
+counts cancellations until the real task exists and is the real task's front from then
+on. Code that compares tasks with the coroutine's (sets of handler tasks) asks
+``current_task()`` here, which answers the real task. On Python 3.12 and later the event
+loop's own eager start does all of this (``asyncio.Task(..., eager_start=True)``).
 
 Does not own what the coroutines do, nor the sets of tasks that their owners keep.
 """
@@ -27,12 +28,19 @@ from collections.abc import Coroutine, Generator
 from typing import Any, cast
 
 
-class _FirstStep:
-    """The current task while a coroutine's first step runs inline: what ``asyncio.timeout``
-    and ``TaskGroup`` ask of a task (cancel, cancelling, uncancel), kept until the real
-    task takes over."""
+class EagerTask:
+    """What ``asyncio.current_task()`` is, for the whole life of a coroutine started here.
 
-    __slots__ = ("_cancel_message", "_cancels", "task")
+    During the inline first step there is no task yet: cancellations are counted, and
+    thrown into the coroutine at its first suspension. Once the coroutine suspends, the
+    real task carries it on and every question (``cancel``, ``cancelling``, ``uncancel``,
+    ``done``, and anything else, such as ``get_name`` or ``add_done_callback``) is the
+    task's. The coroutine sees this one object as its current task on every step, so
+    that code comparing tasks across an ``await`` (anyio's cancel scopes, say) sees the
+    same task before and after.
+    """
+
+    __slots__ = ("__weakref__", "_cancel_message", "_cancels", "task")
 
     def __init__(self) -> None:
         self._cancels = 0
@@ -60,7 +68,17 @@ class _FirstStep:
         return self.task.done() if self.task is not None else False
 
     def get_loop(self) -> asyncio.AbstractEventLoop:
-        return asyncio.get_running_loop()
+        return self.task.get_loop() if self.task is not None else asyncio.get_running_loop()
+
+    @property
+    def _fut_waiter(self) -> Any:  # read by anyio when it delivers a cancellation
+        return getattr(self.task, "_fut_waiter", None)
+
+    def __getattr__(self, name: str) -> Any:
+        task = object.__getattribute__(self, "task")
+        if task is None:
+            raise AttributeError(f"{name!r}: the coroutine has not suspended yet, no task")
+        return getattr(task, name)
 
     def pending(self) -> BaseException | None:
         """What a cancellation asked for during the first step throws into the coroutine."""
@@ -72,19 +90,53 @@ class _FirstStep:
         self._cancels = 0
 
 
+def current_task() -> asyncio.Task[Any] | None:
+    """``asyncio.current_task()``, with the real task (or None, during a first step) in
+    place of an ``EagerTask``: what sets of tasks are compared with."""
+    current: Any = asyncio.current_task()
+    if isinstance(current, EagerTask):
+        return current.task
+    task: asyncio.Task[Any] | None = current
+    return task
+
+
+class _Swap:
+    """Makes ``stand_in`` the loop's current task around one step of the coroutine."""
+
+    __slots__ = ("loop", "outer", "stand_in")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, stand_in: EagerTask) -> None:
+        self.loop = loop
+        self.stand_in = cast("asyncio.Task[Any]", stand_in)
+        self.outer: asyncio.Task[Any] | None = None
+
+    def __enter__(self) -> None:
+        self.outer = asyncio.current_task(self.loop)
+        if self.outer is not None:
+            _leave_task(self.loop, self.outer)
+        _enter_task(self.loop, self.stand_in)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _leave_task(self.loop, self.stand_in)
+        if self.outer is not None:
+            _enter_task(self.loop, self.outer)
+            self.outer = None
+
+
 @types.coroutine
 def _carry_on(
-    coro: Coroutine[Any, Any, Any], yielded: Any, pending: BaseException | None
+    coro: Coroutine[Any, Any, Any], yielded: Any, swap: _Swap, pending: BaseException | None
 ) -> Generator[Any, Any, Any]:
     """Hands the task what the first step yielded (a future it waits for, or None), then
     passes every resumption and every thrown exception (a cancellation among them) on to
-    the coroutine; ``pending`` is thrown in first (a cancellation asked for during the
-    first step)."""
+    the coroutine, each step with its ``EagerTask`` as the current task; ``pending`` is
+    thrown in first (a cancellation asked for during the first step)."""
     while True:
         if pending is not None:
             exc, pending = pending, None
             try:
-                yielded = coro.throw(exc)
+                with swap:
+                    yielded = coro.throw(exc)
             except StopIteration as stop:
                 return stop.value
             continue
@@ -94,13 +146,16 @@ def _carry_on(
             pending = exc
             continue
         try:
-            yielded = coro.send(sent)
+            with swap:
+                yielded = coro.send(sent)
         except StopIteration as stop:
             return stop.value
 
 
-async def _rest(coro: Coroutine[Any, Any, Any], yielded: Any, pending: BaseException | None) -> Any:
-    return await _carry_on(coro, yielded, pending)
+async def _rest(
+    coro: Coroutine[Any, Any, Any], yielded: Any, swap: _Swap, pending: BaseException | None
+) -> Any:
+    return await _carry_on(coro, yielded, swap, pending)
 
 
 def start(
@@ -117,13 +172,11 @@ def start(
             return None
         return task
     context = contextvars.copy_context()
-    step = _FirstStep()
-    outer = asyncio.current_task(loop)
-    if outer is not None:
-        _leave_task(loop, outer)  # the first step is not the caller's task's
-    _enter_task(loop, cast("asyncio.Task[Any]", step))
+    stand_in = EagerTask()
+    swap = _Swap(loop, stand_in)
     try:
-        yielded = context.run(coro.send, None)
+        with swap:
+            yielded = context.run(coro.send, None)
     except StopIteration:
         return None
     except (KeyboardInterrupt, SystemExit):
@@ -132,12 +185,8 @@ def start(
         if not isinstance(exc, asyncio.CancelledError):
             _report(loop, exc, coro)
         return None
-    finally:
-        _leave_task(loop, cast("asyncio.Task[Any]", step))
-        if outer is not None:
-            _enter_task(loop, outer)
-    task = loop.create_task(_rest(coro, yielded, step.pending()), context=context)
-    step.bind(task)
+    task = loop.create_task(_rest(coro, yielded, swap, stand_in.pending()), context=context)
+    stand_in.bind(task)
     return task
 
 

@@ -287,15 +287,15 @@ class ConnectionRuntime:
         return task
 
     def cancel_tasks(self) -> None:
-        current = asyncio.current_task()
+        current = eager.current_task()
         for task in list(self.tasks):
             if task is not current:
                 task.cancel()
 
     async def wait_idle(self) -> None:
         """Wait until no handler of this connection is running (used by tests and drains)."""
-        while self.tasks - {asyncio.current_task()}:
-            await asyncio.gather(*(self.tasks - {asyncio.current_task()}), return_exceptions=True)
+        while self.tasks - {eager.current_task()}:
+            await asyncio.gather(*(self.tasks - {eager.current_task()}), return_exceptions=True)
 
     # -- session -------------------------------------------------------------------------------
 
