@@ -18,7 +18,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-PEERS = ("websockets", "python-socketio", "fastapi", "bare")
+PEERS = ("picows", "websockets", "python-socketio", "fastapi", "bare")
 FLOOR = "bare"  # a reference, not a product: what Python and uvloop cost with nothing else
 LABELS = {FLOOR: "bare uvloop (floor)"}
 DISTURBED = 0.25  # cores busy outside the server and the generator: the run is disturbed

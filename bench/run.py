@@ -77,8 +77,9 @@ from workloads import WORKLOADS, Options, shards
 HERE = Path(__file__).resolve().parent
 SERVER_CPU = 0
 GENERATOR_CPU = 1
-SERVERS = ("socketspec", "websockets", "python-socketio", "fastapi", "bare")
+SERVERS = ("socketspec", "picows", "websockets", "python-socketio", "fastapi", "bare")
 PEER_SCRIPTS = {
+    "picows": "picows_app.py",
     "websockets": "websockets_app.py",
     "python-socketio": "socketio_app.py",
     "fastapi": "fastapi_app.py",
@@ -450,6 +451,8 @@ def target_description(name: str) -> str:
             "(bench/apps/bench_app.py)"
         )
     return {
+        "picows": "picows (Cython) with a WSListener per connection, WSTransport.send to each "
+        "member of a shout serialised once, orjson, uvloop (bench/peers/picows_app.py)",
         "websockets": "websockets with websockets.broadcast(), orjson, uvloop "
         "(bench/peers/websockets_app.py)",
         "python-socketio": "python-socketio AsyncServer (ASGI) on uvicorn with uvloop "

@@ -20,7 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 CACHE = REPO / ".cache" / "bench"
-PEERS = ("websockets", "python-socketio", "fastapi", "bare")
+PEERS = ("picows", "websockets", "python-socketio", "fastapi", "bare")
 INSTALL_TIMEOUT = 900.0
 
 

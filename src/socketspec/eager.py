@@ -20,11 +20,12 @@ Does not own what the coroutines do, nor the sets of tasks that their owners kee
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import sys
 import types
+from asyncio import current_task as _current_task
 from asyncio.tasks import _enter_task, _leave_task
 from collections.abc import Coroutine, Generator
+from contextvars import copy_context as _copy_context
 from typing import Any, cast
 
 
@@ -158,25 +159,19 @@ async def _rest(
     return await _carry_on(coro, yielded, swap, pending)
 
 
-def start(
+def _start_eagerly(
     loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]
 ) -> asyncio.Task[Any] | None:
-    """Run ``coro`` up to its first suspension now; None if it finished there, else the task
-    that runs the rest. An exception that ends the first step is the loop's to report, as a
-    task's unretrieved exception would be."""
-    if sys.version_info >= (3, 12):
-        task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, eager_start=True)
-        if task.done():
-            if not task.cancelled() and task.exception() is not None:
-                _report(loop, task.exception(), coro)
-            return None
-        return task
-    context = contextvars.copy_context()
+    """Python 3.11: the first step here, with an ``EagerTask`` as the current task."""
+    context = _copy_context()
     stand_in = EagerTask()
-    swap = _Swap(loop, stand_in)
+    front = cast("asyncio.Task[Any]", stand_in)
+    outer = _current_task(loop)
+    if outer is not None:
+        _leave_task(loop, outer)  # the first step is not the caller's task's
+    _enter_task(loop, front)
     try:
-        with swap:
-            yielded = context.run(coro.send, None)
+        yielded = context.run(coro.send, None)
     except StopIteration:
         return None
     except (KeyboardInterrupt, SystemExit):
@@ -185,9 +180,32 @@ def start(
         if not isinstance(exc, asyncio.CancelledError):
             _report(loop, exc, coro)
         return None
+    finally:
+        _leave_task(loop, front)
+        if outer is not None:
+            _enter_task(loop, outer)
+    swap = _Swap(loop, stand_in)
     task = loop.create_task(_rest(coro, yielded, swap, stand_in.pending()), context=context)
     stand_in.bind(task)
     return task
+
+
+def _start_natively(
+    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]
+) -> asyncio.Task[Any] | None:
+    """Python 3.12 and later: the event loop's own eager start."""
+    task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+    if not task.done():
+        return task
+    if not task.cancelled() and task.exception() is not None:
+        _report(loop, task.exception(), coro)
+    return None
+
+
+start = _start_natively if sys.version_info >= (3, 12) else _start_eagerly
+"""``start(loop, coro)``: run ``coro`` up to its first suspension now; None if it finished
+there, else the task that runs the rest. An exception that ends the first step is the
+loop's to report, as a task's unretrieved exception would be."""
 
 
 def _report(
