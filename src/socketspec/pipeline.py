@@ -20,6 +20,7 @@ import logging
 import time
 from contextlib import AsyncExitStack
 from contextvars import ContextVar
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -86,7 +87,12 @@ class EventPipeline:
         self.auth = auth
         self.max_payload_size = max_payload_size
         self.debug = debug
-        self.chain: NextHandler = compile_chain(list(middlewares), self._dispatch)
+        # None without middleware: the handler is called straight from ``_run``, with the
+        # definition ``_admit`` looked up (the chain's end looks it up again, by the event
+        # name a middleware passes on).
+        self.chain: NextHandler | None = (
+            compile_chain(list(middlewares), self._dispatch) if middlewares else None
+        )
         self._metrics = {d.name: _EventMetrics(d.name) for d in registry}
         self._unknown_metrics = _EventMetrics(metrics.UNKNOWN_EVENT_LABEL)
 
@@ -165,7 +171,7 @@ class EventPipeline:
         ordered = definition is not None and definition.ordered
         previous = rt.ordered_tails.get(event) if ordered else None
         rt.take_slot()
-        task = rt.spawn(self._run(rt, event, message.payload, message.ack, previous))
+        task = rt.spawn(self._run(rt, event, message.payload, message.ack, previous, definition))
         if ordered and task is not None:  # a handler that finished at once leaves no tail
             rt.ordered_tails[event] = task
             task.add_done_callback(lambda t: _clear_tail(rt, event, t))
@@ -186,18 +192,23 @@ class EventPipeline:
         payload: PayloadDict,
         ack: AckId | None,
         previous: asyncio.Task[Any] | None,
+        definition: EventDefinition | None,
     ) -> None:
         conn = rt.conn
         try:
             if previous is not None and not previous.done():
                 # ordered=True: wait for this connection's previous message of the same event
                 await asyncio.wait([previous])
-            _HANDLER_RESULT.set(None)
-            result = await self.chain(conn, event, payload)
-            if result is None:
-                # A middleware that awaits next_handler without returning its value
-                # must not swallow the handler's ack.
-                result = _HANDLER_RESULT.get()
+            chain = self.chain
+            if chain is None:
+                result = await self._handle(conn, event, payload, definition)
+            else:
+                _HANDLER_RESULT.set(None)
+                result = await chain(conn, event, payload)
+                if result is None:
+                    # A middleware that awaits next_handler without returning its value
+                    # must not swallow the handler's ack.
+                    result = _HANDLER_RESULT.get()
             if ack is not None and result is not None:
                 rt.reply(ack, envelope.encode_ack(ack, result))
         except asyncio.CancelledError:
@@ -237,8 +248,19 @@ class EventPipeline:
             rt.release_slot()
 
     async def _dispatch(self, conn: Connection, event: EventName, payload: PayloadDict) -> Any:
-        """The end of the middleware chain: lookup, validation, dependencies, handler."""
-        definition = self.registry.get(conn.namespace, event)
+        """The end of the middleware chain: lookup, then ``_handle``."""
+        result = await self._handle(conn, event, payload, self.registry.get(conn.namespace, event))
+        _HANDLER_RESULT.set(result)
+        return result
+
+    async def _handle(
+        self,
+        conn: Connection,
+        event: EventName,
+        payload: PayloadDict,
+        definition: EventDefinition | None,
+    ) -> Any:
+        """Validation, dependencies, handler, and its metrics."""
         if definition is None:
             raise UnknownEventError(f"no handler for event {event!r}", details={"event": event})
         try:
@@ -262,7 +284,6 @@ class EventPipeline:
         finally:
             TALLY.observe(event_metrics.duration, time.perf_counter() - started)
         TALLY.add(event_metrics.ok)
-        _HANDLER_RESULT.set(result)
         return result
 
     @staticmethod
@@ -279,6 +300,8 @@ class EventPipeline:
         params = definition.dependant.params
         if not params:  # the common case: no exit stack, no solver
             result = definition.handler(*args)
+            if type(result) is CoroutineType:  # an ``async def`` handler: no protocol check
+                return await result
             return await result if inspect.isawaitable(result) else result
         async with AsyncExitStack() as stack:
             kwargs = await solve_params(params, SolveContext(conn, event, value, stack))
