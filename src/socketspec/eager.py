@@ -22,11 +22,16 @@ from __future__ import annotations
 import asyncio
 import sys
 import types
-from asyncio import current_task as _current_task
 from asyncio.tasks import _enter_task, _leave_task
 from collections.abc import Coroutine, Generator
 from contextvars import copy_context as _copy_context
 from typing import Any, cast
+
+# The running task of each loop (Python 3.11 keeps it in this dict; asyncio.current_task
+# reads it after a Python-level call of its own). Only the 3.11 path reads it.
+_CURRENT_TASKS: dict[asyncio.AbstractEventLoop, asyncio.Task[Any]] = getattr(
+    asyncio.tasks, "_current_tasks", {}
+)
 
 
 class EagerTask:
@@ -166,7 +171,7 @@ def _start_eagerly(
     context = _copy_context()
     stand_in = EagerTask()
     front = cast("asyncio.Task[Any]", stand_in)
-    outer = _current_task(loop)
+    outer = _CURRENT_TASKS.get(loop)  # asyncio.current_task(loop), without its Python call
     if outer is not None:
         _leave_task(loop, outer)  # the first step is not the caller's task's
     _enter_task(loop, front)
