@@ -721,7 +721,7 @@ class SocketApp:
         rt.stop_session()
         rt.stop_release()  # a replay has nobody to go to now: not a handler to wait for
         parked = self.parked
-        running = rt.tasks - {eager.current_task()}
+        running = set(rt.tasks) - {eager.current_task()}
         if parked is not None and running and not self._shutting_down:
             # The client may come back and resend what these handlers are running: cut
             # between what they did (a broadcast) and their reply, the resend would run it

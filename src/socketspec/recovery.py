@@ -32,6 +32,7 @@ from typing import Any
 
 import orjson
 
+from socketspec import envelope
 from socketspec.errors import ConfigurationError, ErrorCode
 from socketspec.types import AckId, ConnectionId, Namespace, RoomName
 
@@ -295,28 +296,31 @@ class AckCache:
 
     def __init__(self, limit: int, replies: Iterable[tuple[AckId, bytes]] = ()) -> None:
         self.limit = limit
-        self._replies: OrderedDict[AckId, bytes] = OrderedDict()
+        # Made at the first reply: most connections never keep one.
+        self._replies: OrderedDict[AckId, bytes] | None = None
         for ack, frame in replies:
             self.put(ack, frame)
 
     def __len__(self) -> int:
-        return len(self._replies)
+        return len(self._replies) if self._replies is not None else 0
 
     def put(self, ack: AckId, frame: bytes) -> None:
         if self.limit <= 0:
             return
         replies = self._replies
-        replies[ack] = frame
+        if replies is None:
+            replies = self._replies = OrderedDict()
+        replies[ack] = envelope.compact(frame)  # kept for minutes: its own bytes only
         replies.move_to_end(ack)
         while len(replies) > self.limit:
             replies.popitem(last=False)
 
     def get(self, ack: AckId) -> bytes | None:
-        return self._replies.get(ack)
+        return self._replies.get(ack) if self._replies is not None else None
 
     def items(self) -> list[tuple[AckId, bytes]]:
         """Oldest first (the shape a store hands between shards)."""
-        return list(self._replies.items())
+        return list(self._replies.items()) if self._replies is not None else []
 
 
 class ParkedSessions:

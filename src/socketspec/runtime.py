@@ -22,6 +22,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -46,6 +47,7 @@ logger = logging.getLogger("socketspec.connection")
 MAX_INFLIGHT_EVENTS = 64
 
 _WRITABLE = (ConnState.OPEN, ConnState.DRAINING)
+_NO_TASKS: frozenset[asyncio.Task[Any]] = frozenset()
 # Error codes are a fixed set (plus an application's own constants): bound once each.
 _ERROR_COUNTERS: dict[str, Counter] = {}
 
@@ -109,7 +111,9 @@ class ConnectionRuntime:
         self.loop = asyncio.get_running_loop()
         self.inflight = 0  # handler slots in use, at most MAX_INFLIGHT_EVENTS
         self._slot_waiters: list[Callable[[], None]] | None = None
-        self.tasks: set[asyncio.Task[Any]] = set()
+        # The handlers that suspended, running in their tasks; a set once there is one (most
+        # handlers finish in their first step and an empty set costs 200 bytes).
+        self.tasks: AbstractSet[asyncio.Task[Any]] = _NO_TASKS
         self.ordered_tails: dict[EventName, asyncio.Task[Any]] = {}
         self._session_timer: asyncio.TimerHandle | None = None
         # A transport that queues frames within a loop iteration (the shard's protocol)
@@ -282,8 +286,11 @@ class ConnectionRuntime:
         runs the rest, kept in ``tasks`` until it ends, or None when it is already done."""
         task = eager.start(self.loop, coro)
         if task is not None:
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            tasks = self.tasks
+            if not isinstance(tasks, set):
+                tasks = self.tasks = set()
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
         return task
 
     def cancel_tasks(self) -> None:
