@@ -19,12 +19,14 @@ a warm-up):
 - (b) echo mode (``ShardContext`` without an app): parse, frame each reply, queue it,
   flush the batch in one write, one loop iteration per batch;
 - (c) the full app path: (b) with the application instead of the echo (decode, admit,
-  one handler task per message, the handler's ``conn.emit``, metrics tally).
+  the handler run in its first step by ``socketspec.eager`` (no task: it does not
+  suspend), the handler's ``conn.emit``, metrics tally).
 
 Then costs measured in isolation (``timeit``, CPU time, median of ``--repeat``):
 ``envelope.decode`` of the message, the echo definition's ``parse_payload`` (and, for
 reference, pydantic validating the same payload into a model, which this app does not
-do), ``envelope.encode`` of the reply, creating and running one asyncio task, one loop
+do), ``envelope.encode`` of the reply, one ``eager.start`` of a handler that finishes at
+once (and, for reference, creating and running one asyncio task instead), one loop
 iteration, one ``TALLY.add`` and ``TALLY.observe``, and ``protocol.write`` of one
 envelope. Prints a markdown table (µs per message, share of the full app path) and
 writes it to ``--markdown`` (default bench/results/breakdown.md). About 10 s.
@@ -60,7 +62,7 @@ from bench_app import socket as bench_app  # noqa: E402
 from generator import DIALECTS, OP_TEXT, SOCKETSPEC, client_frame, echo_payload  # noqa: E402
 from servers import source_revision  # noqa: E402
 
-from socketspec import envelope, metrics  # noqa: E402
+from socketspec import eager, envelope, metrics  # noqa: E402
 from socketspec.metrics import TALLY  # noqa: E402
 from socketspec.server.codec import FrameReader  # noqa: E402
 from socketspec.server.config import ServerConfig  # noqa: E402
@@ -274,6 +276,21 @@ async def loop_costs(messages: int, repeat: int) -> tuple[float, float]:
     return task * 1e6, iteration * 1e6
 
 
+def eager_cost(messages: int, repeat: int) -> float:
+    """µs per ``eager.start`` of a handler that finishes in its first step (what
+    ``rt.spawn`` does for such a handler: no task)."""
+    loop = asyncio.get_running_loop()
+    start = eager.start
+    samples = []
+    for _ in range(repeat + 1):
+        gc.collect()
+        started = time.process_time()
+        for _ in range(messages):
+            start(loop, nothing())
+        samples.append((time.process_time() - started) / messages)
+    return median_us(samples[1:])
+
+
 class EchoPayload(BaseModel):
     user: str
     text: str
@@ -314,6 +331,7 @@ async def isolated(raw: str, repeat: int) -> dict[str, float]:
         "tally_observe": per_call("observe(histogram, 0.00002)", names, number, repeat),
     }
     costs["task"], costs["iteration"] = await loop_costs(40_000, repeat)
+    costs["eager"] = eager_cost(40_000, repeat)
     # protocol.write of one envelope: a fresh bytes object each time (the frame cache
     # only saves the framing of the very object it framed last, as in a broadcast).
     protocol, transport = await open_protocol(bench_app)
@@ -356,7 +374,7 @@ async def measure(messages: int, repeat: int) -> tuple[list[Row], dict[str, Any]
         costs["decode"]
         + costs["parse_payload"]
         + costs["encode"]
-        + costs["task"]
+        + costs["eager"]
         + TALLY_ADDS * costs["tally_add"]
         + costs["tally_observe"]
         + costs["write"]
@@ -391,10 +409,9 @@ async def measure(messages: int, repeat: int) -> tuple[list[Row], dict[str, Any]
             costs["encode"],
         ),
         Row(
-            "isolated: create and run one asyncio task on uvloop",
-            costs["task"],
-            f"kept in a set until done (as `rt.spawn`); {BATCH} per loop iteration, "
-            "the iteration not counted",
+            "isolated: `eager.start` of a handler that finishes in its first step",
+            costs["eager"],
+            "what `rt.spawn` costs such a handler (bench_app's `echo`): no task",
         ),
         Row(
             "isolated: one `TALLY.add`",
@@ -414,7 +431,8 @@ async def measure(messages: int, repeat: int) -> tuple[list[Row], dict[str, Any]
         Row(
             "sum of the isolated costs of the app layer",
             itemised,
-            f"decode + parse_payload + encode + task + {TALLY_ADDS:g} × add + observe + write; "
+            f"decode + parse_payload + encode + eager start + {TALLY_ADDS:g} × add + observe "
+            "+ write; "
             "write partly repeats what echo mode does too",
         ),
         Row(
@@ -427,6 +445,13 @@ async def measure(messages: int, repeat: int) -> tuple[list[Row], dict[str, Any]
             "for reference: one loop iteration (`await asyncio.sleep(0)`), per message",
             per_message_iteration,
             f"{costs['iteration']:.2f} µs per iteration, one per batch of {BATCH}; in (b), (c)",
+        ),
+        Row(
+            "for reference: create and run one asyncio task on uvloop",
+            costs["task"],
+            f"what a handler that suspends costs besides; kept in a set until done (as "
+            f"`rt.spawn`); {BATCH} per loop iteration, the iteration not counted",
+            share=False,
         ),
         Row(
             "for reference: `orjson.loads` of the message as `str` (what decode gets)",

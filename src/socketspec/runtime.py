@@ -1,8 +1,8 @@
 """The connection runtime: the application half of a connection actor.
 
 Owns everything about one live connection that is not protocol bytes: its
-state machine, its session clock and the one timer handle that drives it (no
-task per connection: an idle connection costs a handle, not a coroutine), its
+state machine, its session clock and the one deadline of it filed in the loop's
+timer wheel (``socketspec.timers``: no task and no timer handle per connection), its
 rate-limit bucket, its in-flight handler tasks (bounded: the count of slots
 and the callbacks waiting for one; per-event ordering for ``ordered=True``
 handlers), the outbound side of ``emit``, the replies to its acked messages
@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from prometheus_client import Counter
 from pydantic import BaseModel
 
-from socketspec import eager, envelope, metrics
+from socketspec import eager, envelope, metrics, timers
 from socketspec.connection import Connection
 from socketspec.errors import CloseCode, ErrorCode, SystemEvent
 from socketspec.metrics import TALLY
@@ -109,13 +109,16 @@ class ConnectionRuntime:
         self.session_config = session
         self.clock: SessionClock | None = None
         self.loop = asyncio.get_running_loop()
+        self._wheel = timers.wheel_for(self.loop)
         self.inflight = 0  # handler slots in use, at most MAX_INFLIGHT_EVENTS
         self._slot_waiters: list[Callable[[], None]] | None = None
         # The handlers that suspended, running in their tasks; a set once there is one (most
         # handlers finish in their first step and an empty set costs 200 bytes).
         self.tasks: AbstractSet[asyncio.Task[Any]] = _NO_TASKS
         self.ordered_tails: dict[EventName, asyncio.Task[Any]] = {}
-        self._session_timer: asyncio.TimerHandle | None = None
+        # The slot of the session's next deadline in the loop's timer wheel (no timer
+        # handle of its own: ``socketspec.timers``); None while none is filed.
+        self._session_slot: int | None = None
         # A transport that queues frames within a loop iteration (the shard's protocol)
         # flushes them when the last handler of a burst ends: the replies leave one loop
         # iteration sooner, yet in one write per burst (it declines under load, where
@@ -312,24 +315,24 @@ class ConnectionRuntime:
 
     def stop_session(self) -> None:
         self.clock = None
-        if self._session_timer is not None:
-            self._session_timer.cancel()
-            self._session_timer = None
+        if self._session_slot is not None:
+            self._wheel.cancel(self._session_slot, self._on_session_timer)
+            self._session_slot = None
 
     def _schedule_session(self) -> None:
-        """Arm the timer for the clock's next deadline (replacing any armed one)."""
-        if self._session_timer is not None:
-            self._session_timer.cancel()
-            self._session_timer = None
+        """File the clock's next deadline in the wheel (replacing any filed one)."""
+        if self._session_slot is not None:
+            self._wheel.cancel(self._session_slot, self._on_session_timer)
+            self._session_slot = None
         clock = self.clock
         if clock is None or clock.finished:
             return
         deadline = clock.next_deadline()
         if deadline is not None:
-            self._session_timer = self.loop.call_at(deadline, self._on_session_timer)
+            self._session_slot = self._wheel.schedule(deadline, self._on_session_timer)
 
     def _on_session_timer(self) -> None:
-        self._session_timer = None
+        self._session_slot = None
         clock = self.clock
         if clock is None:
             return
