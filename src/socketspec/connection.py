@@ -95,6 +95,7 @@ class Connection:
     _emit_fn: EmitCallable | None = field(default=None, repr=False, compare=False)
     _disconnect_fn: DisconnectCallable | None = field(default=None, repr=False, compare=False)
     _touched_at: float = field(default=float("-inf"), repr=False, compare=False)
+    _stamp: datetime | None = field(default=None, repr=False, compare=False)
 
     async def emit(self, event: EventName, payload: PayloadDict | BaseModel) -> None:
         """Send ``event`` with ``payload`` (a dict or a pydantic model) to this connection.
@@ -127,9 +128,10 @@ class Connection:
         millisecond per connection (reading it for every message is a measurable share of
         a small message's cost)."""
         now = time.monotonic()
-        if now - self._touched_at >= TOUCH_RESOLUTION:
+        # (A value set from outside, which is not the one stamped here, is replaced at once.)
+        if now - self._touched_at >= TOUCH_RESOLUTION or self.last_active is not self._stamp:
             self._touched_at = now
-            self.last_active = utcnow()
+            self.last_active = self._stamp = utcnow()
 
     def __hash__(self) -> int:
         return hash(self.id)

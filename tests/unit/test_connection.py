@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -123,3 +124,26 @@ def test_connection_hashable_by_id() -> None:
     a.rooms.add("lobby")  # mutating does not change the hash
     assert a in s
     assert {a: 1}[a] == 1
+
+
+def test_touch_stamps_last_active_to_the_millisecond() -> None:
+    long_ago = datetime(2000, 1, 1, tzinfo=UTC)
+    conn = make_conn(when=long_ago)
+    before = datetime.now(UTC)
+    conn.touch()
+    first = conn.last_active
+    assert first >= before
+    conn.touch()  # within the millisecond: the clock is not read again
+    assert conn.last_active is first
+    time.sleep(0.002)
+    conn.touch()
+    assert conn.last_active > first
+
+
+def test_touch_replaces_a_value_set_from_outside_at_once() -> None:
+    conn = make_conn()
+    conn.touch()
+    long_ago = datetime(2000, 1, 1, tzinfo=UTC)
+    conn.last_active = long_ago
+    conn.touch()
+    assert conn.last_active > long_ago
