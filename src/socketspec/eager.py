@@ -32,6 +32,7 @@ from typing import Any, cast
 _CURRENT_TASKS: dict[asyncio.AbstractEventLoop, asyncio.Task[Any]] = getattr(
     asyncio.tasks, "_current_tasks", {}
 )
+_new = object.__new__
 
 
 class EagerTask:
@@ -46,54 +47,64 @@ class EagerTask:
     same task before and after.
     """
 
+    # Made without ``__init__`` (``_new``), for every handler: the slots stay unset until
+    # used, and a class attribute stands for each while it is.
     __slots__ = ("__weakref__", "_cancel_message", "_cancels", "task")
 
-    def __init__(self) -> None:
-        self._cancels = 0
-        self._cancel_message: Any = None
-        self.task: asyncio.Task[Any] | None = None
-
     def cancel(self, msg: Any = None) -> bool:
-        if self.task is not None:
-            return self.task.cancel(msg)
-        self._cancels += 1
+        task = self._task()
+        if task is not None:
+            return task.cancel(msg)
+        self._cancels = self.cancelling() + 1
         self._cancel_message = msg
         return True
 
     def cancelling(self) -> int:
-        return self.task.cancelling() if self.task is not None else self._cancels
+        task = self._task()
+        if task is not None:
+            return task.cancelling()
+        return int(getattr(self, "_cancels", 0))
 
     def uncancel(self) -> int:
-        if self.task is not None:
-            return self.task.uncancel()
-        if self._cancels > 0:
-            self._cancels -= 1
+        task = self._task()
+        if task is not None:
+            return task.uncancel()
+        self._cancels = max(0, self.cancelling() - 1)
         return self._cancels
 
     def done(self) -> bool:
-        return self.task.done() if self.task is not None else False
+        task = self._task()
+        return task.done() if task is not None else False
 
     def get_loop(self) -> asyncio.AbstractEventLoop:
-        return self.task.get_loop() if self.task is not None else asyncio.get_running_loop()
+        task = self._task()
+        return task.get_loop() if task is not None else asyncio.get_running_loop()
 
     @property
     def _fut_waiter(self) -> Any:  # read by anyio when it delivers a cancellation
-        return getattr(self.task, "_fut_waiter", None)
+        return getattr(self._task(), "_fut_waiter", None)
 
     def __getattr__(self, name: str) -> Any:
-        task = object.__getattribute__(self, "task")
+        if name in EagerTask.__slots__:  # an unset slot
+            raise AttributeError(name)
+        task = self._task()
         if task is None:
             raise AttributeError(f"{name!r}: the coroutine has not suspended yet, no task")
         return getattr(task, name)
 
+    def _task(self) -> asyncio.Task[Any] | None:
+        task: asyncio.Task[Any] | None = getattr(self, "task", None)
+        return task
+
     def pending(self) -> BaseException | None:
         """What a cancellation asked for during the first step throws into the coroutine."""
-        return asyncio.CancelledError(self._cancel_message) if self._cancels else None
+        if not self.cancelling():
+            return None
+        return asyncio.CancelledError(getattr(self, "_cancel_message", None))
 
     def bind(self, task: asyncio.Task[Any]) -> None:
         """The real task carries on; from now on everything is asked of it."""
         self.task = task
-        self._cancels = 0
 
 
 def current_task() -> asyncio.Task[Any] | None:
@@ -101,7 +112,7 @@ def current_task() -> asyncio.Task[Any] | None:
     place of an ``EagerTask``: what sets of tasks are compared with."""
     current: Any = asyncio.current_task()
     if isinstance(current, EagerTask):
-        return current.task
+        return current._task()
     task: asyncio.Task[Any] | None = current
     return task
 
@@ -169,12 +180,12 @@ def _start_eagerly(
 ) -> asyncio.Task[Any] | None:
     """Python 3.11: the first step here, with an ``EagerTask`` as the current task."""
     context = _copy_context()
-    stand_in = EagerTask()
-    front = cast("asyncio.Task[Any]", stand_in)
-    outer = _CURRENT_TASKS.get(loop)  # asyncio.current_task(loop), without its Python call
-    if outer is not None:
-        _leave_task(loop, outer)  # the first step is not the caller's task's
-    _enter_task(loop, front)
+    stand_in: EagerTask = _new(EagerTask)
+    # The loop's current task, set and restored in asyncio's own table (what _enter_task
+    # and _leave_task do, without their calls): the first step is not the caller's task's.
+    current = _CURRENT_TASKS
+    outer = current.get(loop)
+    current[loop] = stand_in  # type: ignore[assignment]
     try:
         yielded = context.run(coro.send, None)
     except StopIteration:
@@ -186,9 +197,10 @@ def _start_eagerly(
             _report(loop, exc, coro)
         return None
     finally:
-        _leave_task(loop, front)
-        if outer is not None:
-            _enter_task(loop, outer)
+        if outer is None:
+            del current[loop]
+        else:
+            current[loop] = outer
     swap = _Swap(loop, stand_in)
     task = loop.create_task(_rest(coro, yielded, swap, stand_in.pending()), context=context)
     stand_in.bind(task)

@@ -41,7 +41,9 @@ class TimerWheel:
     __slots__ = ("__weakref__", "_armed", "_handle", "_heap", "_loop", "_slots")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        # Weakly: the wheel is the loop's (a value of ``_WHEELS``, keyed by the loop), and
+        # must not keep its loop alive.
+        self._loop = weakref.ref(loop)
         self._slots: dict[int, dict[Callable[[], object], None]] = {}
         self._heap: list[int] = []  # slot numbers; a cancelled slot's stays until popped
         self._handle: asyncio.TimerHandle | None = None
@@ -82,15 +84,19 @@ class TimerWheel:
                 return
             self._handle.cancel()
             self._handle = None
-        if heap:
+        loop = self._loop()
+        if heap and loop is not None:
             self._armed = heap[0]
-            self._handle = self._loop.call_at(self._armed * RESOLUTION, self._fire)
+            self._handle = loop.call_at(self._armed * RESOLUTION, self._fire)
 
     def _fire(self) -> None:
         self._handle = None
+        loop = self._loop()
+        if loop is None:
+            return
         slots = self._slots
         heap = self._heap
-        last = math.floor(self._loop.time() / RESOLUTION)
+        last = math.floor(loop.time() / RESOLUTION)
         ready: list[int] = []
         while heap and heap[0] <= last:
             slot = heapq.heappop(heap)
@@ -106,7 +112,7 @@ class TimerWheel:
                 try:
                     callback()
                 except Exception as exc:  # one failing deadline never stops the others
-                    self._loop.call_exception_handler(
+                    loop.call_exception_handler(
                         {"message": f"timer callback {callback!r} raised", "exception": exc}
                     )
             if slots.get(slot) is callbacks:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from typing import Any
 
-from socketspec import timers
 from socketspec.timers import RESOLUTION, TimerWheel, wheel_for
 
 
@@ -144,13 +145,14 @@ def test_a_raising_callback_is_reported_and_the_others_run() -> None:
     asyncio.run(main())
 
 
-def test_one_wheel_per_loop() -> None:
-    async def main() -> TimerWheel:
+def test_one_wheel_per_loop_gone_with_its_loop() -> None:
+    async def main() -> weakref.ref[TimerWheel]:
         loop = asyncio.get_running_loop()
         assert wheel_for(loop) is wheel_for(loop)
-        return wheel_for(loop)
+        return weakref.ref(wheel_for(loop))
 
     first = asyncio.run(main())
     second = asyncio.run(main())
     assert first is not second
-    assert len(timers._WHEELS) <= 2  # the loops' wheels go with their loops
+    gc.collect()
+    assert first() is None and second() is None  # the wheel does not keep its loop alive
