@@ -86,7 +86,8 @@ connections_refused = Counter(
 )
 handshake_timeouts = Counter(
     PREFIX + "handshake_timeouts_total",
-    "Connections dropped because their HTTP upgrade was not complete within --handshake-timeout.",
+    "Connections dropped because their HTTP upgrade was not complete within "
+    "--handshake-timeout.",
 )
 
 # -- events -------------------------------------------------------------------------------------

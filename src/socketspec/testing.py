@@ -437,7 +437,6 @@ class TestClient:
             if refusals:
                 exc.error = refusals[0].get("payload") or {}
             raise
-
         async def reconnect(state: RecoveryState) -> TestConnection:
             return await self._open(
                 query_params=query_params,

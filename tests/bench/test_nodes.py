@@ -22,7 +22,6 @@ NODES = REPO / "bench" / "nodes.py"
 TIMEOUT = 120.0
 CLEAN_EXITS = (0, -15)
 
-
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench-nodes")

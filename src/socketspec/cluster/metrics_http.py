@@ -109,7 +109,9 @@ def answer(token: str | None, headers: Mapping[str, str], query: Mapping[str, st
     a token 401 (with the scheme to use), with a wrong one 403."""
     if not authorized(token, headers, query):
         if offered_tokens(headers, query):
-            return Scrape(403, b"the metrics token is wrong\n", b"text/plain; charset=utf-8", [])
+            return Scrape(
+                403, b"the metrics token is wrong\n", b"text/plain; charset=utf-8", []
+            )
         return Scrape(
             401, b"a metrics token is required\n", b"text/plain; charset=utf-8", UNAUTHORIZED
         )

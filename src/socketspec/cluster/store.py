@@ -820,7 +820,8 @@ class ClusterRoomStore(RoomStore):
 
     def _home_members(self, room: RoomName) -> list[tuple[str, int, dict[str, Any]]]:
         return [
-            (conn_id, shard, info) for conn_id, (shard, _, info) in self._home.members(room).items()
+            (conn_id, shard, info)
+            for conn_id, (shard, _, info) in self._home.members(room).items()
         ]
 
     def _home_publish(
@@ -1153,7 +1154,9 @@ class ClusterRoomStore(RoomStore):
         if remote is None:
             self.links.send_to_instance(peer, generation, Reply(message.request, count))
         else:
-            self._answer_later(peer, message.request, _with_remote(count, remote), generation)
+            self._answer_later(
+                peer, message.request, _with_remote(count, remote), generation
+            )
 
     def _forward_publish(self, peer: int, generation: int, message: Publish) -> None:
         """Hand a broadcast to our successor, the room's home now. Request ids are per
@@ -1515,7 +1518,9 @@ def _history_sync(history: RoomHistory) -> HistorySync:
     )
 
 
-def _with_older(history: RoomHistory, since: Position, older: list[HistoryEntry]) -> Replay:
+def _with_older(
+    history: RoomHistory, since: Position, older: list[HistoryEntry]
+) -> Replay:
     """A replay from the messages kept across nodes (after ``since``, oldest first) and
     the ring's later ones; a gap unless together they run unbroken from ``since``."""
     latest = history.position

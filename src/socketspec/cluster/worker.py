@@ -161,3 +161,4 @@ async def kick(app: SocketApp, conn_id: str, reason: str) -> None:
     runtime = app.runtime(conn_id)
     if runtime is not None:
         await app.close_connection(runtime.conn, CloseCode.NORMAL, reason)
+

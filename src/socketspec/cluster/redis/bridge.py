@@ -105,7 +105,6 @@ _UNDELIVERED_REMOTE = metrics.broadcasts.labels(path="undelivered_remote")
 _PUBLISHED = {kind: metrics.redis_published.labels(kind=kind) for kind in ("room", "all", "direct")}
 _RECEIVED = {kind: metrics.redis_received.labels(kind=kind) for kind in ("room", "all", "direct")}
 
-
 class BridgeState(Enum):
     CONNECTING = "connecting"
     UP = "up"
@@ -398,7 +397,9 @@ class RedisBridge:
                         self._dispatch(message["channel"], message["data"])
                     elif kind == "subscribe":
                         self._confirmed(message["channel"])
-                    message = await pubsub.get_message(ignore_subscribe_messages=False, timeout=0.0)
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=False, timeout=0.0
+                    )
         finally:
             failed.cancel()
             if reading is not None and not reading.done():
