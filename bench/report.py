@@ -271,6 +271,21 @@ def runs_table(meta: dict[str, Any], summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _run_line(
+    meta: dict[str, Any], options: dict[str, Any], placement: str, m: dict[str, Any]
+) -> list[str]:
+    return [
+        f"{meta['started'][:16].replace('T', ' ')} UTC; `{meta['command']}`; "
+        f"socketspec at {meta['socketspec_source']}; medians over {meta['runs']} run"
+        + ("s" if meta["runs"] > 1 else "")
+        + f" of {options['duration']:g} s measured (after {options['warmup']:g} s of warm-up), "
+        f"a fresh server per run; {placement}. Machine: {m.get('cores')} cores, "
+        f"{m.get('cpu', 'unknown CPU')}, Linux {m.get('kernel')}, Python {m.get('python')}. "
+        f"The whole run took {meta.get('seconds', 0) / 60:.1f} minutes.",
+        "",
+    ]
+
+
 def results_markdown(meta: dict[str, Any], summary: dict[str, Any], title: bool) -> str:
     """The results part: shared by the results file and docs/performance.md."""
     options = meta["options"]
@@ -311,16 +326,17 @@ def results_markdown(meta: dict[str, Any], summary: dict[str, Any], title: bool)
         ]
     if failing:
         lines += ["**Problems** in: " + ", ".join(failing) + " (table at the end).", ""]
-    lines += [
-        f"{meta['started'][:16].replace('T', ' ')} UTC; `{meta['command']}`; "
-        f"socketspec at {meta['socketspec_source']}; medians over {meta['runs']} run"
-        + ("s" if meta["runs"] > 1 else "")
-        + f" of {options['duration']:g} s measured (after {options['warmup']:g} s of warm-up), "
-        f"a fresh server per run; {placement}. Machine: {m.get('cores')} cores, "
-        f"{m.get('cpu', 'unknown CPU')}, Linux {m.get('kernel')}, Python {m.get('python')}. "
-        f"The whole run took {meta.get('seconds', 0) / 60:.1f} minutes.",
-        "",
-    ]
+    if set(meta["workloads"]) == {"capacity"}:
+        lines += [
+            f"{meta['started'][:16].replace('T', ' ')} UTC; `{meta['command']}`; "
+            f"socketspec at {meta['socketspec_source']}; {meta['runs']} run"
+            + ("s" if meta["runs"] > 1 else "")
+            + f", nothing pinned. Machine: {m.get('cores')} cores, "
+            f"{m.get('cpu', 'unknown CPU')}, Linux {m.get('kernel')}, Python {m.get('python')}. "
+            f"The whole run took {meta.get('seconds', 0) / 60:.1f} minutes.",
+        ]
+    else:
+        lines += _run_line(meta, options, placement, m)
     compared = any(workload in meta["workloads"] for workload, *_ in MEASURES)
     if compared:
         lines += [
@@ -366,13 +382,17 @@ def results_markdown(meta: dict[str, Any], summary: dict[str, Any], title: bool)
         if reasons:
             lines += ["", "More shards than asked: " + "; ".join(reasons) + "."]
     lines += ["", "Runs:", "", *runs_table(meta, summary), ""]
-    lines += ["Versions: " + versions_line(meta["versions"]), ""]
+    found = meta["versions"]
+    if set(meta["workloads"]) == {"capacity"}:
+        found = {"socketspec": found.get("socketspec", {})}
+    lines += ["Versions: " + versions_line(found), ""]
     return "\n".join(lines)
 
 
 def versions_line(found: dict[str, Any]) -> str:
     keep = {
         "socketspec": ("socketspec", "uvloop", "orjson", "wsproto"),
+        "picows": ("picows", "uvloop", "orjson"),
         "websockets": ("websockets", "uvloop", "orjson"),
         "python-socketio": ("python-socketio", "python-engineio", "uvicorn", "websockets"),
         "fastapi": ("fastapi", "starlette", "uvicorn", "websockets"),
@@ -393,6 +413,7 @@ def versions_line(found: dict[str, Any]) -> str:
 
 COLOURS = {
     "socketspec": "#2b6cb0",
+    "picows": "#c05621",
     "websockets": "#9c9c9c",
     "python-socketio": "#d69e2e",
     "fastapi": "#38a169",
