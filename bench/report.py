@@ -424,7 +424,7 @@ FLOOR_HATCH = "///"
 
 def tick(server: str) -> str:
     """A server's name under its bar: the floor's label on two lines."""
-    return display(server).replace(" (", "\n(")
+    return display(server).replace(" (", "\n(").replace("python-", "python-\n")
 
 
 def mark_floor(patches: Any, names: list[str]) -> None:
@@ -531,12 +531,12 @@ def draw_charts(meta: dict[str, Any], summary: dict[str, Any], docs: Path) -> li
 
     workloads = meta["workloads"]
     if "echo" in workloads:
-        figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+        figure, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
         bars(left, "echo", "messages_per_s", "messages/s (more is better)")
         bars(right, "echo", "server_cpu_us_per_message", "server µs CPU / message (less is better)")
         save(figure, "perf-echo.png", titles["echo"])
     if "broadcast" in workloads or "shards" in workloads:
-        figure, axes = plt.subplots(2, 2, figsize=(9, 7))
+        figure, axes = plt.subplots(2, 2, figsize=(11, 7.4))
         if "broadcast" in workloads:
             bars(axes[0][0], "broadcast", "deliveries_per_s", "deliveries/s (more is better)")
             bars(
@@ -573,12 +573,12 @@ def draw_charts(meta: dict[str, Any], summary: dict[str, Any], docs: Path) -> li
             axes[1][0].set_title("cross-shard broadcast (socketspec)", fontsize=9)
         save(figure, "perf-broadcast.png", "Room broadcast")
     if "idle" in workloads:
-        figure, axis = plt.subplots(figsize=(6, 3.6))
+        figure, axis = plt.subplots(figsize=(7, 3.8))
         bars(axis, "idle", "kib_per_connection", "KiB / idle connection (less is better)")
         save(figure, "perf-memory.png", titles["idle"])
     present = [w for w in ("latency", "broadcast", "fanout") if w in workloads]
     if present:
-        figure, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.8))
+        figure, axes = plt.subplots(1, len(present), figsize=(5 * len(present), 4))
         for axis, workload in zip(axes if len(present) > 1 else [axes], present, strict=True):
             grouped(axis, workload, titles[workload])
         save(figure, "perf-latency.png", "Latency p50 / p99 (less is better)")
