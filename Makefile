@@ -59,9 +59,9 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
-# socketspec beside python-socketio, websockets, FastAPI and the floor of a bare uvloop protocol
-# (each peer in its own venv under .cache/bench/), 3 runs of every workload, then 1 and 2
-# shards; about 13 minutes on 2 cores.
+# socketspec beside picows, python-socketio, websockets, FastAPI and the floor of a bare uvloop
+# protocol (each peer in its own venv under .cache/bench/), 3 runs of every workload, then 1
+# and 2 shards; about 12 minutes on 2 cores. The capacity workload is `make bench-capacity`.
 # Writes bench/results/<date>.json and .md, bench/results/latest.md, docs/perf-*.png and the
 # results in docs/performance.md. Options: make bench BENCH_ARGS="--runs 1 --servers socketspec".
 bench: $(BENCH_STAMP)

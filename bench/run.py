@@ -1,5 +1,5 @@
-"""The benchmark harness: socketspec beside python-socketio, websockets and FastAPI,
-and above the floor of a bare uvloop protocol.
+"""The benchmark harness: socketspec beside picows, python-socketio, websockets and
+FastAPI, and above the floor of a bare uvloop protocol.
 
     make bench
     .venv/bin/python bench/run.py [--runs 3] [--duration 5] [--servers a,b] [--workloads a,b]
@@ -10,6 +10,8 @@ Servers (each a fresh process per run of a workload, serving the same three even
 
 - ``socketspec``: ``socketspec-cluster bench_app:socket --workers 1 --port 0
   --metrics-port 0`` from bench/apps (bench/apps/bench_app.py);
+- ``picows``: picows (Cython), a ``WSListener`` per connection, ``WSTransport.send`` to
+  each member (bench/peers/picows_app.py);
 - ``websockets``: the websockets library with ``websockets.broadcast()``
   (bench/peers/websockets_app.py);
 - ``python-socketio``: an ``AsyncServer`` on uvicorn (bench/peers/socketio_app.py);
@@ -29,6 +31,14 @@ Workloads (bench/workloads.py): ``echo``, ``latency``, ``broadcast``, ``fanout``
 load generator, on core 1 (taskset, sched_setaffinity), except clusters of more than one
 shard, which run on every core. Runs are interleaved (run 1 of every workload and
 server, then run 2, ...) so that a slow spell of the machine hits them all alike.
+
+``capacity`` (bench/capacity.py), only when named in ``--workloads``: one room of
+``--levels`` members (10,000, 50,000 and 100,000), a fresh cluster of
+``--capacity-shards`` shards each (more where the descriptor limit needs them), opened by
+several generator processes from their own loopback addresses; connect rate, memory per
+connection with the kernel's, and ``--broadcasts`` broadcasts to every member, one at a
+time. Nothing pinned. Its results go to bench/results/capacity-latest.md and their own
+part of docs/performance.md when it runs alone.
 
 Output: one JSON line per run on stdout; bench/results/<date>.json (every run, raw, and
 the medians), bench/results/<date>.md and bench/results/latest.md (medians over the runs
