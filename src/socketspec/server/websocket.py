@@ -21,6 +21,8 @@ three) or building frames (``frames``).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -92,8 +94,9 @@ class Upgrade:
 
 def negotiate_upgrade(head: http.RequestHead, *, compression: bool) -> Upgrade | bytes:
     """The ``Upgrade`` for a WebSocket request head, or the HTTP response refusing it
-    (426 for another protocol version, 400 for a bad handshake). wsproto validates the
-    request and negotiates permessage-deflate; the frames after the 101 are this module's."""
+    (426 for another protocol version, 400 for a bad handshake). A plain request that
+    passes wsproto's checks is answered here (``_plain_upgrade``); wsproto validates the
+    rest and negotiates permessage-deflate; the frames after the 101 are this module's."""
     if head.header_map.get("sec-websocket-version") != "13":
         # RFC 6455 section 4.4: name the version this server speaks.
         return http.response(
@@ -101,6 +104,14 @@ def negotiate_upgrade(head: http.RequestHead, *, compression: bool) -> Upgrade |
             b"unsupported WebSocket version; this server speaks 13\n",
             extra=[(b"sec-websocket-version", b"13")],
         )
+    accepted = _plain_upgrade(head, compression=compression)
+    if accepted is not None:
+        return accepted
+    return _wsproto_upgrade(head, compression=compression)
+
+
+def _wsproto_upgrade(head: http.RequestHead, *, compression: bool) -> Upgrade | bytes:
+    """wsproto's validation and permessage-deflate negotiation: the 101, or the refusal."""
     ws = WSConnection(ConnectionType.SERVER)
     try:
         ws.initiate_upgrade_connection(head.headers, head.target)
@@ -123,6 +134,37 @@ def negotiate_upgrade(head: http.RequestHead, *, compression: bool) -> Upgrade |
             server_max_window_bits=deflate.server_max_window_bits,
         )
     return Upgrade(response, params)
+
+
+def _plain_upgrade(head: http.RequestHead, *, compression: bool) -> Upgrade | None:
+    """The common upgrade without wsproto: a request that passes every check wsproto
+    makes of a head handed to it (``Connection: upgrade``, ``Upgrade: websocket``, a key,
+    a host; the version was checked before; wsproto is given the head as a GET) and asks
+    for no extension this server would negotiate, answered with the same 101, byte for
+    byte. None for anything else: wsproto then decides, with its own refusals. A second
+    parse of the head by wsproto and h11 was a seventh of the cost of opening a
+    connection."""
+    headers = head.header_map
+    key = headers.get("sec-websocket-key")
+    if (
+        key is None
+        or "host" not in headers
+        or headers.get("upgrade", "").lower() != "websocket"
+        or (compression and "sec-websocket-extensions" in headers)
+    ):
+        return None
+    tokens = headers.get("connection", "").split(",")
+    if not any(token.strip().lower() == "upgrade" for token in tokens):
+        return None
+    accept = base64.b64encode(hashlib.sha1(key.encode("latin-1") + _ACCEPT_GUID).digest())
+    return Upgrade(_PLAIN_101 % accept, None)
+
+
+_ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455, section 1.3
+_PLAIN_101 = (
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: %s\r\n\r\n"
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from socketspec.server import frames, http
+from socketspec.server import frames, http, websocket
 from socketspec.server.codec import OVERSIZE, FrameReader
 from socketspec.server.opcodes import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT
 from socketspec.server.websocket import (
@@ -265,6 +265,70 @@ def test_another_protocol_version_is_refused_with_426_naming_13() -> None:
 def test_a_bad_handshake_is_refused_with_400() -> None:
     head = request_head()
     without_key = [(name, value) for name, value in head.headers if name != b"sec-websocket-key"]
-    broken = dataclasses.replace(head, headers=without_key)
+    header_map = {k: v for k, v in head.header_map.items() if k != "sec-websocket-key"}
+    broken = dataclasses.replace(head, headers=without_key, header_map=header_map)
     refusal = negotiate_upgrade(broken, compression=False)
     assert isinstance(refusal, bytes) and refusal.startswith(b"HTTP/1.1 400 ")
+
+
+def raw_head(raw: str) -> http.RequestHead:
+    head = http.RequestHeadReader().feed(raw.encode())
+    assert isinstance(head, http.RequestHead)
+    return head
+
+
+PLAIN_VARIANTS = [
+    "Sec-WebSocket-Protocol: chat, superchat\r\n",
+    "Origin: https://example.org\r\nUser-Agent: test\r\n",
+    "Sec-WebSocket-Extensions: permessage-deflate\r\n",  # with compression off: ignored
+]
+
+
+@pytest.mark.parametrize("extra", PLAIN_VARIANTS)
+def test_the_plain_upgrade_answers_what_wsproto_answers_byte_for_byte(extra: str) -> None:
+    head = request_head(extra)
+    plain = websocket._plain_upgrade(head, compression=False)
+    assert isinstance(plain, Upgrade)
+    assert plain == websocket._wsproto_upgrade(head, compression=False)
+
+
+@pytest.mark.parametrize(
+    "connection, upgrade",
+    [("keep-alive, Upgrade", "websocket"), ("upgrade", "WebSocket"), ("Upgrade ,x", "WEBSOCKET")],
+)
+def test_the_plain_upgrade_takes_tokens_and_case_as_wsproto_does(
+    connection: str, upgrade: str
+) -> None:
+    head = raw_head(
+        f"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: {upgrade}\r\nConnection: {connection}\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    plain = websocket._plain_upgrade(head, compression=False)
+    assert isinstance(plain, Upgrade)
+    assert plain == websocket._wsproto_upgrade(head, compression=False)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # no upgrade token in Connection
+        "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: keep-alive\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        # another protocol in Upgrade
+        "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket, h2c\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        # no key
+        "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n",
+    ],
+)
+def test_what_the_plain_upgrade_does_not_take_wsproto_refuses_with_400(raw: str) -> None:
+    head = raw_head(raw)
+    assert websocket._plain_upgrade(head, compression=False) is None
+    refusal = negotiate_upgrade(head, compression=False)
+    assert isinstance(refusal, bytes) and refusal.startswith(b"HTTP/1.1 400 ")
+
+
+def test_an_extension_offer_with_compression_on_goes_to_wsproto() -> None:
+    head = request_head("Sec-WebSocket-Extensions: permessage-deflate\r\n")
+    assert websocket._plain_upgrade(head, compression=True) is None
