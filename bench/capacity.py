@@ -43,6 +43,7 @@ from typing import Any
 import orjson
 from generator import DIALECTS, SAID, SOCKETSPEC, Stamper, Stats, close_clients, open_clients
 from servers import BIN, ServerError, start_server, tree_cpu_seconds, tree_rss_kib
+from workloads import at
 
 HERE = Path(__file__).resolve().parent
 LEVELS = (10_000, 50_000, 100_000)
@@ -139,13 +140,6 @@ class Generator:
                 self.process.kill()
                 await self.process.wait()
         return answer
-
-
-def at(fraction: float, ordered: list[int]) -> float | None:
-    if not ordered:
-        return None
-    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
-    return round(ordered[index] / 1e6, 2)
 
 
 async def level(members: int, index: int, options: CapacityOptions, limit: int) -> dict[str, Any]:

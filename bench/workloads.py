@@ -122,14 +122,16 @@ def measured(before: Snapshot, after: Snapshot, unit: str, units: str) -> dict[s
     }
 
 
+def at(fraction: float, values: list[int]) -> float | None:
+    """The ``fraction`` percentile of sorted nanoseconds, in milliseconds."""
+    if not values:
+        return None
+    index = min(len(values) - 1, max(0, round(fraction * len(values)) - 1))
+    return round(values[index] / 1e6, 3)
+
+
 def percentiles(stats: Stats) -> dict[str, Any]:
     ordered = sorted(sample for samples in stats.latencies_ns.values() for sample in samples)
-
-    def at(fraction: float, values: list[int]) -> float | None:
-        if not values:
-            return None
-        index = min(len(values) - 1, max(0, round(fraction * len(values)) - 1))
-        return round(values[index] / 1e6, 3)
 
     result: dict[str, Any] = {
         "latency_p50_ms": at(0.50, ordered),

@@ -22,10 +22,9 @@ from __future__ import annotations
 import asyncio
 import sys
 import types
-from asyncio.tasks import _enter_task, _leave_task
 from collections.abc import Coroutine, Generator
 from contextvars import copy_context as _copy_context
-from typing import Any, cast
+from typing import Any
 
 # The running task of each loop (Python 3.11 keeps it in this dict; asyncio.current_task
 # reads it after a Python-level call of its own). Only the 3.11 path reads it.
@@ -48,7 +47,7 @@ class EagerTask:
     """
 
     # Made without ``__init__`` (``_new``), for every handler: the slots stay unset until
-    # used, and a class attribute stands for each while it is.
+    # used, and the methods read an unset one as its default (no task, no cancellation).
     __slots__ = ("__weakref__", "_cancel_message", "_cancels", "task")
 
     def cancel(self, msg: Any = None) -> bool:
@@ -118,25 +117,26 @@ def current_task() -> asyncio.Task[Any] | None:
 
 
 class _Swap:
-    """Makes ``stand_in`` the loop's current task around one step of the coroutine."""
+    """Makes ``stand_in`` the loop's current task around one step of the coroutine, in
+    asyncio's own table (what ``_enter_task`` and ``_leave_task`` do, without their calls;
+    ``_start_eagerly`` does the same inline for the first step, where a call counts)."""
 
     __slots__ = ("loop", "outer", "stand_in")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, stand_in: EagerTask) -> None:
         self.loop = loop
-        self.stand_in = cast("asyncio.Task[Any]", stand_in)
+        self.stand_in: Any = stand_in
         self.outer: asyncio.Task[Any] | None = None
 
     def __enter__(self) -> None:
-        self.outer = asyncio.current_task(self.loop)
-        if self.outer is not None:
-            _leave_task(self.loop, self.outer)
-        _enter_task(self.loop, self.stand_in)
+        self.outer = _CURRENT_TASKS.get(self.loop)
+        _CURRENT_TASKS[self.loop] = self.stand_in
 
     def __exit__(self, *exc_info: object) -> None:
-        _leave_task(self.loop, self.stand_in)
-        if self.outer is not None:
-            _enter_task(self.loop, self.outer)
+        if self.outer is None:
+            del _CURRENT_TASKS[self.loop]
+        else:
+            _CURRENT_TASKS[self.loop] = self.outer
             self.outer = None
 
 
@@ -181,8 +181,8 @@ def _start_eagerly(
     """Python 3.11: the first step here, with an ``EagerTask`` as the current task."""
     context = _copy_context()
     stand_in: EagerTask = _new(EagerTask)
-    # The loop's current task, set and restored in asyncio's own table (what _enter_task
-    # and _leave_task do, without their calls): the first step is not the caller's task's.
+    # The loop's current task, set and restored in asyncio's own table as ``_Swap`` does,
+    # inline: the first step is not the caller's task's.
     current = _CURRENT_TASKS
     outer = current.get(loop)
     current[loop] = stand_in  # type: ignore[assignment]

@@ -21,8 +21,6 @@ three) or building frames (``frames``).
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -30,7 +28,7 @@ from enum import Enum
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request
 from wsproto.extensions import Extension, PerMessageDeflate
-from wsproto.utilities import RemoteProtocolError
+from wsproto.utilities import RemoteProtocolError, generate_accept_token
 
 from socketspec import metrics
 from socketspec.errors import CloseCode
@@ -156,11 +154,9 @@ def _plain_upgrade(head: http.RequestHead, *, compression: bool) -> Upgrade | No
     tokens = headers.get("connection", "").split(",")
     if not any(token.strip().lower() == "upgrade" for token in tokens):
         return None
-    accept = base64.b64encode(hashlib.sha1(key.encode("latin-1") + _ACCEPT_GUID).digest())
-    return Upgrade(_PLAIN_101 % accept, None)
+    return Upgrade(_PLAIN_101 % generate_accept_token(key.encode("latin-1")), None)
 
 
-_ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455, section 1.3
 _PLAIN_101 = (
     b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Accept: %s\r\n\r\n"
